@@ -1,0 +1,1 @@
+"""Built-in SSL methods, one module each; importing a module registers its method."""

@@ -1,0 +1,29 @@
+"""Mean Teacher (Tarvainen & Valpola, NeurIPS 2017).
+
+The student matches the EMA teacher's probabilities on a differently perturbed view of
+every image (labeled and unlabeled); the teacher runs without gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ssl_bench.losses import consistency_mse
+from ssl_bench.method import Batch, LossDict, Method, StepContext
+from ssl_bench.registry import register_method
+
+
+@register_method("mt", aliases=("mean-teacher", "meanteacher"))
+class MeanTeacher(Method):
+    summary = "Mean Teacher: probability consistency with an EMA teacher"
+    needs_teacher = True
+    uses_unlabeled = True
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
+        _, logits = ctx.student(batch.student_view)
+        with torch.no_grad():
+            _, teacher_logits = ctx.teacher(batch.teacher_view)
+        supervised = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
+        consistency = consistency_mse(logits, teacher_logits, ctx.task)
+        total = supervised + ctx.consistency_weight * consistency
+        return {"total": total, "supervised": supervised, "consistency": consistency}

@@ -1,0 +1,266 @@
+"""``ssl-bench``: the command line (run, list).
+
+User mistakes (:class:`UserError`, bad flags) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .config import CHOICES, PRESETS, RunConfig, read_config_file, resolve_config
+from .errors import UserError
+from .registry import dataset_registry, get_method_class, load_plugin, method_registry
+from .splits import labeled_tag, parse_labeled
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (and exit code 2) like every user error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected three numbers like 0.7,0.1,0.2: {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.7,0.1,0.2: {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+#: (flag, config field, type, help). Defaults come from RunConfig and the preset.
+RUN_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--dataset", "dataset", str, "data set name (ssl-bench list --datasets); default digits"),
+    ("--data-root", "data_root", str, "folder of the data set (or $SSL_BENCH_DATA)"),
+    ("--labeled", "labeled", parse_labeled,
+     "labeled images: a fraction in (0, 1] (0.2) or a count (250); default 0.2"),
+    ("--seed", "seed", int, "seed of the split, initialisation and batches; default 0"),
+    ("--split-ratios", "split_ratios", _ratios, "train,val,test fractions; default 0.7,0.1,0.2"),
+    ("--backbone", "backbone", str, "any timm architecture; default resnet10t (cpu preset)"),
+    ("--pretrained", "pretrained", _bool, "ImageNet weights from timm's cache (true/false)"),
+    ("--weights", "weights", str, "local .pth/.safetensors weights file (implies pretrained)"),
+    ("--drop-rate", "drop_rate", float, "dropout before the classifier; default 0.2"),
+    ("--image-size", "image_size", int, "square image size in pixels; default 32 (cpu)"),
+    ("--iterations", "iterations", int, "training steps (instead of --epochs); default 400"),
+    ("--epochs", "epochs", float, "training length in passes over the training part"),
+    ("--batch-size", "batch_size", int, "images per step (labeled + unlabeled); default 48"),
+    ("--labeled-batch-size", "labeled_batch_size", int,
+     "labeled images per step for SSL methods; default 12"),
+    ("--eval-batch-size", "eval_batch_size", int, "images per evaluation batch; default 256"),
+    ("--eval-every", "eval_every", int,
+     "steps between evaluations; 0 = 10 per run (or once per epoch with --epochs)"),
+    ("--optimizer", "optimizer", str, f"one of {', '.join(CHOICES['optimizer'])}; default adam"),
+    ("--lr", "lr", float, "learning rate; default 1e-3 (cpu) / 1e-4 (paper)"),
+    ("--weight-decay", "weight_decay", float, "weight decay; default 5e-4"),
+    ("--lr-schedule", "lr_schedule", str, "constant or cosine; default constant"),
+    ("--class-weights", "class_weights", str,
+     "none or balanced (single-label cross-entropy); default none"),
+    ("--ema-decay", "ema_decay", float, "teacher EMA decay; default 0.99"),
+    ("--consistency-weight", "consistency_weight", float,
+     "maximum weight lambda of unsupervised terms; default 1"),
+    ("--rampup", "rampup", float,
+     "sigmoid ramp-up length as a fraction of training; default 0.3"),
+    ("--rotation", "rotation", float, "max random rotation in degrees; default 10"),
+    ("--translate", "translate", float, "max random shift as a fraction of size; default 0.02"),
+    ("--hflip", "hflip", _bool, "random horizontal flips (default: the data set's advice)"),
+    ("--noise-std", "noise_std", float, "Gaussian noise added to normalised views; default 0"),
+    ("--selection-metric", "selection_metric", str,
+     "validation metric that picks the checkpoint; default auc"),
+    ("--device", "device", str, "auto, cpu, cuda or mps; default auto"),
+    ("--amp", "amp", _bool, "mixed precision on CUDA (bf16 where supported); default true"),
+    ("--deterministic", "deterministic", _bool, "deterministic algorithms; default true"),
+]
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, method: str | None) -> None:
+    parser.add_argument("--method", help="method name (ssl-bench list --methods); default srcmt")
+    parser.add_argument("--config", help="TOML file of run settings (flags override it)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="cpu (default: small models, minutes) or paper (SRC-MT, GPU)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="Python file registering extra methods/data sets (repeatable)")
+    parser.add_argument("--output", "-o", help="run directory; default "
+                        "runs/<dataset>/<method>/labeled=<l>/seed=<s>")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    parser.add_argument("--resume", action="store_true", help="continue an unfinished run")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    group = parser.add_argument_group("run settings")
+    for flag, dest, kind, text in RUN_FLAGS:
+        group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    if method:
+        cls = get_method_class(method)
+        options = parser.add_argument_group(f"options of method {cls.registry_name!r}")
+        for option in cls.options:
+            options.add_argument(option.flag, dest=f"option:{option.name}", default=None,
+                                 metavar=option.type.__name__.upper(),
+                                 help=f"{option.help} (default {option.default})")
+
+
+def _split_method_options(namespace: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    values = vars(namespace)
+    options = {k.split(":", 1)[1]: v for k, v in values.items()
+               if k.startswith("option:") and v is not None}
+    plain = {k: v for k, v in values.items() if not k.startswith("option:")}
+    return plain, options
+
+
+def command_run(argv: Sequence[str]) -> int:
+    from .engine import run
+    from .run_dir import CONFIG, RunDir
+
+    # Phase 1: which method (and plug-ins) -- its options become flags in phase 2.
+    pre = _Parser(prog="ssl-bench run", add_help=False)
+    pre.add_argument("--method")
+    pre.add_argument("--config")
+    pre.add_argument("--plugin", action="append", default=[])
+    pre.add_argument("--output", "-o")
+    pre.add_argument("--resume", action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    for plugin in known.plugin:
+        load_plugin(plugin)
+    file_values: dict[str, Any] = {}
+    if known.resume and known.output and (Path(known.output) / CONFIG).is_file():
+        file_values = RunDir(known.output).read_json(CONFIG)["config"]
+    if known.config:
+        file_values.update(read_config_file(known.config))
+    method = known.method or file_values.get("method") or RunConfig.method
+
+    parser = _Parser(prog="ssl-bench run", description="Train and evaluate one method.")
+    _add_run_arguments(parser, method)
+    args = parser.parse_args(argv)
+    cli_values, options = _split_method_options(args)
+    run_fields = {dest for _, dest, _, _ in RUN_FLAGS} | {"method", "preset"}
+    cli_config = {k: v for k, v in cli_values.items() if k in run_fields}
+    if options:
+        cli_config["method_options"] = options
+    config = resolve_config(file_values, cli_config)
+    output = args.output or (
+        Path("runs") / config.dataset / config.method / f"labeled={labeled_tag(config.labeled)}"
+        / f"seed={config.seed}"
+    )
+    metrics = run(config, output, overwrite=args.overwrite, resume=args.resume, quiet=args.quiet)
+    assert metrics is not None
+    _print_result(metrics, Path(output))
+    return 0
+
+
+def _print_result(metrics: dict[str, Any], output: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['method']} on {metrics['dataset']} "
+                  f"(labeled {labeled_tag(metrics['labeled'])}, seed {metrics['seed']})")
+    table.add_column("model")
+    table.add_column("best val step", justify="right")
+    keys = [k for k in ("auc", "accuracy", "balanced_accuracy", "f1_macro")
+            if k in metrics["student"]["test"]]
+    for key in keys:
+        table.add_column(f"test {key}", justify="right")
+    for name in ("student", "teacher"):
+        if name in metrics:
+            record = metrics[name]
+            table.add_row(name, str(record["best_step"]), *[
+                "n/a" if record["test"].get(k) is None else f"{record['test'][k]:.4f}"
+                for k in keys])
+    console = Console()
+    console.print(table)
+    console.print(f"selected: {metrics['best']['model']} (highest validation "
+                  f"{metrics['selection']['metric']}); results in {output}")
+
+
+def command_list(argv: Sequence[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    parser = _Parser(prog="ssl-bench list", description="List methods, data sets, backbones.")
+    parser.add_argument("--methods", action="store_true", help="list methods and their options")
+    parser.add_argument("--datasets", action="store_true", help="list data sets")
+    parser.add_argument("--backbones", nargs="?", const="*", metavar="PATTERN",
+                        help="list timm backbones matching PATTERN (e.g. 'resnet*')")
+    parser.add_argument("--pretrained-only", action="store_true",
+                        help="only backbones with pretrained weights")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    args = parser.parse_args(argv)
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    show_all = not (args.methods or args.datasets or args.backbones)
+    console = Console()
+    if args.methods or show_all:
+        table = Table(title="methods")
+        for column in ("name", "teacher", "unlabeled", "summary"):
+            table.add_column(column)
+        for name, cls in method_registry.items():
+            table.add_row(name, "yes" if cls.needs_teacher else "no",
+                          "yes" if cls.uses_unlabeled else "no", cls.summary)
+        console.print(table)
+        for name, cls in method_registry.items():
+            for o in cls.options:
+                console.print(f"  {name} option {o.flag} {o.type.__name__.upper()} "
+                              f"(default {o.default}): {o.help}", highlight=False,
+                              soft_wrap=True)
+    if args.datasets or show_all:
+        table = Table(title="data sets")
+        table.add_column("name")
+        table.add_column("description")
+        for name, factory in dataset_registry.items():
+            table.add_row(name, (factory.__doc__ or "").strip().splitlines()[0])
+        console.print(table)
+    if args.backbones or show_all:
+        from .backbones import list_backbones
+
+        pattern = args.backbones or "*"
+        names = list_backbones(pattern, pretrained_only=args.pretrained_only)
+        if show_all:
+            console.print(f"backbones: {len(names)} timm architectures "
+                          "(ssl-bench list --backbones 'PATTERN' to list them)", soft_wrap=True)
+        else:
+            for name in names:
+                console.print(name, highlight=False)
+            console.print(f"{len(names)} backbones match {pattern!r}", highlight=False)
+    return 0
+
+
+COMMANDS = {"run": command_run, "list": command_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage: ssl-bench {run,list} ...\n\n"
+              "  run   train and evaluate one method on one data set\n"
+              "  list  show methods (with options), data sets and timm backbones\n\n"
+              "'ssl-bench COMMAND --help' shows a command's flags.")
+        return 0 if argv else EXIT_USER_ERROR
+    command, rest = argv[0], argv[1:]
+    try:
+        if command not in COMMANDS:
+            raise UserError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+        return COMMANDS[command](rest)
+    except UserError as exc:
+        print(f"ssl-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("ssl-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

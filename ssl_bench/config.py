@@ -1,0 +1,205 @@
+"""Run configuration: one dataclass, two presets, TOML files, and their validation.
+
+Precedence, lowest first: field defaults < preset < ``--config`` file < command-line flags.
+The resolved configuration is written beside every result, so a run is reproducible from
+its ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .splits import parse_labeled
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one training run (method options included)."""
+
+    # what
+    method: str = "srcmt"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    data_root: str | None = None
+    labeled: float | int = 0.2
+    seed: int = 0
+    split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    # model
+    backbone: str = "resnet10t"
+    pretrained: bool = False
+    weights: str | None = None
+    drop_rate: float = 0.2
+    image_size: int = 32
+    # budget and batches
+    iterations: int | None = 400
+    epochs: float | None = None
+    batch_size: int = 48
+    labeled_batch_size: int = 12
+    eval_batch_size: int = 256
+    eval_every: int = 0
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    lr_schedule: str = "constant"
+    class_weights: str = "none"
+    # self-ensembling
+    ema_decay: float = 0.99
+    consistency_weight: float = 1.0
+    rampup: float = 0.3
+    # perturbations
+    rotation: float = 10.0
+    translate: float = 0.02
+    hflip: bool | None = None
+    noise_std: float = 0.0
+    # evaluation
+    selection_metric: str = "auc"
+    # machinery
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    deterministic: bool = True
+    preset: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["split_ratios"] = list(self.split_ratios)
+        return record
+
+
+#: Presets: overrides of the field defaults. ``cpu`` trains small models from scratch in
+#: minutes; ``paper`` is the SRC-MT paper's protocol (DenseNet-121, ImageNet weights,
+#: 224 px, 100 epochs, Adam 1e-4, ramp-up over 30 epochs), meant for a GPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper": {
+        "backbone": "densenet121",
+        "pretrained": True,
+        "drop_rate": 0.2,
+        "image_size": 224,
+        "iterations": None,
+        "epochs": 100,
+        "batch_size": 48,
+        "labeled_batch_size": 12,
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "weight_decay": 5e-4,
+        "lr_schedule": "constant",
+        "ema_decay": 0.99,
+        "consistency_weight": 1.0,
+        "rampup": 0.3,
+        "rotation": 10.0,
+        "translate": 0.02,
+        "hflip": True,
+    },
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("adam", "adamw", "sgd"),
+    "lr_schedule": ("constant", "cosine"),
+    "class_weights": ("none", "balanced"),
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "selection_metric": ("auc", "accuracy", "balanced_accuracy", "f1_macro"),
+    "preset": tuple(PRESETS),
+}
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML run configuration; unknown keys name the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    data = {key.replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(data) - set(FIELD_NAMES))
+    if unknown:
+        raise UserError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)}; "
+            f"known keys: {', '.join(FIELD_NAMES)}"
+        )
+    if "method_options" in data and not isinstance(data["method_options"], dict):
+        raise UserError(f"config file {path}: method_options must be a table")
+    return data
+
+
+def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:
+    """Merge preset, file and command line (in that order) and validate the result."""
+    preset = cli_values.get("preset") or file_values.get("preset") or "cpu"
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    values: dict[str, Any] = {}
+    method_options: dict[str, Any] = {}
+    for source in (PRESETS[preset], file_values, cli_values):
+        for key, value in source.items():
+            if key == "method_options":
+                method_options.update(value)
+            elif value is not None:
+                values[key] = value
+        # iterations and epochs are alternatives: setting one clears the other.
+        if source.get("epochs") is not None and source.get("iterations") is None:
+            values["iterations"] = None
+        elif source.get("iterations") is not None and source.get("epochs") is None:
+            values["epochs"] = None
+    values["preset"] = preset
+    values["method_options"] = method_options
+    try:
+        config = RunConfig(**values)
+    except TypeError as exc:
+        raise UserError(f"bad configuration: {exc}") from None
+    validate(config)
+    return config
+
+
+def validate(config: RunConfig) -> None:
+    """Check ranges and choices; every problem is a :class:`UserError`."""
+    config.labeled = parse_labeled(config.labeled)
+    for name, choices in CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise UserError(
+                f"{name} must be one of {', '.join(choices)}; got {getattr(config, name)!r}"
+            )
+    config.split_ratios = tuple(float(r) for r in config.split_ratios)  # type: ignore
+    if (config.iterations is None) == (config.epochs is None):
+        raise UserError("set exactly one of iterations and epochs")
+    if config.iterations is not None and config.iterations < 1:
+        raise UserError(f"iterations must be at least 1, got {config.iterations}")
+    if config.epochs is not None and config.epochs <= 0:
+        raise UserError(f"epochs must be positive, got {config.epochs}")
+    if config.batch_size < 2:
+        raise UserError(f"batch_size must be at least 2, got {config.batch_size}")
+    if not 1 <= config.labeled_batch_size <= config.batch_size:
+        raise UserError(
+            f"labeled_batch_size must lie in [1, batch_size={config.batch_size}], "
+            f"got {config.labeled_batch_size}"
+        )
+    if config.image_size < 8:
+        raise UserError(f"image_size must be at least 8 pixels, got {config.image_size}")
+    if config.lr <= 0:
+        raise UserError(f"lr must be positive, got {config.lr}")
+    if not 0 <= config.ema_decay < 1:
+        raise UserError(f"ema_decay must lie in [0, 1), got {config.ema_decay}")
+    if not 0 <= config.drop_rate < 1:
+        raise UserError(f"drop_rate must lie in [0, 1), got {config.drop_rate}")
+    if not 0 <= config.rampup <= 1:
+        raise UserError(f"rampup is a fraction of training in [0, 1], got {config.rampup}")
+    for name in ("weight_decay", "consistency_weight", "rotation", "translate", "noise_std"):
+        if getattr(config, name) < 0:
+            raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
+    if config.eval_every < 0:
+        raise UserError(f"eval_every must be >= 0 (0 = automatic), got {config.eval_every}")

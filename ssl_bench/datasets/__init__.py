@@ -1,0 +1,1 @@
+"""Built-in data sets; importing a module registers its data set(s)."""

@@ -1,0 +1,552 @@
+"""The one training engine: everything except a method's losses lives here.
+
+``prepare`` turns a :class:`RunConfig` into data, split, models and method, raising
+:class:`UserError` for anything wrong *before* a file is written; :class:`Trainer` runs
+the two-stream loop with the EMA teacher, ramp-up, periodic evaluation of student and
+teacher on validation and test, best-validation selection and resumable checkpoints;
+:func:`run` ties both to a run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backbones import Backbone, create_backbone
+from .config import RunConfig
+from .datasets.base import ImageDataset
+from .errors import UserError
+from .method import Batch, Method, StepContext
+from .metrics import compute_metrics, metric_names
+from .perturb import IMAGENET_MEAN, IMAGENET_STD, ImagePipeline, Perturbation, channel_stats
+from .progress import TrainingProgress
+from .provenance import environment
+from .registry import create_dataset, create_method, get_method_class
+from .run_dir import BEST, CHECKPOINT, CONFIG, METRICS, SPLIT, RunDir
+from .schedules import ema_decay_at, ema_update, sigmoid_rampup
+from .splits import Split, make_split
+from .tasks import Task, balanced_class_weights
+
+#: How often (in steps) loss values are read back for the progress bar.
+REFRESH_EVERY = 10
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise UserError("--device cuda was asked for but no CUDA GPU is available")
+    if name == "mps" and not mps:
+        raise UserError("--device mps was asked for but MPS is not available")
+    return torch.device(name)
+
+
+@dataclass
+class PreparedRun:
+    """Everything a run needs, validated, with no file written yet."""
+
+    config: RunConfig
+    dataset: ImageDataset
+    split: Split
+    method: Method
+    task: Task
+    device: torch.device
+    in_chans: int
+    images: torch.Tensor  # uint8 [N, H, W, C], rows of dataset.ids
+    labels: torch.Tensor  # [N] long or [N, K] float
+    parts: dict[str, np.ndarray]  # labeled / unlabeled / val / test -> image rows
+    mean: torch.Tensor
+    std: torch.Tensor
+    total_steps: int
+    steps_per_epoch: int
+    eval_every: int
+
+
+def _rows(dataset: ImageDataset, ids: list[str]) -> np.ndarray:
+    position = {image_id: row for row, image_id in enumerate(dataset.ids)}
+    return np.array([position[i] for i in ids], dtype=np.int64)
+
+
+def prepare(config: RunConfig, split: Split | None = None) -> PreparedRun:
+    """Resolve names, build the split and load images; raise UserError on any problem."""
+    method_cls = get_method_class(config.method)
+    method = create_method(config.method, **config.method_options)
+    config.method = method_cls.registry_name
+    config.method_options = method.option_values
+    root = config.data_root or os.environ.get("SSL_BENCH_DATA")
+    dataset: ImageDataset = create_dataset(config.dataset, root=Path(root) if root else None)
+    if split is None:
+        split = make_split(dataset, config.seed, config.labeled, config.split_ratios)
+    elif split.fingerprint != dataset.fingerprint():
+        raise UserError(
+            f"split fingerprint {split.fingerprint} does not match data set {dataset.name} "
+            f"({dataset.fingerprint()})"
+        )
+    if not split.val:
+        raise UserError("the split has no validation images: checkpoints are chosen on them")
+    device = resolve_device(config.device)
+    pretrained = config.pretrained or config.weights is not None
+    in_chans = 3 if pretrained else dataset.channels
+    images = torch.from_numpy(dataset.load(config.image_size, in_chans))
+    labels = torch.from_numpy(dataset.labels)
+    labels = labels.long() if dataset.kind == "single" else labels.float()
+    parts = {
+        "labeled": _rows(dataset, split.labeled),
+        "unlabeled": _rows(dataset, split.unlabeled),
+        "val": _rows(dataset, split.val),
+        "test": _rows(dataset, split.test),
+    }
+    train_rows = np.concatenate([parts["labeled"], parts["unlabeled"]])
+    if pretrained and in_chans == 3:
+        mean, std = IMAGENET_MEAN.clone(), IMAGENET_STD.clone()
+    else:
+        mean, std = channel_stats(images[torch.from_numpy(train_rows)])
+    task = dataset.task()
+    if config.class_weights == "balanced":
+        if task.kind != "single":
+            raise UserError("--class-weights balanced applies to single-label data sets only")
+        task = Task(task.kind, task.num_classes,
+                    balanced_class_weights(dataset.labels[parts["labeled"]], task.num_classes))
+    steps_per_epoch = max(1, math.ceil(len(train_rows) / config.batch_size))
+    if config.iterations is not None:
+        total_steps = config.iterations
+    else:
+        total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    if config.eval_every:
+        eval_every = config.eval_every
+    elif config.epochs is not None:
+        eval_every = steps_per_epoch
+    else:
+        eval_every = max(1, total_steps // 10)
+    return PreparedRun(
+        config=config, dataset=dataset, split=split, method=method, task=task, device=device,
+        in_chans=in_chans, images=images, labels=labels, parts=parts, mean=mean, std=std,
+        total_steps=total_steps, steps_per_epoch=steps_per_epoch, eval_every=min(eval_every,
+        total_steps),
+    )
+
+
+def build_models(prepared: PreparedRun) -> tuple[Backbone, Backbone | None]:
+    """Student (trainable) and, if the method needs one, its EMA teacher (no gradients)."""
+    config = prepared.config
+    student = create_backbone(
+        config.backbone, num_classes=prepared.task.num_classes, in_chans=prepared.in_chans,
+        pretrained=config.pretrained, drop_rate=config.drop_rate, weights=config.weights,
+        img_size=config.image_size,
+    ).to(prepared.device)
+    if prepared.device.type == "cuda" and config.channels_last:
+        student = student.to(memory_format=torch.channels_last)
+    teacher = None
+    if prepared.method.needs_teacher:
+        teacher = copy.deepcopy(student)
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+        teacher.train()  # as the official code: dropout and batch statistics, no grads
+    return student, teacher
+
+
+def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
+                           weight_decay=config.weight_decay)
+
+
+def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer,
+                    total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) /
+                                                       total_steps)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+class Trainer:
+    """Runs one prepared configuration; owns models, optimiser, sampler and records."""
+
+    def __init__(self, prepared: PreparedRun, run_dir: RunDir | None = None,
+                 progress: TrainingProgress | None = None) -> None:
+        from .batches import TwoStreamSampler
+
+        self.p = prepared
+        self.config = prepared.config
+        self.method = prepared.method
+        self.run_dir = run_dir
+        self.progress = progress
+        self.device = prepared.device
+        self.task = prepared.task.to(self.device)
+        seed_everything(self.config.seed)
+        if self.config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.student, self.teacher = build_models(prepared)
+        self.optimizer = build_optimizer(self.config, self.student)
+        self.scheduler = build_scheduler(self.config, self.optimizer, prepared.total_steps)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp_dtype == torch.float16)
+        labeled, unlabeled = prepared.parts["labeled"], prepared.parts["unlabeled"]
+        if self.method.uses_unlabeled and len(unlabeled) > 0:
+            per_batch = (self.config.labeled_batch_size,
+                         self.config.batch_size - self.config.labeled_batch_size)
+        else:
+            per_batch = (self.config.batch_size, 0)
+        self.num_labeled = per_batch[0]
+        self.sampler = TwoStreamSampler(labeled, unlabeled, *per_batch, seed=self.config.seed)
+        hflip = self.config.hflip
+        if hflip is None:
+            hflip = bool(prepared.dataset.recommended.get("hflip", True))
+        self.pipeline = ImagePipeline(
+            prepared.mean, prepared.std,
+            Perturbation(self.config.rotation, self.config.translate, hflip,
+                         self.config.noise_std),
+            self.device,
+            channels_last=self.device.type == "cuda" and self.config.channels_last,
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(self.config.seed + 7919)
+        pin = self.device.type == "cuda"
+        self.images = prepared.images.pin_memory() if pin else prepared.images
+        self.labels = prepared.labels.to(self.device)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, dict[str, Any]] = {}
+        self.best_states: dict[str, dict[str, torch.Tensor]] = {}
+        self.elapsed = 0.0
+        self.rampup_steps = self.config.rampup * prepared.total_steps
+
+    # -- helpers ------------------------------------------------------------------
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not self.config.amp or self.device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def models(self) -> dict[str, nn.Module]:
+        return {"student": self.student, **({"teacher": self.teacher} if self.teacher else {})}
+
+    def consistency_weight(self, step: int) -> float:
+        return self.config.consistency_weight * sigmoid_rampup(step, self.rampup_steps)
+
+    def next_batch(self) -> Batch:
+        rows = torch.from_numpy(self.sampler.next())
+        images = self.images[rows]
+        if self.method.views == 1:
+            student_view = self.pipeline.views(images, self.generator)[0]
+            teacher_view = student_view
+        else:
+            student_view, teacher_view = self.pipeline.views(images, self.generator)
+        targets = self.labels[rows[: self.num_labeled].to(self.device)]
+        return Batch(student_view, teacher_view, targets, self.num_labeled)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One optimisation step of the student, then the EMA update of the teacher."""
+        batch = self.next_batch()
+        ctx = StepContext(self.student, self.teacher, self.task,
+                          self.consistency_weight(self.step), self.step)
+        with self._autocast():
+            losses = self.method.train_step(batch, ctx)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["total"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.teacher is not None:
+            ema_update(self.teacher, self.student, ema_decay_at(self.step, self.config.ema_decay))
+        self.step += 1
+        return {name: value.detach() for name, value in losses.items()}
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, rows: np.ndarray) -> np.ndarray:
+        """Probabilities of ``model`` (eval mode, no perturbation) on image ``rows``."""
+        was_training = model.training
+        model.eval()
+        out = []
+        size = self.config.eval_batch_size
+        for start in range(0, len(rows), size):
+            chunk = torch.from_numpy(rows[start : start + size])
+            with self._autocast():
+                _, logits = model(self.pipeline.clean(self.images[chunk]))
+            out.append(self.task.probabilities(logits).cpu())
+        model.train(was_training)
+        if not out:
+            return np.zeros((0, self.task.num_classes), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def evaluate(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Metrics of every model on validation and test: ``[model][part] -> metrics``."""
+        results: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, model in self.models().items():
+            results[name] = {}
+            for part in ("val", "test"):
+                rows = self.p.parts[part]
+                if len(rows) == 0:
+                    results[name][part] = {}
+                    continue
+                probs = self.predict(model, rows)
+                targets = self.p.labels[torch.from_numpy(rows)].numpy()
+                results[name][part] = compute_metrics(
+                    probs, targets, self.task.kind, self.p.dataset.class_names)
+        return results
+
+    def _select(self, results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+        """Update best-validation records; return the models that improved."""
+        improved = []
+        metric = self.config.selection_metric
+        for name, parts in results.items():
+            value = parts["val"].get(metric)
+            score = -math.inf if value is None else value
+            if name not in self.best or score > self.best[name]["score"]:
+                self.best[name] = {"score": score, "best_step": self.step,
+                                   "val": parts["val"], "test": parts["test"]}
+                self.best_states[name] = {k: v.detach().cpu().clone()
+                                          for k, v in self.models()[name].state_dict().items()}
+                improved.append(name)
+        return improved
+
+    def _history_row(self, sums: dict[str, float], count: int,
+                     results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "step": self.step,
+            "epoch": round(self.step / self.p.steps_per_epoch, 4),
+            "lr": self.scheduler.get_last_lr()[0],
+            "consistency_weight": self.consistency_weight(self.step),
+            "seconds": round(self.elapsed, 3),
+        }
+        for name, total in sums.items():
+            row[f"loss_{name}"] = total / max(count, 1)
+        for model, parts in results.items():
+            for part, metrics in parts.items():
+                for key in metric_names(self.task.kind):
+                    row[f"{part}_{model}_{key}"] = metrics.get(key)
+        return row
+
+    # -- checkpoints --------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "student": self.student.state_dict(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "history": self.history,
+            "best": self.best,
+            "best_states": self.best_states,
+            "elapsed": self.elapsed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+        self.student.load_state_dict(state["student"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.history = state["history"]
+        self.best = state["best"]
+        self.best_states = state["best_states"]
+        self.elapsed = state["elapsed"]
+
+    def resume_from(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:
+            raise UserError(f"cannot resume from {path}: {exc}") from None
+        self.load_state_dict(state)
+
+    # -- the loop -----------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> dict[str, Any] | None:
+        """Train to the end (or until ``stop_after`` steps, for tests); return metrics."""
+        total = self.p.total_steps
+        sums: dict[str, float] = {}  # loss sums since the last evaluation
+        pending: dict[str, torch.Tensor] = {}  # loss sums not yet read back from the device
+        count = pending_count = 0
+        last_val: float | None = None
+        if self.history:
+            last_val = self.history[-1].get(f"val_{self._lead()}_{self.config.selection_metric}")
+        if self.progress:
+            self.progress.start_at(self.step)
+        started = time.perf_counter() - self.elapsed
+        for model in self.models().values():
+            model.train()
+        while self.step < total:
+            for name, value in self.train_step().items():
+                pending[name] = pending.get(name, 0) + value
+            count += 1
+            pending_count += 1
+            at_eval = self.step % self.p.eval_every == 0 or self.step == total
+            if self.step % REFRESH_EVERY == 0 or at_eval:
+                # Reading losses synchronises the device: only every few steps.
+                means = {name: float(value) / pending_count for name, value in pending.items()}
+                for name, value in pending.items():
+                    sums[name] = sums.get(name, 0.0) + float(value)
+                pending.clear()
+                pending_count = 0
+                if not math.isfinite(means.get("total", 0.0)):
+                    raise TrainingDiverged(
+                        f"the loss became {means['total']} near step {self.step}; "
+                        "try a lower --lr"
+                    )
+                if self.progress:
+                    self.progress.step(self.step, means, last_val)
+            if at_eval:
+                self.elapsed = time.perf_counter() - started
+                results = self.evaluate()
+                improved = self._select(results)
+                self.history.append(self._history_row(sums, count, results))
+                sums, count = {}, 0
+                last_val = results[self._lead()]["val"].get(self.config.selection_metric)
+                self._record(improved, results)
+            if stop_after is not None and self.step >= stop_after:
+                return None
+        return self._finish()
+
+    def _lead(self) -> str:
+        return "teacher" if self.teacher is not None else "student"
+
+    def _record(self, improved: list[str], results: dict[str, Any]) -> None:
+        metric = self.config.selection_metric
+        parts = []
+        for name, res in results.items():
+            value = res["val"].get(metric)
+            mark = "*" if name in improved else ""
+            parts.append(f"{name} val_{metric}={'n/a' if value is None else f'{value:.4f}'}{mark}")
+        if self.progress:
+            self.progress.evaluation(self.step, "  ".join(parts))
+        if self.run_dir is None:
+            return
+        self.run_dir.write_history(self.history)
+        if improved:
+            self.run_dir.save(BEST, {
+                "backbone": self.config.backbone,
+                "steps": {k: v["best_step"] for k, v in self.best.items()},
+                **self.best_states,
+            })
+        self.run_dir.save(CHECKPOINT, self.state_dict())
+
+    def summary(self) -> dict[str, Any]:
+        """Test metrics at each model's best-validation step, and the overall pick."""
+        metric = self.config.selection_metric
+        out: dict[str, Any] = {
+            "selection": {"split": "val", "metric": metric,
+                          "rule": "highest validation metric; earliest step on ties"},
+        }
+        for name, record in self.best.items():
+            out[name] = {k: v for k, v in record.items() if k != "score"}
+        pick = max(self.best, key=lambda n: (self.best[n]["score"], n == "teacher"))
+        out["best"] = {"model": pick, **out[pick]}
+        return out
+
+    def _finish(self) -> dict[str, Any]:
+        summary = self.summary()
+        metrics = {
+            "finished": True,
+            "method": self.config.method,
+            "dataset": self.p.dataset.name,
+            "labeled": self.config.labeled,
+            "num_labeled": len(self.p.parts["labeled"]),
+            "seed": self.config.seed,
+            "steps": self.step,
+            "train_seconds": round(self.elapsed, 2),
+            **summary,
+        }
+        if self.run_dir is not None:
+            self.run_dir.write_json(METRICS, metrics)
+            self.run_dir.file(CHECKPOINT).unlink(missing_ok=True)
+        return metrics
+
+
+def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resume: bool = False,
+        quiet: bool = False, split: Split | None = None,
+        stop_after: int | None = None) -> dict[str, Any] | None:
+    """Prepare, train and record one run in ``output``; return its metrics."""
+    prepared = prepare(config, split)
+    run_dir = RunDir(output)
+    resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
+    if resumed:
+        stored = run_dir.read_json(CONFIG)["config"]
+        current = prepared.config.to_dict()
+        ignore = {"device", "amp"}
+        differs = sorted(k for k in current if k not in ignore and stored.get(k) != current[k])
+        if differs:
+            detail = "; ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in differs)
+            raise UserError(f"cannot resume {run_dir.path}: the configuration differs ({detail})")
+    created = not run_dir.path.exists()
+    title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
+    try:
+        with TrainingProgress(prepared.total_steps, title, quiet=quiet) as progress:
+            trainer = Trainer(prepared, run_dir, progress)
+            if resumed:
+                trainer.resume_from(run_dir.file(CHECKPOINT))
+                progress.message(f"resuming {run_dir.path} at step {trainer.step}")
+            else:
+                run_dir.write_json(CONFIG, {
+                    "config": prepared.config.to_dict(),
+                    "method": {"name": prepared.config.method,
+                               "needs_teacher": prepared.method.needs_teacher,
+                               "uses_unlabeled": prepared.method.uses_unlabeled},
+                    "dataset": {"name": prepared.dataset.name,
+                                "kind": prepared.dataset.kind,
+                                "classes": prepared.dataset.class_names,
+                                "fingerprint": prepared.dataset.fingerprint(),
+                                "size": len(prepared.dataset)},
+                    "schedule": {"total_steps": prepared.total_steps,
+                                 "steps_per_epoch": prepared.steps_per_epoch,
+                                 "eval_every": prepared.eval_every,
+                                 "num_labeled_per_batch": trainer.num_labeled,
+                                 "in_chans": prepared.in_chans,
+                                 "normalisation": {"mean": prepared.mean.tolist(),
+                                                   "std": prepared.std.tolist()}},
+                    "environment": environment(str(prepared.device)),
+                })
+                run_dir.write_json(SPLIT, prepared.split.to_dict())
+            return trainer.fit(stop_after=stop_after)
+    except BaseException:
+        # A run that never reached its first checkpoint leaves nothing behind.
+        if created and run_dir.path.exists() and not run_dir.resumable and not run_dir.finished:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise

@@ -1,0 +1,159 @@
+"""Name -> factory registries for methods and data sets, in the style of timm's.
+
+``@register_method("srcmt")`` adds a class; ``create_method("srcmt", **options)`` builds
+one; ``list_methods()`` lists the names. Built-ins are found by importing every module of
+their package (``methods``, ``ssl_bench.datasets``), third-party ones through the
+entry-point groups ``ssl_bench.methods`` / ``ssl_bench.datasets`` or ``load_plugin(path)``.
+A plug-in that fails to import is an error, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+import pkgutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from .errors import UserError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A case-insensitive name -> object table with aliases and lazy discovery."""
+
+    def __init__(self, kind: str, builtin_package: str, entry_point_group: str) -> None:
+        self.kind = kind
+        self.builtin_package = builtin_package
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+        self._discovered = False
+
+    # -- registration -------------------------------------------------------------
+    def register(
+        self, name: str, *, aliases: tuple[str, ...] = (), overwrite: bool = False
+    ) -> Callable[[T], T]:
+        key = name.lower()
+
+        def decorator(obj: T) -> T:
+            if not overwrite and key in self._entries and self._entries[key] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._entries[key] = obj
+            if isinstance(obj, type):
+                obj.registry_name = key  # type: ignore[attr-defined]
+            for alias in aliases:
+                self._aliases[alias.lower()] = key
+            return obj
+
+        return decorator
+
+    def unregister(self, name: str) -> None:
+        key = name.lower()
+        self._entries.pop(key, None)
+        for alias in [a for a, target in self._aliases.items() if target == key]:
+            del self._aliases[alias]
+
+    # -- discovery ----------------------------------------------------------------
+    def discover(self) -> None:
+        """Import built-in modules and entry-point plug-ins once."""
+        if self._discovered:
+            return
+        self._discovered = True
+        package = importlib.import_module(self.builtin_package)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self.builtin_package}.{info.name}")
+        for entry in importlib.metadata.entry_points(group=self.entry_point_group):
+            try:
+                entry.load()
+            except Exception as exc:  # a broken plug-in must be loud
+                raise UserError(
+                    f"{self.kind} plug-in {entry.name!r} ({entry.value}) from entry-point "
+                    f"group {self.entry_point_group!r} failed to import: {exc}"
+                ) from exc
+
+    # -- lookup -------------------------------------------------------------------
+    def names(self) -> list[str]:
+        self.discover()
+        return sorted(self._entries)
+
+    def resolve(self, name: str) -> str:
+        self.discover()
+        key = name.lower()
+        key = self._aliases.get(key, key)
+        if key not in self._entries:
+            known = self.names()
+            close = difflib.get_close_matches(key, known + sorted(self._aliases), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(known)}")
+        return key
+
+    def get(self, name: str) -> T:
+        return self._entries[self.resolve(name)]
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(name, self._entries[name]) for name in self.names()]
+
+
+method_registry: Registry[Any] = Registry("method", "methods", "ssl_bench.methods")
+dataset_registry: Registry[Any] = Registry("data set", "ssl_bench.datasets", "ssl_bench.datasets")
+
+
+def register_method(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+    """Class decorator: make a :class:`~ssl_bench.method.Method` available by name."""
+    return method_registry.register(name, aliases=aliases)
+
+
+def get_method_class(name: str) -> Any:
+    return method_registry.get(name)
+
+
+def create_method(name: str, **options: Any) -> Any:
+    """Build the method registered as ``name`` with its declared options."""
+    return method_registry.get(name)(**options)
+
+
+def list_methods() -> list[str]:
+    return method_registry.names()
+
+
+def register_dataset(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+    """Decorator for a data set factory ``fn(root: Path | None, **kw) -> ImageDataset``."""
+    return dataset_registry.register(name, aliases=aliases)
+
+
+def create_dataset(name: str, **kwargs: Any) -> Any:
+    """Load the data set registered as ``name``."""
+    return dataset_registry.get(name)(**kwargs)
+
+
+def list_datasets() -> list[str]:
+    return dataset_registry.names()
+
+
+def load_plugin(path: str | Path) -> None:
+    """Import a Python file so that its ``@register_*`` decorators run."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"plug-in file {path} does not exist")
+    module_name = f"ssl_bench_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"plug-in file {path} is not an importable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise UserError(
+            f"plug-in file {path} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc

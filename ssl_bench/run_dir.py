@@ -1,0 +1,97 @@
+"""One self-describing directory per run, written atomically.
+
+``config.json`` (resolved configuration, versions, commit), ``split.json`` (the exact
+split), ``history.csv`` (curves), ``best.pt`` (best-validation weights), ``checkpoint.pt``
+(resume state, removed once finished) and ``metrics.json`` -- written last: a run is
+finished exactly when ``metrics.json`` exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from .errors import UserError
+
+CONFIG = "config.json"
+SPLIT = "split.json"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+class RunDir:
+    """Paths and atomic writers of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def finished(self) -> bool:
+        return self.file(METRICS).is_file()
+
+    @property
+    def resumable(self) -> bool:
+        return self.file(CHECKPOINT).is_file()
+
+    def prepare(self, *, overwrite: bool, resume: bool) -> bool:
+        """Check the directory may be used; return True if it is resumed.
+
+        A finished run is kept unless ``overwrite``; an unfinished one needs ``resume``
+        (continue it) or ``overwrite`` (start again). Nothing is deleted before this
+        check passes.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"output {self.path} exists and is not a directory")
+        occupied = self.path.is_dir() and any(self.path.iterdir())
+        if not occupied:
+            return False
+        if overwrite:
+            shutil.rmtree(self.path)
+            return False
+        if self.finished:
+            raise UserError(
+                f"{self.path} holds a finished run ({METRICS} exists); pass --overwrite to "
+                "replace it or choose another --output"
+            )
+        if resume:
+            if not self.resumable:
+                raise UserError(f"cannot resume: {self.path} has no {CHECKPOINT}")
+            return True
+        raise UserError(
+            f"{self.path} holds an unfinished run; pass --resume to continue it or "
+            "--overwrite to start again"
+        )
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return atomic_write_json(self.file(name), obj)
+
+    def read_json(self, name: str) -> Any:
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+
+    def write_history(self, rows: list[dict[str, Any]]) -> Path:
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(key for key in row if key not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        return atomic_write_text(self.file(HISTORY), buffer.getvalue())
+
+    def save(self, name: str, obj: Any) -> Path:
+        return atomic_torch_save(self.file(name), obj)

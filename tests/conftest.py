@@ -1,0 +1,42 @@
+"""Shared test fixtures: a tiny CPU configuration and the test plug-in method."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from ssl_bench.config import RunConfig  # noqa: E402
+from ssl_bench.registry import load_plugin  # noqa: E402
+
+PLUGIN = Path(__file__).parent / "plugins" / "kl_teacher.py"
+load_plugin(PLUGIN)  # registered before the registry is parametrized over
+
+#: Flags of a run that takes a couple of seconds on 2 CPU cores.
+TINY_FLAGS = [
+    "--image-size", "16", "--iterations", "4", "--eval-every", "2", "--batch-size", "16",
+    "--labeled-batch-size", "4", "--eval-batch-size", "600", "--drop-rate", "0",
+]
+
+
+def tiny_config(**overrides) -> RunConfig:
+    values = dict(
+        image_size=16, iterations=4, eval_every=2, batch_size=16, labeled_batch_size=4,
+        eval_batch_size=600, drop_rate=0.0, labeled=0.1,
+    )
+    values.update(overrides)
+    config = RunConfig(**values)
+    from ssl_bench.config import validate
+
+    validate(config)
+    return config
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config

@@ -1,0 +1,143 @@
+"""The command line: smoke tests and every user error (one line, exit code 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import PLUGIN, TINY_FLAGS
+
+from ssl_bench.cli import main
+
+
+def test_list_shows_methods_datasets_and_backbones(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("supervised", "pi", "mt", "srcmt", "--relation-weight", "digits",
+                 "digits-multilabel", "backbones:"):
+        assert name in out
+    assert main(["list", "--backbones", "resnet1*"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet10t" in out and "densenet121" not in out
+
+
+def test_list_with_a_plugin(capsys):
+    assert main(["list", "--methods", "--plugin", str(PLUGIN)]) == 0
+    assert "test-kl-teacher" in capsys.readouterr().out
+
+
+def test_run_writes_results_and_prints_a_table(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "--method", "srcmt", "--labeled", "0.1", "--relation-weight", "2",
+                 "--output", str(out), "--quiet", *TINY_FLAGS])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "srcmt on digits" in printed and "teacher" in printed
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["method_options"] == {"relation_weight": 2.0}
+    assert config["image_size"] == 16 and config["labeled"] == 0.1
+    assert (out / "metrics.json").is_file()
+
+
+def test_run_default_output_layout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--method", "supervised", "--labeled", "50", "--seed", "3", "--quiet",
+                 *TINY_FLAGS]) == 0
+    assert (tmp_path / "runs/digits/supervised/labeled=50/seed=3/metrics.json").is_file()
+
+
+def test_config_file_and_flag_precedence(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('method = "mt"\nlr = 0.002\nimage_size = 16\n'
+                      '[method_options]\n')
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(config), "--lr", "0.003", "--output", str(out),
+                 "--quiet", *TINY_FLAGS]) == 0
+    stored = json.loads((out / "config.json").read_text())["config"]
+    assert stored["method"] == "mt" and stored["lr"] == 0.003
+
+
+def test_plugin_method_runs_from_the_cli(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--plugin", str(PLUGIN), "--method", "test-kl-teacher",
+                 "--temperature", "2", "--output", str(out), "--quiet", *TINY_FLAGS]) == 0
+    stored = json.loads((out / "config.json").read_text())["config"]
+    assert stored["method_options"] == {"temperature": 2.0}
+
+
+def test_resume_from_the_run_directory_alone(tmp_path):
+    from conftest import tiny_config
+
+    from ssl_bench.engine import run
+
+    out = tmp_path / "run"
+    run(tiny_config(method="mt"), out, quiet=True, stop_after=2)
+    assert main(["run", "--resume", "--output", str(out), "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+
+
+USER_ERRORS = [
+    (["run", "--method", "srcmtt"], "unknown method 'srcmtt'. Did you mean 'srcmt'"),
+    (["run", "--dataset", "isic2019"], "unknown data set"),
+    (["run", "--labeled", "0"], "--labeled"),
+    (["run", "--labeled", "-0.2"], "--labeled"),
+    (["run", "--labeled", "1.5"], "whole number"),
+    (["run", "--labeled", "5000"], "more labeled images than the training part"),
+    (["run", "--labeled", "5"], "misses class"),
+    (["run", "--backbone", "resnet10tt"], "resnet10t"),
+    (["run", "--optimizer", "adamax"], "optimizer must be one of"),
+    (["run", "--bogus-flag"], "unrecognized arguments"),
+    (["run", "--relation-weight", "x"], "expects float"),
+    (["run", "--method", "mt", "--relation-weight", "1"], "unrecognized arguments"),
+    (["run", "--config", "missing.toml"], "config file missing.toml does not exist"),
+    (["run", "--plugin", "nowhere.py"], "plug-in file nowhere.py does not exist"),
+    (["frobnicate"], "unknown command"),
+]
+
+
+@pytest.mark.parametrize("argv,message", USER_ERRORS, ids=[" ".join(a) for a, _ in USER_ERRORS])
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code = main([*argv, *TINY_FLAGS] if argv[0] == "run" else argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists(), "nothing may be written on a user error"
+
+
+def test_bad_config_file_names_file_and_key(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text("learning_rate = 0.1\n")
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and "learning_rate" in err
+    config.write_text("lr = [\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_broken_plugin_is_an_error(tmp_path, capsys):
+    plugin = tmp_path / "broken.py"
+    plugin.write_text("import not_a_real_module\n")
+    assert main(["list", "--plugin", str(plugin)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.py failed to import" in err and "not_a_real_module" in err
+
+
+def test_console_entry_point_exits_2_without_traceback(tmp_path):
+    import os
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-m", "ssl_bench", "run", "--labeled", "0"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("ssl-bench: error:")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,121 @@
+"""End-to-end tiny runs, run directories, resume and clean failure."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import tiny_config
+
+from ssl_bench.engine import Trainer, run
+from ssl_bench.errors import UserError
+from ssl_bench.registry import list_methods
+
+BUILTIN = ["supervised", "pi", "mt", "srcmt"]
+
+
+@pytest.mark.parametrize("dataset", ["digits", "digits-multilabel"])
+@pytest.mark.parametrize("method", BUILTIN + ["test-kl-teacher"])
+def test_tiny_run_writes_a_complete_run_directory(tmp_path, method, dataset):
+    out = tmp_path / "run"
+    metrics = run(tiny_config(method=method, dataset=dataset), out, quiet=True)
+    assert (out / "metrics.json").is_file()
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert not (out / "checkpoint.pt").exists(), "resume state is removed once finished"
+    assert (out / "best.pt").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["method"] == method
+    assert config["environment"]["versions"]["torch"]
+    assert "commit" in config["environment"]["git"]
+    split = json.loads((out / "split.json").read_text())
+    assert split["fingerprint"] == config["dataset"]["fingerprint"]
+    with open(out / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    models = ["student", "teacher"] if method in {"mt", "srcmt", "test-kl-teacher"} else ["student"]
+    for model in models:
+        record = metrics[model]
+        assert record["best_step"] in (2, 4)
+        assert 0.0 <= record["test"]["auc"] <= 1.0
+        assert f"val_{model}_auc" in rows[0]
+        step_row = next(r for r in rows if int(r["step"]) == record["best_step"])
+        assert float(step_row[f"test_{model}_auc"]) == pytest.approx(record["test"]["auc"])
+    assert metrics["best"]["model"] in models
+
+
+def test_selection_uses_validation_only(tmp_path):
+    """The reported step is the one with the best *validation* metric, whatever test says."""
+    metrics = run(tiny_config(method="mt", iterations=6, eval_every=1), tmp_path / "r", quiet=True)
+    with open(tmp_path / "r" / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for model in ("student", "teacher"):
+        values = [float(r[f"val_{model}_auc"]) for r in rows]
+        best = rows[values.index(max(values))]
+        assert metrics[model]["best_step"] == int(best["step"])
+        assert metrics[model]["test"]["auc"] == pytest.approx(float(best[f"test_{model}_auc"]))
+
+
+def _comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "train_seconds"}
+
+
+@pytest.mark.parametrize("method", ["srcmt", "supervised"])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, method):
+    config = dict(method=method, iterations=8, eval_every=2, drop_rate=0.2)
+    straight = run(tiny_config(**config), tmp_path / "straight", quiet=True)
+    partial = run(tiny_config(**config), tmp_path / "resumed", quiet=True, stop_after=4)
+    assert partial is None
+    assert (tmp_path / "resumed" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    with pytest.raises(UserError, match="unfinished"):
+        run(tiny_config(**config), tmp_path / "resumed", quiet=True)
+    resumed = run(tiny_config(**config), tmp_path / "resumed", quiet=True, resume=True)
+    assert _comparable(resumed) == _comparable(straight)
+    straight_rows = (tmp_path / "straight" / "history.csv").read_text().splitlines()
+    resumed_rows = (tmp_path / "resumed" / "history.csv").read_text().splitlines()
+    assert len(straight_rows) == len(resumed_rows) == 5
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    run(tiny_config(iterations=4), tmp_path / "r", quiet=True, stop_after=2)
+    with pytest.raises(UserError, match="configuration differs.*lr"):
+        run(tiny_config(iterations=4, lr=0.5), tmp_path / "r", quiet=True, resume=True)
+
+
+def test_finished_run_is_not_overwritten_silently(tmp_path):
+    run(tiny_config(), tmp_path / "r", quiet=True)
+    before = (tmp_path / "r" / "metrics.json").read_text()
+    with pytest.raises(UserError, match="finished run"):
+        run(tiny_config(), tmp_path / "r", quiet=True)
+    assert (tmp_path / "r" / "metrics.json").read_text() == before
+    run(tiny_config(seed=1), tmp_path / "r", quiet=True, overwrite=True)
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["seed"] == 1
+
+
+def test_a_crash_before_the_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
+    def explode(self):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(Trainer, "train_step", explode)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(tiny_config(), tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()
+
+
+def test_user_errors_happen_before_any_file_is_written(tmp_path):
+    with pytest.raises(UserError, match="misses class"):
+        run(tiny_config(labeled=5), tmp_path / "r", quiet=True)
+    with pytest.raises(UserError, match="more labeled images"):
+        run(tiny_config(labeled=5000), tmp_path / "r2", quiet=True)
+    assert not any(tmp_path.iterdir())
+
+
+def test_divergence_is_reported(tmp_path):
+    with pytest.raises(UserError, match="loss became"):
+        run(tiny_config(method="supervised", lr=1e12, iterations=20, eval_every=10,
+                        optimizer="sgd"), tmp_path / "r", quiet=True)
+
+
+def test_every_registered_method_is_covered():
+    assert set(BUILTIN) <= set(list_methods())

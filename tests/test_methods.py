@@ -1,0 +1,125 @@
+"""The same checks for every registered method (built-ins and the test plug-in)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from ssl_bench.engine import Trainer, prepare
+from ssl_bench.method import Batch, Method, StepContext
+from ssl_bench.registry import create_method, list_methods
+from ssl_bench.schedules import ema_decay_at
+
+METHODS = list_methods()
+DATASETS = ["digits", "digits-multilabel"]
+
+
+def test_registry_holds_builtins_and_plugin():
+    assert {"supervised", "pi", "mt", "srcmt", "test-kl-teacher"} <= set(METHODS)
+
+
+def _trainer(method: str, dataset: str, **overrides) -> Trainer:
+    return Trainer(prepare(tiny_config(method=method, dataset=dataset, **overrides)))
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("method", METHODS)
+def test_method_contract(method: str, dataset: str):
+    trainer = _trainer(method, dataset)
+    method_obj = trainer.method
+    assert isinstance(method_obj, Method)
+    assert (trainer.teacher is not None) == method_obj.needs_teacher
+
+    # Gradients reach every trainable student parameter; the teacher gets none. timm
+    # zero-initialises the last BatchNorm scale of residual blocks, which blocks the
+    # branch's gradient at step 0 only: give those scales a value first.
+    with torch.no_grad():
+        for model in trainer.models().values():
+            for parameter in model.parameters():
+                if parameter.ndim == 1 and not parameter.any():
+                    parameter.fill_(0.5)
+    batch = trainer.next_batch()
+    ctx = StepContext(trainer.student, trainer.teacher, trainer.task, 1.0, 5)
+    losses = method_obj.train_step(batch, ctx)
+    assert "total" in losses and "supervised" in losses
+    assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    for name, parameter in trainer.student.named_parameters():
+        assert parameter.requires_grad
+        assert parameter.grad is not None, f"{method}: no gradient reaches {name}"
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, f"{method}: zero gradient at {name}"
+    if trainer.teacher is not None:
+        for name, parameter in trainer.teacher.named_parameters():
+            assert not parameter.requires_grad and parameter.grad is None, name
+
+    # One training step changes the student; the teacher moves by the EMA formula.
+    trainer.student.zero_grad(set_to_none=True)
+    trainer.step = 5
+    before_student = _params(trainer.student)
+    before_teacher = _params(trainer.teacher) if trainer.teacher is not None else None
+    trainer.train_step()
+    after_student = _params(trainer.student)
+    changed = [k for k in before_student if not torch.equal(before_student[k], after_student[k])]
+    assert len(changed) == len(before_student), "every student parameter should move"
+    if trainer.teacher is not None:
+        decay = ema_decay_at(5, trainer.config.ema_decay)
+        for name, value in trainer.teacher.named_parameters():
+            expected = decay * before_teacher[name] + (1 - decay) * after_student[name]
+            torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+        for (name, t_buf), (_, s_buf) in zip(
+            trainer.teacher.named_buffers(), trainer.student.named_buffers(), strict=True
+        ):
+            assert torch.equal(t_buf, s_buf), f"buffer {name} not copied"
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("method", METHODS)
+def test_unsupervised_terms_vanish_for_identical_views_and_models(method: str, dataset: str):
+    trainer = _trainer(method, dataset, drop_rate=0.0)
+    batch = trainer.next_batch()
+    same = Batch(batch.student_view, batch.student_view.clone(), batch.targets, batch.num_labeled)
+    teacher = copy.deepcopy(trainer.student) if trainer.method.needs_teacher else None
+    ctx = StepContext(trainer.student, teacher, trainer.task, 1.0, 0)
+    losses = trainer.method.train_step(same, ctx)
+    unsupervised = {k: v for k, v in losses.items() if k not in {"total", "supervised"}}
+    if trainer.method.uses_unlabeled:
+        assert unsupervised, f"{method} uses unlabeled data but reports no unsupervised term"
+    for name, value in unsupervised.items():
+        assert abs(float(value.detach())) < 1e-6, f"{method}: {name} = {float(value.detach())}"
+    torch.testing.assert_close(losses["total"], losses["supervised"], rtol=1e-5, atol=1e-6)
+
+
+def test_method_options_are_declared_and_checked():
+    srcmt = create_method("srcmt", relation_weight="2.5")
+    assert srcmt.relation_weight == 2.5
+    from ssl_bench.errors import UserError
+
+    with pytest.raises(UserError, match="no option"):
+        create_method("srcmt", relation_wieght=1.0)
+    with pytest.raises(UserError, match="expects float"):
+        create_method("srcmt", relation_weight="heavy")
+
+
+def test_supervised_batches_are_fully_labeled():
+    trainer = _trainer("supervised", "digits")
+    batch = trainer.next_batch()
+    assert batch.num_labeled == batch.size == trainer.config.batch_size
+    trainer = _trainer("srcmt", "digits")
+    batch = trainer.next_batch()
+    assert batch.num_labeled == trainer.config.labeled_batch_size < batch.size
+
+
+def test_built_in_methods_are_importable_as_modules():
+    import importlib
+
+    for name in ("supervised", "pi", "mt", "srcmt"):
+        module = importlib.import_module(f"methods.{name}")
+        assert module.__doc__

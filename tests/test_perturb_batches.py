@@ -1,0 +1,75 @@
+"""Batched perturbations and the two-stream sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ssl_bench.batches import TwoStreamSampler
+from ssl_bench.perturb import ImagePipeline, Perturbation, channel_stats
+
+
+def _pipeline(perturbation: Perturbation) -> ImagePipeline:
+    return ImagePipeline(torch.zeros(3), torch.ones(3), perturbation, torch.device("cpu"))
+
+
+def test_views_are_independent_and_shaped():
+    images = torch.randint(0, 256, (6, 20, 20, 3), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = _pipeline(Perturbation()).views(images, generator)
+    assert student.shape == teacher.shape == (6, 3, 20, 20)
+    assert not torch.allclose(student, teacher)
+
+
+def test_identity_perturbation_is_exact():
+    images = torch.randint(0, 256, (4, 8, 8, 1), dtype=torch.uint8)
+    pipeline = ImagePipeline(torch.zeros(1), torch.ones(1),
+                             Perturbation(rotation=0, translate=0, hflip=False),
+                             torch.device("cpu"))
+    student, teacher = pipeline.views(images, torch.Generator().manual_seed(0))
+    expected = images.permute(0, 3, 1, 2).float() / 255
+    torch.testing.assert_close(student, expected)
+    torch.testing.assert_close(teacher, expected)
+
+
+def test_flip_only_mirrors_images():
+    images = torch.arange(16, dtype=torch.uint8).view(1, 4, 4, 1).repeat(64, 1, 1, 1)
+    pipeline = _pipeline(Perturbation(rotation=0, translate=0, hflip=True))
+    pipeline.mean, pipeline.std = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    out, _ = pipeline.views(images, torch.Generator().manual_seed(1))
+    base = images.permute(0, 3, 1, 2).float() / 255
+    flipped = torch.flip(base, dims=[3])
+    is_base = torch.isclose(out, base, atol=1e-5).flatten(1).all(1)
+    is_flipped = torch.isclose(out, flipped, atol=1e-5).flatten(1).all(1)
+    assert (is_base | is_flipped).all()
+    assert 10 < int(is_flipped.sum()) < 54  # about half
+
+
+def test_noise_changes_views_and_is_seeded():
+    images = torch.full((2, 4, 4, 1), 128, dtype=torch.uint8)
+    pipeline = ImagePipeline(torch.zeros(1), torch.ones(1),
+                             Perturbation(0, 0, False, noise_std=0.5), torch.device("cpu"))
+    a = pipeline.views(images, torch.Generator().manual_seed(3))
+    b = pipeline.views(images, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a[0], b[0])
+    assert a[0].std() > 0.1
+
+
+def test_channel_stats():
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)
+    mean, std = channel_stats(images)
+    assert mean.item() == 0.5
+    assert std.item() > 0.5
+
+
+def test_two_stream_sampler_covers_pools_and_restores_state():
+    sampler = TwoStreamSampler(np.arange(10), np.arange(10, 40), 4, 6, seed=0)
+    first_pass = np.concatenate([sampler.next()[:4] for _ in range(2)])
+    assert len(set(first_pass.tolist())) == 8  # no repeats within a pass
+    batch = sampler.next()
+    assert len(batch) == 10 and (batch[:4] < 10).all() and (batch[4:] >= 10).all()
+    state = sampler.state_dict()
+    expected = [sampler.next() for _ in range(5)]
+    sampler.load_state_dict(state)
+    for want in expected:
+        np.testing.assert_array_equal(sampler.next(), want)
