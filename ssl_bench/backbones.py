@@ -471,7 +471,7 @@ def _not_cached(name: str, where: str, why: str) -> UserError:
         "Provide them with --weights path/to/file.safetensors (or .pth), pre-download them "
         "once with network access into the Hugging Face cache (HF_HOME selects its location; "
         "e.g. python -c \"import timm; timm.create_model('" + name + "', pretrained=True)\"), "
-        "or run with pretrained off"
+        "or run with pretrained off (--pretrained false)"
     )
 
 
@@ -486,7 +486,7 @@ def _create_pretrained(name: str, kwargs: dict[str, Any]) -> nn.Module:
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise UserError(
             f"timm publishes no pretrained weights for {name}; provide a file with "
-            "--weights path/to/file.safetensors or run with pretrained off"
+            "--weights path/to/file.safetensors or run with pretrained off (--pretrained false)"
         )
 
     if cfg.file:  # a registered local file: timm reads it directly
@@ -542,5 +542,6 @@ def _timm_pretrained(
         where = f" from {source}" if source is not None else ""
         raise UserError(
             f"could not load the pretrained weights for {name}{where}: {_reason(exc)}. "
-            "Provide them with --weights path/to/file.safetensors or run with pretrained off"
+            "Provide them with --weights path/to/file.safetensors or run with pretrained off "
+            "(--pretrained false)"
         ) from None

@@ -419,6 +419,8 @@ class Trainer:
             count += 1
             pending_count += 1
             at_eval = self.step % self.p.eval_every == 0 or self.step == total
+            if self.progress:
+                self.progress.advance(self.step)
             if self.step % REFRESH_EVERY == 0 or at_eval:
                 # Reading losses synchronises the device: only every few steps.
                 means = {name: float(value) / pending_count for name, value in pending.items()}

@@ -35,17 +35,19 @@ class Option:
     def coerce(self, value: Any, method: str) -> Any:
         """Convert a CLI string or config value to this option's type, loudly."""
         try:
-            if self.type is bool and isinstance(value, str):
-                lowered = value.strip().lower()
-                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+            if self.type is bool:
+                if isinstance(value, str):
+                    lowered = value.strip().lower()
+                    if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                        raise ValueError(value)
+                    value = lowered in {"true", "1", "yes"}
+                elif not isinstance(value, bool):
                     raise ValueError(value)
-                value = lowered in {"true", "1", "yes"}
-            elif self.type is float and isinstance(value, bool) or (
-                self.type is int and isinstance(value, (bool, float))
-            ):
+            elif isinstance(value, bool):
+                raise ValueError(value)  # True is not a number here
+            elif self.type is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
-            else:
-                value = self.type(value)
+            value = self.type(value)
         except (TypeError, ValueError):
             raise UserError(
                 f"option {self.name!r} of method {method!r} expects {self.type.__name__}, "

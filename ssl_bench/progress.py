@@ -55,7 +55,13 @@ class TrainingProgress:
         if self._progress is not None:
             self._progress.update(self._task, completed=step)
 
+    def advance(self, step: int) -> None:
+        """Move the bar (cheap: no loss values, no device synchronisation)."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step)
+
     def step(self, step: int, losses: dict[str, float], val_auc: float | None) -> None:
+        """Move the bar and show the latest loss parts and validation AUC."""
         if self._progress is None:
             return
         parts = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
@@ -67,7 +73,7 @@ class TrainingProgress:
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.console.log(f"step {step}: {line}")
+            self._progress.console.print(f"step {step}/{self.total}: {line}", highlight=False)
         else:
             self.console.print(f"[{self.title}] step {step}/{self.total}: {line}", highlight=False)
 
