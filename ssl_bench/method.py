@@ -14,51 +14,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .errors import UserError
+from .options import Option, coerce_options
 from .tasks import Task
 
-
-@dataclass(frozen=True)
-class Option:
-    """A method option: exposed as ``--<name-with-dashes>`` and in config files."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    choices: tuple[Any, ...] | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def coerce(self, value: Any, method: str) -> Any:
-        """Convert a CLI string or config value to this option's type, loudly."""
-        try:
-            if self.type is bool:
-                if isinstance(value, str):
-                    lowered = value.strip().lower()
-                    if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                        raise ValueError(value)
-                    value = lowered in {"true", "1", "yes"}
-                elif not isinstance(value, bool):
-                    raise ValueError(value)
-            elif isinstance(value, bool):
-                raise ValueError(value)  # True is not a number here
-            elif self.type is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            value = self.type(value)
-        except (TypeError, ValueError):
-            raise UserError(
-                f"option {self.name!r} of method {method!r} expects {self.type.__name__}, "
-                f"got {value!r}"
-            ) from None
-        if self.choices is not None and value not in self.choices:
-            raise UserError(
-                f"option {self.name!r} of method {method!r} must be one of "
-                f"{', '.join(map(str, self.choices))}; got {value!r}"
-            )
-        return value
+__all__ = ["Batch", "LossDict", "Method", "Option", "StepContext"]
 
 
 @dataclass
@@ -115,17 +74,9 @@ class Method:
     options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
-        declared = {option.name: option for option in self.options}
-        unknown = sorted(set(options) - set(declared))
-        if unknown:
-            known = ", ".join(declared) or "none"
-            raise UserError(
-                f"method {self.registry_name!r} has no option(s) {', '.join(unknown)} "
-                f"(its options: {known})"
-            )
-        for name, option in declared.items():
-            value = options.get(name, option.default)
-            setattr(self, name, option.coerce(value, self.registry_name))
+        values = coerce_options(self.options, options, f"method {self.registry_name!r}")
+        for name, value in values.items():
+            setattr(self, name, value)
 
     @property
     def option_values(self) -> dict[str, Any]:

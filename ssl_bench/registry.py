@@ -124,13 +124,25 @@ def list_methods() -> list[str]:
 
 
 def register_dataset(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
-    """Decorator for a data set factory ``fn(root: Path | None, **kw) -> ImageDataset``."""
+    """Decorator for a data set factory ``fn(root: Path | None, **options) -> ImageDataset``.
+
+    Its options are declared with :func:`ssl_bench.datasets.base.dataset_options`.
+    """
     return dataset_registry.register(name, aliases=aliases)
 
 
-def create_dataset(name: str, **kwargs: Any) -> Any:
-    """Load the data set registered as ``name``."""
-    return dataset_registry.get(name)(**kwargs)
+def dataset_option_specs(name: str) -> tuple[Any, ...]:
+    """The declared options of data set ``name`` (empty when it has none)."""
+    return tuple(getattr(dataset_registry.get(name), "options", ()))
+
+
+def create_dataset(name: str, root: Path | None = None, **options: Any) -> Any:
+    """Load the data set registered as ``name`` from ``root`` with its options."""
+    from .options import coerce_options
+
+    key = dataset_registry.resolve(name)
+    values = coerce_options(dataset_option_specs(key), options, f"data set {key!r}")
+    return dataset_registry.get(key)(root=root, **values)
 
 
 def list_datasets() -> list[str]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
+from ..options import Option
 from ..tasks import Task, TaskKind
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``load(size, channels) -> uint8 array [N, size, size, channels]`` in ``ids`` order.
 ImageLoader = Callable[[int, int], np.ndarray]
@@ -22,6 +26,12 @@ class ImageDataset:
     ``labels`` are int class indices ``(N,)`` for single-label tasks and 0/1 floats
     ``(N, K)`` for multi-label ones. ``groups`` (patient or lesion ids) keep related
     images in one split part. Images are identified by ``ids``, never by row number.
+
+    Pixels come either from ``load`` (in-memory data such as ``digits``) or from
+    ``files`` (one image file per id, decoded once into the image cache); ``sources``
+    says where each image was listed (``"GroundTruth.csv row 12"``) for error messages.
+    ``predefined`` holds official evaluation parts (``{"test": [ids]}``) that the split
+    generator must use instead of carving them from the training images.
     """
 
     name: str
@@ -30,14 +40,28 @@ class ImageDataset:
     class_names: list[str]
     kind: TaskKind
     channels: int
-    load: ImageLoader
+    load: ImageLoader | None = None
+    files: list[Path] | None = None
+    sources: list[str] | None = None
     groups: np.ndarray | None = None
+    predefined: dict[str, list[str]] = field(default_factory=dict)
     #: Augmentation advice, e.g. ``{"hflip": False}`` for digits.
     recommended: dict[str, Any] = field(default_factory=dict)
+    #: What was read and decided (files, evaluation parts), recorded beside results.
+    info: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        if (self.load is None) == (self.files is None):
+            raise ValueError(f"data set {self.name!r} needs exactly one of load and files")
+        if self.files is not None and len(self.files) != n:
+            raise ValueError(f"data set {self.name!r}: {len(self.files)} files for {n} ids")
+        if self.sources is not None and len(self.sources) != n:
+            raise ValueError(f"data set {self.name!r}: {len(self.sources)} sources for {n} ids")
+        unknown = {part for part in self.predefined if part not in ("train", "val", "test")}
+        if unknown:
+            raise ValueError(f"data set {self.name!r}: unknown predefined parts {unknown}")
         if len(set(self.ids)) != n:
             raise ValueError(f"data set {self.name!r} has duplicate image ids")
         expected = (n,) if self.kind == "single" else (n, len(self.class_names))
@@ -68,6 +92,33 @@ class ImageDataset:
             counts = labels.sum(axis=0)
         return {name: int(c) for name, c in zip(self.class_names, counts, strict=True)}
 
+    def source(self, row: int) -> str:
+        """Where image ``row`` was listed, for error messages."""
+        where = self.sources[row] if self.sources is not None else f"image {self.ids[row]}"
+        if self.files is not None:
+            return f"{self.files[row]} ({where})"
+        return where
+
+    def subset(self, keep: np.ndarray) -> ImageDataset:
+        """The same data set restricted to rows ``keep`` (e.g. without unreadable images)."""
+        keep = np.asarray(keep, dtype=np.int64)
+        kept_ids = [self.ids[i] for i in keep]
+        kept = set(kept_ids)
+        load = None
+        if self.load is not None:
+            parent = self.load
+            load = lambda size, channels: parent(size, channels)[keep]  # noqa: E731
+        return replace(
+            self,
+            ids=kept_ids,
+            labels=self.labels[keep],
+            load=load,
+            files=None if self.files is None else [self.files[i] for i in keep],
+            sources=None if self.sources is None else [self.sources[i] for i in keep],
+            groups=None if self.groups is None else self.groups[keep],
+            predefined={k: [i for i in v if i in kept] for k, v in self.predefined.items()},
+        )
+
     def fingerprint(self) -> str:
         """SHA-256 over ids and labels: identifies the data, not where it lives."""
         digest = hashlib.sha256()
@@ -76,3 +127,13 @@ class ImageDataset:
         digest.update("\x1e".join(self.ids).encode())
         digest.update(np.ascontiguousarray(self.labels, dtype=np.float32).tobytes())
         return digest.hexdigest()[:16]
+
+
+def dataset_options(*options: Option) -> Callable[[F], F]:
+    """Declare a data set factory's options (they become CLI flags and config keys)."""
+
+    def decorate(factory: F) -> F:
+        factory.options = tuple(options)  # type: ignore[attr-defined]
+        return factory
+
+    return decorate
