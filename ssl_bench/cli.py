@@ -54,6 +54,18 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
      "labeled images: a fraction in (0, 1] (0.2) or a count (250); default 0.2"),
     ("--seed", "seed", int, "seed of the split, initialisation and batches; default 0"),
     ("--split-ratios", "split_ratios", _ratios, "train,val,test fractions; default 0.7,0.1,0.2"),
+    ("--split-mode", "split_mode", str,
+     "grouped (default: a patient/lesion never spans two parts) or paper (ungrouped random "
+     "split, as in SRC-MT)"),
+    ("--split", "split_file", str,
+     "reuse a split file from 'ssl-bench split' (its parts and labeled set)"),
+    ("--cache-dir", "cache_dir", str,
+     "folder of decoded-image caches; default $SSL_BENCH_CACHE or ~/.cache/ssl-bench"),
+    ("--image-cache", "image_cache", _bool,
+     "decode images once into the cache (default true); false decodes them at every step"),
+    ("--skip-bad-images", "skip_bad_images", "flag",
+     "leave out missing/unreadable images (listed in skipped_images.json) instead of failing"),
+    ("--workers", "workers", int, "threads that decode images; default: CPU count, at most 8"),
     ("--backbone", "backbone", str, "any timm architecture; default resnet10t (cpu preset)"),
     ("--pretrained", "pretrained", _bool, "ImageNet weights from timm's cache (true/false)"),
     ("--weights", "weights", str, "local .pth/.safetensors weights file (implies pretrained)"),
@@ -103,23 +115,43 @@ def _add_run_arguments(parser: argparse.ArgumentParser, method: str | None) -> N
     parser.add_argument("--resume", action="store_true", help="continue an unfinished run")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     group = parser.add_argument_group("run settings")
-    for flag, dest, kind, text in RUN_FLAGS:
-        group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    _add_flags(group, RUN_FLAGS)
     if method:
         cls = get_method_class(method)
-        options = parser.add_argument_group(f"options of method {cls.registry_name!r}")
-        for option in cls.options:
-            options.add_argument(option.flag, dest=f"option:{option.name}", default=None,
-                                 metavar=option.type.__name__.upper(),
-                                 help=f"{option.help} (default {option.default})")
+        _add_options(parser, f"options of method {cls.registry_name!r}", cls.options, "method")
 
 
-def _split_method_options(namespace: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    values = vars(namespace)
-    options = {k.split(":", 1)[1]: v for k, v in values.items()
-               if k.startswith("option:") and v is not None}
-    plain = {k: v for k, v in values.items() if not k.startswith("option:")}
-    return plain, options
+def _add_flags(group: Any, flags: list[tuple[str, str, Any, str]]) -> None:
+    for flag, dest, kind, text in flags:
+        if kind == "flag":
+            group.add_argument(flag, dest=dest, action="store_const", const=True, default=None,
+                               help=text)
+        else:
+            group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+
+
+def _add_options(parser: argparse.ArgumentParser, title: str, options: Sequence[Any],
+                 prefix: str) -> None:
+    """Declared method/data set options as flags; their values land in ``prefix:name``."""
+    group = parser.add_argument_group(title)
+    for option in options:
+        group.add_argument(option.flag, dest=f"{prefix}:{option.name}", default=None,
+                           metavar=option.type.__name__.upper(),
+                           help=f"{option.help} (default {option.default})")
+
+
+def _dataset_flags(parser: argparse.ArgumentParser, dataset: str) -> None:
+    from .registry import dataset_option_specs, dataset_registry
+
+    name = dataset_registry.resolve(dataset)
+    specs = dataset_option_specs(name)
+    if specs:
+        _add_options(parser, f"options of data set {name!r}", specs, "dataset")
+
+
+def _collect(namespace: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    return {k.split(":", 1)[1]: v for k, v in vars(namespace).items()
+            if k.startswith(prefix + ":") and v is not None}
 
 
 def command_run(argv: Sequence[str]) -> int:
@@ -129,6 +161,7 @@ def command_run(argv: Sequence[str]) -> int:
     # Phase 1: which method (and plug-ins) -- its options become flags in phase 2.
     pre = _Parser(prog="ssl-bench run", add_help=False)
     pre.add_argument("--method")
+    pre.add_argument("--dataset")
     pre.add_argument("--config")
     pre.add_argument("--plugin", action="append", default=[])
     pre.add_argument("--output", "-o")
@@ -142,15 +175,16 @@ def command_run(argv: Sequence[str]) -> int:
     if known.config:
         file_values.update(read_config_file(known.config))
     method = known.method or file_values.get("method") or RunConfig.method
+    dataset = known.dataset or file_values.get("dataset") or RunConfig.dataset
 
     parser = _Parser(prog="ssl-bench run", description="Train and evaluate one method.")
     _add_run_arguments(parser, method)
+    _dataset_flags(parser, dataset)
     args = parser.parse_args(argv)
-    cli_values, options = _split_method_options(args)
     run_fields = {dest for _, dest, _, _ in RUN_FLAGS} | {"method", "preset"}
-    cli_config = {k: v for k, v in cli_values.items() if k in run_fields}
-    if options:
-        cli_config["method_options"] = options
+    cli_config = {k: v for k, v in vars(args).items() if k in run_fields}
+    cli_config["method_options"] = _collect(args, "method")
+    cli_config["dataset_options"] = _collect(args, "dataset")
     config = resolve_config(file_values, cli_config)
     output = args.output or (
         Path("runs") / config.dataset / config.method / f"labeled={labeled_tag(config.labeled)}"
@@ -238,15 +272,67 @@ def command_list(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "list": command_list}
+#: Flags of ``ssl-bench split`` (a subset of the run flags).
+SPLIT_FLAGS = [f for f in RUN_FLAGS if f[1] in {
+    "data_root", "labeled", "seed", "split_ratios", "split_mode"}]
+
+
+def command_split(argv: Sequence[str]) -> int:
+    """Write a self-describing split file that runs can reuse with ``--split``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .engine import load_dataset
+    from .splits import make_split, save_split
+
+    pre = _Parser(prog="ssl-bench split", add_help=False)
+    pre.add_argument("--dataset", default=RunConfig.dataset)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    for plugin in known.plugin:
+        load_plugin(plugin)
+    parser = _Parser(prog="ssl-bench split",
+                     description="Make a train/val/test split with a nested labeled subset.")
+    parser.add_argument("--dataset", default=RunConfig.dataset, help="data set name")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    parser.add_argument("--output", "-o", required=True, help="split file to write (JSON)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _add_flags(parser, SPLIT_FLAGS)
+    _dataset_flags(parser, known.dataset)
+    args = parser.parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if v is not None and ":" not in k and k in {
+        "dataset", "data_root", "labeled", "seed", "split_ratios", "split_mode"}}
+    values["dataset_options"] = _collect(args, "dataset")
+    config = resolve_config({}, values)
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise UserError(f"{output} exists; pass --overwrite to replace it")
+    dataset = load_dataset(config)
+    split = make_split(dataset, config.seed, config.labeled, config.split_ratios,
+                       grouped=config.split_mode == "grouped")
+    save_split(split, output)
+    table = Table(title=f"{dataset.name} split (seed {config.seed}, labeled "
+                  f"{labeled_tag(config.labeled)}) -> {output}")
+    table.add_column("class")
+    parts = ["train", "labeled", "val", "test"]
+    for part in parts:
+        table.add_column(f"{part} ({len(getattr(split, part))})", justify="right")
+    for name in dataset.class_names:
+        table.add_row(name, *[str(split.class_counts[part][name]) for part in parts])
+    Console().print(table)
+    return 0
+
+
+COMMANDS = {"run": command_run, "list": command_list, "split": command_split}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: ssl-bench {run,list} ...\n\n"
-              "  run   train and evaluate one method on one data set\n"
-              "  list  show methods (with options), data sets and timm backbones\n\n"
+        print("usage: ssl-bench {run,list,split} ...\n\n"
+              "  run    train and evaluate one method on one data set\n"
+              "  list   show methods (with options), data sets and timm backbones\n"
+              "  split  write a reusable split file (train/val/test + nested labeled set)\n\n"
               "'ssl-bench COMMAND --help' shows a command's flags.")
         return 0 if argv else EXIT_USER_ERROR
     command, rest = argv[0], argv[1:]

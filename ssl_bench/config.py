@@ -30,10 +30,18 @@ class RunConfig:
     method: str = "srcmt"
     method_options: dict[str, Any] = field(default_factory=dict)
     dataset: str = "digits"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
     labeled: float | int = 0.2
     seed: int = 0
     split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    split_mode: str = "grouped"
+    split_file: str | None = None
+    # images
+    cache_dir: str | None = None
+    image_cache: bool = True
+    skip_bad_images: bool = False
+    workers: int = 0
     # model
     backbone: str = "resnet10t"
     pretrained: bool = False
@@ -112,6 +120,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),
     "selection_metric": ("auc", "accuracy", "balanced_accuracy", "f1_macro"),
     "preset": tuple(PRESETS),
+    "split_mode": ("grouped", "paper"),
 }
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -133,8 +142,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             f"config file {path}: unknown key(s) {', '.join(unknown)}; "
             f"known keys: {', '.join(FIELD_NAMES)}"
         )
-    if "method_options" in data and not isinstance(data["method_options"], dict):
-        raise UserError(f"config file {path}: method_options must be a table")
+    for table in ("method_options", "dataset_options"):
+        if table in data and not isinstance(data[table], dict):
+            raise UserError(f"config file {path}: {table} must be a table")
     return data
 
 
@@ -144,11 +154,11 @@ def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> R
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     values: dict[str, Any] = {}
-    method_options: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {"method_options": {}, "dataset_options": {}}
     for source in (PRESETS[preset], file_values, cli_values):
         for key, value in source.items():
-            if key == "method_options":
-                method_options.update(value)
+            if key in tables:
+                tables[key].update(value or {})
             elif value is not None:
                 values[key] = value
         # iterations and epochs are alternatives: setting one clears the other.
@@ -157,7 +167,7 @@ def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> R
         elif source.get("iterations") is not None and source.get("epochs") is None:
             values["epochs"] = None
     values["preset"] = preset
-    values["method_options"] = method_options
+    values.update(tables)
     try:
         config = RunConfig(**values)
     except TypeError as exc:
@@ -201,5 +211,7 @@ def validate(config: RunConfig) -> None:
     for name in ("weight_decay", "consistency_weight", "rotation", "translate", "noise_std"):
         if getattr(config, name) < 0:
             raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
+    if config.workers < 0:
+        raise UserError(f"workers must be >= 0 (0 = automatic), got {config.workers}")
     if config.eval_every < 0:
         raise UserError(f"eval_every must be >= 0 (0 = automatic), got {config.eval_every}")

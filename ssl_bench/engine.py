@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,22 +26,26 @@ import torch
 from torch import nn
 
 from .backbones import Backbone, create_backbone
+from .cache import BadImage, load_images
 from .config import RunConfig
 from .datasets.base import ImageDataset
 from .errors import UserError
+from .images import ArrayImages, DecodingImages
 from .method import Batch, Method, StepContext
-from .metrics import compute_metrics, metric_names
-from .perturb import IMAGENET_MEAN, IMAGENET_STD, ImagePipeline, Perturbation, channel_stats
+from .metrics import MissingClassWarning, compute_metrics, metric_names
+from .perturb import IMAGENET_MEAN, IMAGENET_STD, ImagePipeline, Perturbation
 from .progress import TrainingProgress
 from .provenance import environment
-from .registry import create_dataset, create_method, get_method_class
-from .run_dir import BEST, CHECKPOINT, CONFIG, METRICS, SPLIT, RunDir
+from .registry import create_dataset, create_method, dataset_option_specs, get_method_class
+from .run_dir import BEST, CHECKPOINT, CONFIG, METRICS, SKIPPED, SPLIT, RunDir
 from .schedules import ema_decay_at, ema_update, sigmoid_rampup
-from .splits import Split, make_split
+from .splits import Split, check_split, load_split, make_split
 from .tasks import Task, balanced_class_weights
 
 #: How often (in steps) loss values are read back for the progress bar.
 REFRESH_EVERY = 10
+#: Normalisation statistics come from at most this many (evenly spaced) training images.
+STATS_IMAGES = 4096
 
 
 class TrainingDiverged(UserError):
@@ -77,8 +82,10 @@ class PreparedRun:
     task: Task
     device: torch.device
     in_chans: int
-    images: torch.Tensor  # uint8 [N, H, W, C], rows of dataset.ids
+    images: ArrayImages | DecodingImages  # uint8 [N, H, W, C] batches, rows of dataset.ids
     labels: torch.Tensor  # [N] long or [N, K] float
+    bad_images: list[BadImage]
+    cache: dict[str, Any]
     parts: dict[str, np.ndarray]  # labeled / unlabeled / val / test -> image rows
     mean: torch.Tensor
     std: torch.Tensor
@@ -92,28 +99,80 @@ def _rows(dataset: ImageDataset, ids: list[str]) -> np.ndarray:
     return np.array([position[i] for i in ids], dtype=np.int64)
 
 
-def prepare(config: RunConfig, split: Split | None = None) -> PreparedRun:
+def _train_stats(images: ArrayImages | DecodingImages,
+                 train_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean/std of (evenly spaced, at most STATS_IMAGES) training images."""
+    rows = np.sort(train_rows)
+    if len(rows) > STATS_IMAGES:
+        rows = rows[np.linspace(0, len(rows) - 1, STATS_IMAGES).astype(np.int64)]
+    total = total_sq = None
+    count = 0
+    for start in range(0, len(rows), 512):
+        chunk = images.take(rows[start : start + 512]).double().div_(255.0)
+        flat = chunk.reshape(-1, chunk.shape[-1])
+        part, part_sq = flat.sum(0), flat.pow(2).sum(0)
+        total = part if total is None else total + part
+        total_sq = part_sq if total_sq is None else total_sq + part_sq
+        count += flat.shape[0]
+    mean = total / count
+    std = (total_sq / count - mean.pow(2)).clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.float(), std.float()
+
+
+def load_dataset(config: RunConfig) -> ImageDataset:
+    """The configured data set, its options checked and recorded in ``config``."""
+    from .options import coerce_options
+
+    specs = dataset_option_specs(config.dataset)
+    config.dataset_options = coerce_options(specs, config.dataset_options,
+                                            f"data set {config.dataset!r}")
+    root = config.data_root or os.environ.get("SSL_BENCH_DATA")
+    return create_dataset(config.dataset, root=Path(root).expanduser() if root else None,
+                          **config.dataset_options)
+
+
+def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) -> PreparedRun:
     """Resolve names, build the split and load images; raise UserError on any problem."""
     method_cls = get_method_class(config.method)
     method = create_method(config.method, **config.method_options)
     config.method = method_cls.registry_name
     config.method_options = method.option_values
-    root = config.data_root or os.environ.get("SSL_BENCH_DATA")
-    dataset: ImageDataset = create_dataset(config.dataset, root=Path(root) if root else None)
-    if split is None:
-        split = make_split(dataset, config.seed, config.labeled, config.split_ratios)
-    elif split.fingerprint != dataset.fingerprint():
-        raise UserError(
-            f"split fingerprint {split.fingerprint} does not match data set {dataset.name} "
-            f"({dataset.fingerprint()})"
-        )
-    if not split.val:
-        raise UserError("the split has no validation images: checkpoints are chosen on them")
+    dataset = load_dataset(config)
     device = resolve_device(config.device)
     pretrained = config.pretrained or config.weights is not None
     in_chans = 3 if pretrained else dataset.channels
-    images = torch.from_numpy(dataset.load(config.image_size, in_chans))
-    labels = torch.from_numpy(dataset.labels)
+    cache: dict[str, Any] = {}
+    if dataset.files is not None and not config.image_cache:
+        images: ArrayImages | DecodingImages = DecodingImages(
+            dataset.files, config.image_size, in_chans, workers=config.workers or 2)
+        bad: list[BadImage] = []
+        cache = {"mode": "decode every step"}
+    else:
+        cached = load_images(dataset, config.image_size, in_chans,
+                             Path(config.cache_dir) if config.cache_dir else None,
+                             skip_bad=config.skip_bad_images, workers=config.workers or None,
+                             quiet=quiet)
+        images, bad = ArrayImages(cached.array), cached.bad
+        if cached.path is not None:
+            cache = {"mode": "decoded-image cache", "path": str(cached.path),
+                     "built_now": cached.built, "build_seconds": round(cached.seconds, 2)}
+    usable = dataset
+    if bad:
+        bad_ids = {b.id for b in bad}
+        usable = dataset.subset(np.array([i for i, image_id in enumerate(dataset.ids)
+                                          if image_id not in bad_ids], dtype=np.int64))
+    grouped = config.split_mode == "grouped"
+    if split is None and config.split_file:
+        split = load_split(config.split_file)
+        config.labeled = split.labeled_spec
+    if split is None:
+        split = make_split(usable, config.seed, config.labeled, config.split_ratios,
+                           grouped=grouped)
+    else:
+        check_split(split, usable)
+    if not split.val:
+        raise UserError("the split has no validation images: checkpoints are chosen on them")
+    labels = torch.from_numpy(np.array(dataset.labels))  # a writable copy
     labels = labels.long() if dataset.kind == "single" else labels.float()
     parts = {
         "labeled": _rows(dataset, split.labeled),
@@ -125,7 +184,7 @@ def prepare(config: RunConfig, split: Split | None = None) -> PreparedRun:
     if pretrained and in_chans == 3:
         mean, std = IMAGENET_MEAN.clone(), IMAGENET_STD.clone()
     else:
-        mean, std = channel_stats(images[torch.from_numpy(train_rows)])
+        mean, std = _train_stats(images, train_rows)
     task = dataset.task()
     if config.class_weights == "balanced":
         if task.kind != "single":
@@ -145,7 +204,8 @@ def prepare(config: RunConfig, split: Split | None = None) -> PreparedRun:
         eval_every = max(1, total_steps // 10)
     return PreparedRun(
         config=config, dataset=dataset, split=split, method=method, task=task, device=device,
-        in_chans=in_chans, images=images, labels=labels, parts=parts, mean=mean, std=std,
+        in_chans=in_chans, images=images, labels=labels, bad_images=bad, cache=cache,
+        parts=parts, mean=mean, std=std,
         total_steps=total_steps, steps_per_epoch=steps_per_epoch, eval_every=min(eval_every,
         total_steps),
     )
@@ -234,8 +294,8 @@ class Trainer:
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.config.seed + 7919)
-        pin = self.device.type == "cuda"
-        self.images = prepared.images.pin_memory() if pin else prepared.images
+        self.images = prepared.images
+        self.pin = self.device.type == "cuda"
         self.labels = prepared.labels.to(self.device)
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -243,6 +303,7 @@ class Trainer:
         self.best_states: dict[str, dict[str, torch.Tensor]] = {}
         self.elapsed = 0.0
         self.rampup_steps = self.config.rampup * prepared.total_steps
+        self._warned: set[str] = set()
 
     # -- helpers ------------------------------------------------------------------
     def _amp_dtype(self) -> torch.dtype | None:
@@ -262,14 +323,16 @@ class Trainer:
         return self.config.consistency_weight * sigmoid_rampup(step, self.rampup_steps)
 
     def next_batch(self) -> Batch:
-        rows = torch.from_numpy(self.sampler.next())
-        images = self.images[rows]
+        rows = self.sampler.next()
+        images = self.images.take(rows)
+        if self.pin:
+            images = images.pin_memory()
         if self.method.views == 1:
             student_view = self.pipeline.views(images, self.generator)[0]
             teacher_view = student_view
         else:
             student_view, teacher_view = self.pipeline.views(images, self.generator)
-        targets = self.labels[rows[: self.num_labeled].to(self.device)]
+        targets = self.labels[torch.from_numpy(rows[: self.num_labeled]).to(self.device)]
         return Batch(student_view, teacher_view, targets, self.num_labeled)
 
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -297,9 +360,9 @@ class Trainer:
         out = []
         size = self.config.eval_batch_size
         for start in range(0, len(rows), size):
-            chunk = torch.from_numpy(rows[start : start + size])
+            chunk = self.images.take(rows[start : start + size])
             with self._autocast():
-                _, logits = model(self.pipeline.clean(self.images[chunk]))
+                _, logits = model(self.pipeline.clean(chunk))
             out.append(self.task.probabilities(logits).cpu())
         model.train(was_training)
         if not out:
@@ -318,8 +381,16 @@ class Trainer:
                     continue
                 probs = self.predict(model, rows)
                 targets = self.p.labels[torch.from_numpy(rows)].numpy()
-                results[name][part] = compute_metrics(
-                    probs, targets, self.task.kind, self.p.dataset.class_names)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", MissingClassWarning)
+                    results[name][part] = compute_metrics(
+                        probs, targets, self.task.kind, self.p.dataset.class_names)
+                for warning in caught:  # the same part lacks the same class at every eval
+                    text = f"{part} set: {warning.message}"
+                    if text not in self._warned:
+                        self._warned.add(text)
+                        if self.progress:
+                            self.progress.message(f"warning: {text}")
         return results
 
     def _select(self, results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
@@ -506,13 +577,13 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
         quiet: bool = False, split: Split | None = None,
         stop_after: int | None = None) -> dict[str, Any] | None:
     """Prepare, train and record one run in ``output``; return its metrics."""
-    prepared = prepare(config, split)
+    prepared = prepare(config, split, quiet=quiet)
     run_dir = RunDir(output)
     resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
     if resumed:
         stored = run_dir.read_json(CONFIG)["config"]
         current = prepared.config.to_dict()
-        ignore = {"device", "amp"}
+        ignore = {"device", "amp", "cache_dir", "workers", "image_cache"}
         differs = sorted(k for k in current if k not in ignore and stored.get(k) != current[k])
         if differs:
             detail = "; ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in differs)
@@ -535,7 +606,11 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                                 "kind": prepared.dataset.kind,
                                 "classes": prepared.dataset.class_names,
                                 "fingerprint": prepared.dataset.fingerprint(),
-                                "size": len(prepared.dataset)},
+                                "split_fingerprint": prepared.split.fingerprint,
+                                "size": len(prepared.dataset),
+                                "skipped_images": len(prepared.bad_images),
+                                "info": prepared.dataset.info,
+                                "images": prepared.cache},
                     "schedule": {"total_steps": prepared.total_steps,
                                  "steps_per_epoch": prepared.steps_per_epoch,
                                  "eval_every": prepared.eval_every,
@@ -546,6 +621,14 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                     "environment": environment(str(prepared.device)),
                 })
                 run_dir.write_json(SPLIT, prepared.split.to_dict())
+                if prepared.bad_images:
+                    run_dir.write_json(SKIPPED, {
+                        "reason": "--skip-bad-images: these images were left out of the split",
+                        "count": len(prepared.bad_images),
+                        "images": [vars(b) for b in prepared.bad_images],
+                    })
+                    progress.message(f"skipped {len(prepared.bad_images)} unreadable image(s); "
+                                     f"see {run_dir.file(SKIPPED)}")
             return trainer.fit(stop_after=stop_after)
     except BaseException:
         # A run that never reached its first checkpoint leaves nothing behind.

@@ -105,13 +105,5 @@ class ImagePipeline:
         )
 
 
-def channel_stats(images_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of uint8 NHWC images, in [0, 1] units."""
-    flat = images_uint8.reshape(-1, images_uint8.shape[-1]).double() / 255.0
-    mean = flat.mean(dim=0)
-    std = flat.std(dim=0).clamp_min(1e-3)
-    return mean.float(), std.float()
-
-
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])

@@ -24,6 +24,7 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+SKIPPED = "skipped_images.json"
 
 
 class RunDir:

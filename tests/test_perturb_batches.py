@@ -6,7 +6,9 @@ import numpy as np
 import torch
 
 from ssl_bench.batches import TwoStreamSampler
-from ssl_bench.perturb import ImagePipeline, Perturbation, channel_stats
+from ssl_bench.engine import _train_stats
+from ssl_bench.images import ArrayImages
+from ssl_bench.perturb import ImagePipeline, Perturbation
 
 
 def _pipeline(perturbation: Perturbation) -> ImagePipeline:
@@ -55,11 +57,14 @@ def test_noise_changes_views_and_is_seeded():
     assert a[0].std() > 0.1
 
 
-def test_channel_stats():
-    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)
-    mean, std = channel_stats(images)
-    assert mean.item() == 0.5
-    assert std.item() > 0.5
+def test_train_stats_match_numpy_and_use_only_train_rows():
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (50, 6, 6, 3), dtype=np.uint8)
+    rows = np.arange(10, 40)
+    mean, std = _train_stats(ArrayImages(array), rows)
+    chosen = array[rows].reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(mean.numpy(), chosen.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), chosen.std(0), rtol=1e-4)
 
 
 def test_two_stream_sampler_covers_pools_and_restores_state():

@@ -1,0 +1,160 @@
+"""CSV helpers shared by the file-based data set loaders.
+
+Every table is read as text (``dtype=str``, nothing turned into NaN) and indexed by the
+*row number a person sees in the file*: the header is row 1, so the first data row is
+row 2. Blank lines keep their number and are dropped. Every check raises
+:class:`~ssl_bench.errors.UserError` naming the file, and the row(s) where relevant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+
+#: How many offending rows or values an error message lists before "and N more".
+MAX_LISTED = 5
+
+
+def listing(items: Sequence[object], limit: int = MAX_LISTED) -> str:
+    """``"a, b, c"`` or ``"a, b, c, ... and 7 more"``."""
+    shown = ", ".join(str(item) for item in items[:limit])
+    if len(items) > limit:
+        shown += f", ... and {len(items) - limit} more"
+    return shown
+
+
+def rows_text(rows: Sequence[int]) -> str:
+    """``"row 3"`` or ``"rows 3, 7"`` (human row numbers)."""
+    return ("row " if len(rows) == 1 else "rows ") + listing([int(r) for r in rows])
+
+
+def read_table(path: Path, what: str = "CSV file") -> pd.DataFrame:
+    """Read a CSV file as stripped text, indexed by human row number (first data row = 2).
+
+    Raises :class:`UserError` when the file is missing, unreadable, malformed or has no
+    data rows. Column names are stripped of spaces and a UTF-8 byte-order mark.
+    """
+    path = Path(path)
+    if not path.is_file():
+        where = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UserError(f"{what} {path} {where}")
+    try:
+        table = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            index_col=False,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{what} {path} is empty (no header and no rows)") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{what} {path} is not a valid CSV file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc}") from None
+    table = table.fillna("")  # short rows leave NaN even with keep_default_na=False
+    table.columns = [str(column).strip() for column in table.columns]
+    table.index = pd.RangeIndex(2, len(table) + 2)
+    if len(table.columns):
+        blank = (table == "").all(axis=1)
+        if blank.any():
+            table = table.loc[~blank.to_numpy()]
+    if table.empty:
+        raise UserError(f"{what} {path} has a header but no data rows")
+    return table
+
+
+def require_columns(table: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
+    """Raise naming every missing column (and the columns that are there)."""
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        names = ", ".join(repr(column) for column in missing)
+        found = ", ".join(repr(column) for column in table.columns)
+        hints = []
+        for column in missing:
+            close = difflib.get_close_matches(column, list(table.columns), n=1)
+            if close:
+                hints.append(f"{close[0]!r} for {column!r}?")
+        hint = f" (did you mean {' '.join(hints)})" if hints else ""
+        plural = "s" if len(missing) > 1 else ""
+        raise UserError(f"{path}: missing column{plural} {names}{hint}; its columns are {found}")
+
+
+def text_column(table: pd.DataFrame, path: Path, column: str, what: str = "") -> pd.Series:
+    """Column ``column`` stripped of spaces; an empty cell is an error naming its rows."""
+    values = table[column].str.strip()
+    empty = values == ""
+    if empty.any():
+        label = what or f"column {column!r}"
+        raise UserError(f"{path}: {label} is empty in {rows_text(values.index[empty])}")
+    return values
+
+
+def check_unique(values: pd.Series, path: Path, what: str) -> None:
+    """Raise naming every duplicated value and the rows it appears in."""
+    duplicated = values.duplicated(keep=False)
+    if not duplicated.any():
+        return
+    rows_of = values[duplicated].groupby(values[duplicated], sort=False).groups
+    described = [f"{value!r} ({rows_text(list(rows))})" for value, rows in rows_of.items()]
+    raise UserError(f"{path}: duplicate {what}: {listing(described)}")
+
+
+def binary_matrix(
+    table: pd.DataFrame, path: Path, columns: Sequence[str], ids: pd.Series | None = None
+) -> np.ndarray:
+    """Columns of 0/1 values (``0``, ``1``, ``0.0``, ``1.0``) as a float32 ``(N, K)`` array.
+
+    An empty, non-numeric or other value is an error naming the row, column and value
+    (and the image id when ``ids`` is given).
+    """
+    text = table[list(columns)].apply(lambda column: column.str.strip())
+    numbers = text.apply(pd.to_numeric, errors="coerce")
+    values = numbers.to_numpy(dtype=np.float64)
+    bad = ~np.isin(values, (0.0, 1.0))  # NaN (empty or not a number) is bad too
+    if bad.any():
+        positions = np.argwhere(bad)
+        described = []
+        for r, c in positions[:MAX_LISTED]:
+            row = table.index[r]
+            raw = text.iat[r, c]
+            image = f", image {ids.iat[r]!r}" if ids is not None else ""
+            if raw == "":
+                problem = "is empty"
+            elif np.isnan(values[r, c]):
+                problem = f"is not a number ({raw!r})"
+            else:
+                problem = f"is {raw!r}"
+            described.append(f"row {row}{image}: {columns[c]!r} {problem}")
+        more = f" ... and {len(positions) - MAX_LISTED} more" if len(positions) > MAX_LISTED else ""
+        raise UserError(f"{path}: label values must be 0 or 1; {'; '.join(described)}{more}")
+    return values.astype(np.float32)
+
+
+def sources(path: Path, table: pd.DataFrame) -> list[str]:
+    """``"<file name> row <n>"`` for every row of ``table``."""
+    name = Path(path).name
+    return [f"{name} row {row}" for row in table.index]
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key putting ``"2"`` before ``"10"`` and ``"img2"`` before ``"img10"``."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+        for part in re.split(r"(\d+)", text)
+        if part != ""
+    )
+
+
+def natural_sorted(values: Iterable[str]) -> list[str]:
+    return sorted(values, key=natural_key)

@@ -1,0 +1,168 @@
+"""Bring-your-own data set: image files listed in a CSV file.
+
+Single-label: one column of class names or numbers (``label_column``)::
+
+    image,diagnosis,patient
+    scans/a.png,benign,p01
+
+Multi-label: 0/1 columns (``label_columns=a,b,c`` or ``*`` for every column other than
+the image and group columns). Image paths are relative to the data root (or absolute);
+image ids are the paths as written in the CSV. Only the CSV is read here: images are
+decoded (and missing ones reported) by the cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..options import Option
+from ..registry import register_dataset
+from ._tables import (
+    binary_matrix,
+    check_unique,
+    natural_sorted,
+    read_table,
+    require_columns,
+    sources,
+    text_column,
+)
+from .base import ImageDataset, dataset_options
+
+EXAMPLE = (
+    "e.g. a CSV with columns image,label (image paths relative to the data root) and "
+    "label_column=label, or columns image,a,b,c of 0/1 values and label_columns=a,b,c"
+)
+
+
+def _resolve(root: Path | None, csv: str) -> tuple[Path, Path]:
+    path = Path(csv).expanduser()
+    if root is None:
+        if not path.is_absolute():
+            raise UserError(
+                "data set 'csv' needs its folder: pass --data-root DIR or set SSL_BENCH_DATA "
+                f"(the CSV file {csv!r} and the image paths in it are relative to DIR), or "
+                f"give the csv option (--csv) as an absolute path; {EXAMPLE}"
+            )
+        root = path.parent
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"data folder {root} of data set 'csv' does not exist")
+    path = path if path.is_absolute() else root / path
+    return root, path
+
+
+def _label_columns(
+    spec: str, columns: list[str], exclude: set[str], csv: Path
+) -> list[str]:
+    if spec.strip() == "*":
+        chosen = [
+            c for c in columns if c not in exclude and not c.startswith("Unnamed: ")
+        ]
+        if not chosen:
+            raise UserError(f"{csv}: label_columns='*' but there is no column besides "
+                            f"{', '.join(sorted(exclude))}")
+        return chosen
+    chosen = [name.strip() for name in spec.split(",") if name.strip()]
+    if not chosen:
+        raise UserError(f"label_columns {spec!r} names no column; {EXAMPLE}")
+    repeated = sorted({c for c in chosen if chosen.count(c) > 1})
+    if repeated:
+        raise UserError(f"label_columns names {', '.join(repeated)} more than once")
+    clash = sorted(set(chosen) & exclude)
+    if clash:
+        raise UserError(
+            f"label_columns includes {', '.join(clash)}, which is the image or group column"
+        )
+    return chosen
+
+
+@register_dataset("csv")
+@dataset_options(
+    Option("csv", str, "labels.csv", "CSV file listing the images (relative to the data root, "
+           "or absolute)"),
+    Option("image_column", str, "image", "column of image paths (relative to the data root)"),
+    Option("label_column", str, None, "column of class names or numbers (single-label)"),
+    Option("label_columns", str, None, "comma-separated columns of 0/1 values, or '*' for "
+           "every column but the image and group columns (multi-label)"),
+    Option("group_column", str, None, "column of group ids (e.g. patients): a group's "
+           "images stay in one split part"),
+    Option("channels", int, 3, "channels of the images: 1 (grey) or 3 (colour)",
+           choices=(1, 3)),
+)
+def csv_dataset(
+    root: Path | None,
+    csv: str = "labels.csv",
+    image_column: str = "image",
+    label_column: str | None = None,
+    label_columns: str | None = None,
+    group_column: str | None = None,
+    channels: int = 3,
+) -> ImageDataset:
+    """Images listed in a CSV file, single-label (``label_column``) or multi-label."""
+    label_column = label_column.strip() if label_column and label_column.strip() else None
+    label_columns = label_columns if label_columns and label_columns.strip() else None
+    if (label_column is None) == (label_columns is None):
+        given = "both" if label_column is not None else "neither"
+        raise UserError(
+            "data set 'csv' needs exactly one of label_column (--label-column: one column of "
+            "class names, single-label) and label_columns (--label-columns: 0/1 columns, "
+            f"multi-label), got {given}; "
+            f"{EXAMPLE}"
+        )
+    root, path = _resolve(root, csv)
+    table = read_table(path, "CSV file")
+    group_column = group_column.strip() if group_column and group_column.strip() else None
+    exclude = {image_column} | ({group_column} if group_column else set())
+    if label_column is not None:
+        if label_column in exclude:
+            raise UserError(f"label_column {label_column!r} is also the image or group column")
+        chosen = [label_column]
+    else:
+        chosen = _label_columns(label_columns, list(table.columns), exclude, path)
+    require_columns(table, path, [image_column, *([group_column] if group_column else []),
+                                  *chosen])
+
+    ids = text_column(table, path, image_column, f"image path (column {image_column!r})")
+    check_unique(ids, path, f"image paths (column {image_column!r})")
+    if label_column is not None:
+        values = text_column(table, path, label_column, f"label (column {label_column!r})")
+        class_names = natural_sorted(values.unique())
+        if len(class_names) < 2:
+            raise UserError(
+                f"{path}: column {label_column!r} holds a single class {class_names[0]!r}; "
+                "a classifier needs at least 2"
+            )
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = values.map(index).to_numpy(dtype=np.int64)
+        kind = "single"
+    else:
+        class_names = chosen
+        labels = binary_matrix(table, path, class_names, ids)
+        kind = "multi"
+    groups = None
+    if group_column:
+        groups = text_column(table, path, group_column, f"group (column {group_column!r})")
+        groups = groups.to_numpy(dtype=object)
+    id_list = ids.tolist()
+    return ImageDataset(
+        name="csv",
+        ids=id_list,
+        labels=labels,
+        class_names=list(class_names),
+        kind=kind,
+        channels=channels,
+        files=[root / image for image in id_list],
+        sources=sources(path, table),
+        groups=groups,
+        info={
+            "root": str(root),
+            "files": {"labels": str(path)},
+            "image_column": image_column,
+            "label_columns": list(class_names) if kind == "multi" else [label_column],
+            "groups": None if group_column is None else f"column {group_column!r}",
+        },
+        description=f"images listed in {path.name} ({kind}-label, {len(class_names)} classes)",
+    )
