@@ -323,14 +323,121 @@ def command_split(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "list": command_list, "split": command_split}
+def command_sweep(argv: Sequence[str]) -> int:
+    """Run methods x labeled fractions x seeds with identical settings otherwise."""
+    from rich.console import Console
+
+    from .sweep import make_spec, plan, print_summary, read_spec, remove_sweep, run_sweep
+
+    pre = _Parser(prog="ssl-bench sweep", add_help=False)
+    pre.add_argument("--dataset")
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    known.spec = argv[0] if argv and not argv[0].startswith("-") else None  # spec comes first
+    for plugin in known.plugin:
+        load_plugin(plugin)
+    values = read_spec(known.spec) if known.spec else {}
+    dataset = known.dataset or values.get("run", {}).get("dataset") or RunConfig.dataset
+
+    parser = _Parser(prog="ssl-bench sweep", description=(
+        "Run every method x labeled fraction x seed on the same split, backbone and budget. "
+        "Takes a TOML spec (see benchmarks/) and/or lists; any run setting applies to all."))
+    parser.add_argument("spec", nargs="?", help="TOML sweep spec (benchmarks/*.toml), first")
+    parser.add_argument("--name", help="sweep name (folder under --results); default: the "
+                        "spec file's name")
+    parser.add_argument("--methods", help="comma-separated methods, e.g. supervised,pi,mt,srcmt")
+    parser.add_argument("--labeled", dest="labeled_list",
+                        help="comma-separated fractions or counts, e.g. 0.05,0.1,0.2")
+    parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--results", help="results folder; default results/")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs in parallel on this machine (CPU threads are divided)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run; default CPU count / jobs")
+    parser.add_argument("--keep-checkpoints", type=_bool, default=None,
+                        help="keep best.pt of every run (default true; false for "
+                        "reference results)")
+    parser.add_argument("--overwrite", action="store_true", help="delete the sweep's folder "
+                        "first (default: skip finished runs, resume interrupted ones)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and stop")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    parser.add_argument("--preset", choices=sorted(PRESETS))
+    group = parser.add_argument_group("run settings shared by every run")
+    _add_flags(group, [f for f in RUN_FLAGS if f[1] not in {"labeled", "seed", "split_file"}])
+    _dataset_flags(parser, dataset)
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    run_values = dict(values.get("run", {}))
+    run_fields = {dest for _, dest, _, _ in RUN_FLAGS} | {"preset"}
+    run_values.update({k: v for k, v in vars(args).items() if k in run_fields and v is not None})
+    dataset_options = _collect(args, "dataset")
+    if dataset_options:
+        run_values["dataset_options"] = {**run_values.get("dataset_options", {}),
+                                         **dataset_options}
+    values["run"] = run_values
+    for key, flag in (("name", "name"), ("methods", "methods"), ("labeled", "labeled_list"),
+                      ("seeds", "seeds"), ("results", "results"),
+                      ("keep_checkpoints", "keep_checkpoints")):
+        if getattr(args, flag) is not None:
+            values[key] = getattr(args, flag)
+    if "name" not in values:
+        raise UserError("give the sweep a --name (or a spec file, whose name is the default)")
+    spec = make_spec(values, known.spec or "command line")
+    runs = plan(spec)
+    console = Console()
+    console.print(f"sweep {spec.name}: {len(spec.methods)} methods x {len(spec.labeled)} "
+                  f"labeled x {len(spec.seeds)} seeds = {len(runs)} runs on "
+                  f"{runs[0].config.dataset} -> {Path(spec.results) / spec.name}",
+                  highlight=False)
+    if args.dry_run:
+        for planned in runs:
+            console.print(f"  {planned.output}", highlight=False)
+        return 0
+    if args.overwrite:
+        remove_sweep(spec)
+    result = run_sweep(spec, runs, jobs=args.jobs, threads=args.threads)
+    print_summary(result, console)
+    return 1 if result.failed else 0
+
+
+def command_compare(argv: Sequence[str]) -> int:
+    """Tables and plots from finished runs: mean ± std over seeds, gains, paired tests."""
+    from rich.console import Console
+
+    from .compare import FORMATS, MODELS, compare_command
+
+    parser = _Parser(prog="ssl-bench compare", description=(
+        "Read every finished run under FOLDERS and report mean ± std over seeds per data "
+        "set x method x labeled fraction, the gain over supervised and paired tests."))
+    parser.add_argument("folders", nargs="+", type=Path, help="folders holding runs")
+    parser.add_argument("--metric", default="auc",
+                        help="any recorded test metric (auc, accuracy, f1_macro, auc_MEL, ...)")
+    parser.add_argument("--model", default="best", choices=MODELS,
+                        help="student, teacher, or best (the one with higher val metric)")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS,
+                        help="md, csv, latex or json instead of the rich table")
+    parser.add_argument("--output", type=Path, help="write the table to this file")
+    parser.add_argument("--plot", dest="plot_dir", type=Path,
+                        help="write PNG plots (learning curves, per-class AUC) here")
+    parser.add_argument("--fraction", type=parse_labeled,
+                        help="labeled fraction of the per-class plot (default: the largest)")
+    args = parser.parse_args(argv)
+    return compare_command(args.folders, args.metric, args.model, args.fmt, args.output,
+                           args.plot_dir, args.fraction, Console())
+
+
+COMMANDS = {"run": command_run, "list": command_list, "split": command_split,
+            "sweep": command_sweep, "compare": command_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: ssl-bench {run,list,split} ...\n\n"
+        print("usage: ssl-bench {run,sweep,compare,list,split} ...\n\n"
               "  run    train and evaluate one method on one data set\n"
+              "  sweep  run methods x labeled fractions x seeds under identical settings\n"
+              "  compare  tables and plots of finished runs (mean ± std, gains, tests)\n"
               "  list   show methods (with options), data sets and timm backbones\n"
               "  split  write a reusable split file (train/val/test + nested labeled set)\n\n"
               "'ssl-bench COMMAND --help' shows a command's flags.")

@@ -304,6 +304,7 @@ class Trainer:
         self.elapsed = 0.0
         self.rampup_steps = self.config.rampup * prepared.total_steps
         self._warned: set[str] = set()
+        self.keep_best = True
 
     # -- helpers ------------------------------------------------------------------
     def _amp_dtype(self) -> torch.dtype | None:
@@ -533,7 +534,7 @@ class Trainer:
         if self.run_dir is None:
             return
         self.run_dir.write_history(self.history)
-        if improved:
+        if improved and self.keep_best:
             self.run_dir.save(BEST, {
                 "backbone": self.config.backbone,
                 "steps": {k: v["best_step"] for k, v in self.best.items()},
@@ -574,9 +575,14 @@ class Trainer:
 
 
 def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resume: bool = False,
-        quiet: bool = False, split: Split | None = None,
-        stop_after: int | None = None) -> dict[str, Any] | None:
-    """Prepare, train and record one run in ``output``; return its metrics."""
+        quiet: bool = False, split: Split | None = None, stop_after: int | None = None,
+        progress: TrainingProgress | None = None,
+        keep_best: bool = True) -> dict[str, Any] | None:
+    """Prepare, train and record one run in ``output``; return its metrics.
+
+    ``progress`` replaces the default progress display (the sweep runner reports steps
+    through it); ``keep_best=False`` writes no ``best.pt`` (reference results keep none).
+    """
     prepared = prepare(config, split, quiet=quiet)
     run_dir = RunDir(output)
     resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
@@ -591,8 +597,12 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
     created = not run_dir.path.exists()
     title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
     try:
-        with TrainingProgress(prepared.total_steps, title, quiet=quiet) as progress:
+        if progress is None:
+            progress = TrainingProgress(prepared.total_steps, title, quiet=quiet)
+        progress.total = prepared.total_steps
+        with progress:
             trainer = Trainer(prepared, run_dir, progress)
+            trainer.keep_best = keep_best
             if resumed:
                 trainer.resume_from(run_dir.file(CHECKPOINT))
                 progress.message(f"resuming {run_dir.path} at step {trainer.step}")

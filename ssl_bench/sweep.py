@@ -1,0 +1,426 @@
+"""Sweeps: methods x labeled fractions x seeds on the same data, backbone, budget and splits.
+
+A sweep is a spec (a TOML file in ``benchmarks/`` or command-line lists): the methods,
+fractions and seeds, one table of run settings shared by every run, and per-method
+options. Fairness holds by construction -- for a given (fraction, seed) every method
+gets the same configuration except its own options, hence the same split, labeled
+subset, backbone, image size and budget -- and is checked twice: before running (every
+planned or already-present run must agree on everything else) and afterwards (the
+split files of one (fraction, seed) must hold the same ids for every method).
+
+Runs land in ``<results>/<sweep>/<dataset>/<method>/labeled=<f>/seed=<s>/``; finished
+runs are skipped, interrupted ones resume from their checkpoint, failed ones are recorded
+with their error while the sweep goes on. ``sweep.json`` beside them records the spec,
+the shared settings and the status of every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_json
+from .config import FIELD_NAMES, RunConfig, resolve_config
+from .errors import UserError
+from .progress import TrainingProgress
+from .run_dir import BEST, CONFIG, SPLIT, RunDir
+from .splits import labeled_tag, parse_labeled
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: Settings a sweep varies, and settings that only say where/how a run executes.
+VARIED = ("method", "method_options", "labeled", "seed")
+MACHINE_ONLY = ("device", "amp", "cache_dir", "workers", "image_cache", "data_root")
+SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
+             "results", "keep_checkpoints")
+
+
+@dataclass
+class SweepSpec:
+    """What to run: methods x labeled x seeds with one table of shared run settings."""
+
+    name: str
+    methods: list[str]
+    labeled: list[float | int]
+    seeds: list[int]
+    run: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results: str = "results"
+    keep_checkpoints: bool = True
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in SPEC_KEYS}
+
+
+@dataclass
+class PlannedRun:
+    method: str
+    labeled: float | int
+    seed: int
+    config: RunConfig
+    output: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}/labeled={labeled_tag(self.labeled)}/seed={self.seed}"
+
+
+def _as_list(value: Any, what: str, source: str) -> list[Any]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{source}: {what} must be a non-empty list")
+    return value
+
+
+def make_spec(values: dict[str, Any], source: str) -> SweepSpec:
+    """Validate a spec dict (from TOML or the command line) into a :class:`SweepSpec`."""
+    unknown = sorted(set(values) - set(SPEC_KEYS))
+    if unknown:
+        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                        f"a sweep spec has {', '.join(SPEC_KEYS)}")
+    for key in ("name", "methods", "labeled", "seeds"):
+        if key not in values:
+            raise UserError(f"{source}: missing {key!r}")
+    name = str(values["name"])
+    if not name or "/" in name or name.startswith("."):
+        raise UserError(f"{source}: name {name!r} must be a plain folder name")
+    methods = [str(m) for m in _as_list(values["methods"], "methods", source)]
+    labeled = [parse_labeled(v) for v in _as_list(values["labeled"], "labeled", source)]
+    try:
+        seeds = [int(s) for s in _as_list(values["seeds"], "seeds", source)]
+    except (TypeError, ValueError):
+        raise UserError(f"{source}: seeds must be integers") from None
+    run = {k.replace("-", "_"): v for k, v in dict(values.get("run", {})).items()}
+    bad = sorted(set(run) - set(FIELD_NAMES))
+    if bad:
+        raise UserError(f"{source}: unknown run setting(s) {', '.join(bad)}")
+    varied = sorted(set(run) & set(VARIED))
+    if varied:
+        raise UserError(f"{source}: [run] may not set {', '.join(varied)}: a sweep varies "
+                        "them (use methods/labeled/seeds and [method_options.<method>])")
+    options = values.get("method_options", {})
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise UserError(f"{source}: method_options must be tables [method_options.<method>]")
+    strays = sorted(set(options) - set(methods))
+    if strays:
+        raise UserError(f"{source}: method_options for {', '.join(strays)}, which the sweep "
+                        "does not run")
+    for what, items in (("methods", methods), ("labeled", labeled), ("seeds", seeds)):
+        if len(set(map(str, items))) != len(items):
+            raise UserError(f"{source}: {what} lists a value twice")
+    return SweepSpec(name=name, methods=methods, labeled=labeled, seeds=seeds, run=run,
+                     method_options=options, results=str(values.get("results", "results")),
+                     keep_checkpoints=bool(values.get("keep_checkpoints", True)),
+                     description=str(values.get("description", "")))
+
+
+def read_spec(path: str | Path) -> dict[str, Any]:
+    """The raw values of a TOML sweep spec (``name`` defaults to the file's stem)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"sweep spec {path} does not exist")
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"sweep spec {path} is not valid TOML: {exc}") from None
+    values.setdefault("name", path.stem)
+    return values
+
+
+def fairness_key(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings every run of a sweep must share (all but the varied/machine ones)."""
+    return {k: v for k, v in config.items()
+            if k not in VARIED and k not in MACHINE_ONLY and k != "split_file"}
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
+
+
+def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[PlannedRun]:
+    """Resolve every run's configuration and check the sweep is fair; no file is written."""
+    from .registry import create_method, get_method_class
+
+    for method in spec.methods:  # unknown names and bad options fail before anything runs
+        create_method(method, **spec.method_options.get(method, {}))
+    runs = []
+    for labeled in spec.labeled:
+        for seed in spec.seeds:
+            for method in spec.methods:
+                name = get_method_class(method).registry_name
+                values = {**spec.run, "method": name, "labeled": labeled, "seed": seed,
+                          "method_options": spec.method_options.get(method, {})}
+                config = resolve_config(config_file or {}, values)
+                output = (Path(spec.results) / spec.name / config.dataset / name
+                          / f"labeled={labeled_tag(labeled)}" / f"seed={seed}")
+                runs.append(PlannedRun(name, labeled, seed, config, output))
+    reference = fairness_key(runs[0].config.to_dict())
+    for planned in runs[1:]:
+        other = fairness_key(planned.config.to_dict())
+        if other != reference:
+            raise UserError(f"unfair sweep: {planned.key} differs from {runs[0].key} in "
+                            f"{_differences(reference, other)}")
+    for planned in runs:
+        stored_path = planned.output / CONFIG
+        if stored_path.is_file():
+            try:
+                stored = json.loads(stored_path.read_text(encoding="utf-8"))["config"]
+            except (OSError, ValueError, KeyError):
+                continue  # an unreadable partial run is simply run again
+            wanted = fairness_key(planned.config.to_dict())
+            have = fairness_key(stored)
+            if have != wanted or stored.get("method_options") != planned.config.method_options:
+                have = {**have, "method_options": stored.get("method_options")}
+                wanted = {**wanted, "method_options": planned.config.method_options}
+                raise UserError(
+                    f"{planned.output} holds a run made with other settings "
+                    f"({_differences(have, wanted)}); change the sweep name or remove it")
+    return runs
+
+
+# -- executing one run (in this process or a worker process) -----------------------------
+class _StepReporter(TrainingProgress):
+    """Forwards a run's step count to the sweep display (in-process or through a queue)."""
+
+    def __init__(self, report: Any, key: str) -> None:
+        super().__init__(0, key, quiet=True)
+        self.report = report
+        self.key = key
+
+    def start_at(self, step: int) -> None:
+        self.report((self.key, step, self.total))
+
+    def advance(self, step: int) -> None:
+        self.report((self.key, step, self.total))
+
+    def step(self, step: int, losses: dict[str, float], val_auc: float | None) -> None:
+        self.report((self.key, step, self.total))
+
+
+def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
+             threads: int | None) -> dict[str, Any]:
+    """Run (or resume) one planned run; never raises for a run's own failure."""
+    from .engine import run
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_dir = RunDir(planned.output)
+    resume = run_dir.resumable and not run_dir.finished
+    overwrite = planned.output.exists() and not resume
+    started = time.perf_counter()
+    try:
+        run(planned.config, planned.output, resume=resume, overwrite=overwrite, quiet=True,
+            progress=_StepReporter(report, planned.key), keep_best=keep_checkpoints)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc() if not isinstance(exc, UserError) else "",
+                "seconds": round(time.perf_counter() - started, 2)}
+    return {"status": "resumed" if resume else "done",
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _queue_report(q: Any) -> Any:
+    return lambda item: q.put(item)
+
+
+def _execute_in_worker(planned: PlannedRun, keep_checkpoints: bool, q: Any,
+                       threads: int) -> dict[str, Any]:
+    return _execute(planned, keep_checkpoints, _queue_report(q), threads)
+
+
+# -- the sweep --------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    status: dict[str, dict[str, Any]]
+    record: Path
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.status.values() if s["status"] == status)
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, s in self.status.items() if s["status"] == "failed"]
+
+
+def _split_digest(run_dir: Path) -> str | None:
+    try:
+        split = json.loads((run_dir / SPLIT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ids = json.dumps([split.get(k) for k in ("train", "val", "test", "labeled")])
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
+
+
+def check_same_splits(runs: list[PlannedRun]) -> list[str]:
+    """Problems where methods of one (fraction, seed) did not get the same split."""
+    problems = []
+    by_cell: dict[tuple[str, int], dict[str, str]] = {}
+    for planned in runs:
+        digest = _split_digest(planned.output)
+        if digest is not None:
+            by_cell.setdefault((labeled_tag(planned.labeled), planned.seed), {})[
+                planned.method] = digest
+    for (tag, seed), digests in sorted(by_cell.items()):
+        if len(set(digests.values())) > 1:
+            problems.append(f"labeled={tag} seed={seed}: methods got different splits "
+                            f"({', '.join(f'{m}={d}' for m, d in sorted(digests.items()))})")
+    return problems
+
+
+def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
+              threads: int | None = None, quiet: bool = False) -> SweepResult:
+    """Execute ``runs``: skip finished ones, resume interrupted ones, record failures."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    jobs = max(1, jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    sweep_dir = Path(spec.results) / spec.name
+    record_path = sweep_dir / "sweep.json"
+    status: dict[str, dict[str, Any]] = {}
+    todo = []
+    for planned in runs:
+        if RunDir(planned.output).finished:
+            status[planned.key] = {"status": "skipped", "reason": "already finished"}
+        else:
+            todo.append(planned)
+    shared = fairness_key(runs[0].config.to_dict())
+
+    def write_record() -> None:
+        atomic_write_json(record_path, {
+            "spec": spec.to_dict(),
+            "shared_settings": shared,
+            "fairness": "every run shares shared_settings; runs differ only in method, "
+                        "method_options, labeled and seed; for a (labeled, seed) all methods "
+                        "use the same split (checked from their split.json files)",
+            "jobs": jobs, "threads_per_job": threads,
+            "runs": {p.key: {"path": str(p.output), **status.get(p.key, {"status": "pending"})}
+                     for p in runs},
+        })
+
+    write_record()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        disable=quiet or not console.is_terminal,
+    )
+    overall = progress.add_task(f"sweep {spec.name}", total=len(runs),
+                                completed=len(runs) - len(todo))
+    current: dict[str, Any] = {}
+
+    def report(item: tuple[str, int, int]) -> None:
+        key, step, total = item
+        if key not in current:
+            current[key] = progress.add_task(f"  {key}", total=max(total, 1))
+        progress.update(current[key], completed=step, total=max(total, 1))
+
+    def finished(planned: PlannedRun, outcome: dict[str, Any]) -> None:
+        status[planned.key] = outcome
+        if planned.key in current:
+            progress.remove_task(current.pop(planned.key))
+        progress.advance(overall)
+        line = f"{planned.key}: {outcome['status']} ({outcome.get('seconds', 0):.0f} s)"
+        if outcome["status"] == "failed":
+            line += f" -- {outcome['error']}"
+        if not quiet:
+            progress.console.print(line, highlight=False)
+        write_record()
+
+    with progress:
+        if jobs == 1:
+            for planned in todo:
+                finished(planned, _execute(planned, spec.keep_checkpoints, report, threads))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with context.Manager() as manager:
+                q = manager.Queue()
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                         initializer=_worker_init,
+                                         initargs=(threads,)) as pool:
+                    pending: dict[Future, PlannedRun] = {
+                        pool.submit(_execute_in_worker, planned, spec.keep_checkpoints, q,
+                                    threads): planned
+                        for planned in todo
+                    }
+                    while pending:
+                        done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                        while True:
+                            try:
+                                report(q.get_nowait())
+                            except queue_module.Empty:
+                                break
+                        for future in done:
+                            planned = pending.pop(future)
+                            try:
+                                outcome = future.result()
+                            except Exception as exc:  # the worker process itself died
+                                outcome = {"status": "failed",
+                                           "error": f"worker crashed: {type(exc).__name__}: "
+                                                    f"{exc}"}
+                            finished(planned, outcome)
+    problems = check_same_splits(runs)
+    if problems:
+        for planned in runs:
+            status.setdefault(planned.key, {"status": "pending"})
+        status["_fairness"] = {"status": "failed", "error": "; ".join(problems)}
+        write_record()
+    if not spec.keep_checkpoints:
+        for planned in runs:
+            (planned.output / BEST).unlink(missing_ok=True)
+    return SweepResult(status, record_path)
+
+
+def print_summary(result: SweepResult, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sweep summary ({result.record})")
+    for column in ("done", "resumed", "skipped", "failed"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(result.count(s)) for s in ("done", "resumed", "skipped", "failed")))
+    console.print(table)
+    for key in result.failed:
+        console.print(f"[red]failed[/red] {key}: {result.status[key]['error']}",
+                      highlight=False)
+
+
+def remove_sweep(spec: SweepSpec) -> None:
+    """Delete a sweep's folder (``--overwrite``)."""
+    folder = Path(spec.results) / spec.name
+    if folder.exists():
+        shutil.rmtree(folder)
+

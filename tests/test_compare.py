@@ -1,0 +1,387 @@
+"""``ssl_bench.compare`` on synthetic run directories written by hand."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from PIL import Image
+from rich.console import Console
+from scipy import stats
+
+from ssl_bench.compare import (
+    FEW_PAIRS_NOTE,
+    FORMATS,
+    compare_command,
+    describe_differences,
+    load_runs,
+    plot_learning_curves,
+    plot_per_class,
+    print_summary,
+    render,
+    summarize,
+)
+from ssl_bench.errors import UserError
+
+ISIC = ["MEL", "NV", "BCC"]
+CXR = ["Atelectasis", "Effusion", "Hernia"]
+
+BASE_CONFIG: dict[str, Any] = {
+    "method": "srcmt", "method_options": {}, "dataset": "isic", "dataset_options": {},
+    "data_root": "/data/isic", "labeled": 0.2, "seed": 0, "split_ratios": [0.7, 0.1, 0.2],
+    "split_mode": "grouped", "split_file": None, "cache_dir": None, "image_cache": True,
+    "workers": 0, "backbone": "resnet10t", "image_size": 32, "iterations": 400,
+    "batch_size": 48, "lr": 0.001, "ema_decay": 0.99, "device": "auto", "amp": True,
+}
+
+
+def _section(auc: float | None, kind: str, classes: list[str], shift: float = 0.0,
+             per_class: dict[str, float | None] | None = None) -> dict[str, Any]:
+    per_class = per_class or {c: None if auc is None else auc + shift + 0.01 * i
+                              for i, c in enumerate(classes)}
+    record: dict[str, Any] = {"auc": auc, "auc_per_class": per_class, "n": 100,
+                              "missing_classes": []}
+    if kind == "single":
+        record.update(accuracy=0.5 + shift, balanced_accuracy=0.4, f1_macro=0.3,
+                      sensitivity_macro=0.4, specificity_macro=0.9,
+                      sensitivity_per_class={c: 0.5 for c in classes})
+    return record
+
+
+def write_run(root: Path, *, dataset: str = "isic", method: str = "supervised",
+              labeled: float | int = 0.2, seed: int = 0, auc: float | None = 0.8,
+              teacher_auc: float | None = None, kind: str = "single",
+              config: dict[str, Any] | None = None, fingerprint: str = "fp-isic",
+              per_class: dict[str, float | None] | None = None,
+              finished: bool = True) -> Path:
+    """A run directory in the layout of a sweep; returns it."""
+    classes = ISIC if kind == "single" else CXR
+    path = root / dataset / method / f"labeled={labeled}" / f"seed={seed}"
+    path.mkdir(parents=True)
+    resolved = dict(BASE_CONFIG, method=method, dataset=dataset, labeled=labeled, seed=seed)
+    resolved.update(config or {})
+    (path / "config.json").write_text(json.dumps({
+        "config": resolved,
+        "dataset": {"name": dataset, "kind": kind, "classes": classes,
+                    "fingerprint": fingerprint},
+        "environment": {"versions": {}, "git": {}},
+    }))
+    if not finished:
+        return path
+    student = {"best_step": 400, "val": _section(auc, kind, classes, 0.01),
+               "test": _section(auc, kind, classes, per_class=per_class)}
+    metrics: dict[str, Any] = {
+        "finished": True, "method": method, "dataset": dataset, "labeled": labeled,
+        "num_labeled": 100, "seed": seed, "steps": 400, "train_seconds": 1.0,
+        "selection": {"split": "val", "metric": "auc"}, "student": student,
+        "best": dict(student, model="student"),
+    }
+    if teacher_auc is not None:
+        metrics["teacher"] = {"best_step": 320, "val": _section(teacher_auc, kind, classes),
+                              "test": _section(teacher_auc, kind, classes)}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+SUP = [0.70, 0.72, 0.74]
+SRCMT = [0.80, 0.83, 0.79, 0.85]  # one more seed than the others
+MT = [0.78, 0.80, 0.77]
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "results" / "sweep1"
+    for seed, value in enumerate(SUP):
+        write_run(root, method="supervised", seed=seed, auc=value)
+    for seed, value in enumerate(SRCMT):
+        write_run(root, method="srcmt", seed=seed, auc=value, teacher_auc=value - 0.01)
+    for seed, value in enumerate(MT):
+        write_run(root, method="mt", seed=seed, auc=value, teacher_auc=value + 0.01,
+                  config={"method_options": {"x": seed}, "device": "cuda",
+                          "data_root": f"/elsewhere/{seed}", "workers": 4})
+    # labeled 0.1: only two seeds of each
+    for seed, (sup, ssl) in enumerate([(0.60, 0.66), (0.62, 0.65)]):
+        write_run(root, method="supervised", labeled=0.1, seed=seed, auc=sup)
+        write_run(root, method="srcmt", labeled=0.1, seed=seed, auc=ssl, teacher_auc=ssl)
+    return tmp_path / "results"
+
+
+def _row(summary: pd.DataFrame, method: str, tag: str) -> pd.Series:
+    rows = summary[(summary["method"] == method) & (summary["labeled_tag"] == tag)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_tidy_table_has_one_row_per_run_and_model(sweep):
+    df, warnings = load_runs([sweep])
+    assert warnings == []
+    assert len(df) == 3 * 2 + 4 * 3 + 3 * 3 + 2 * 2 + 2 * 3  # supervised: no teacher
+    assert set(df["model"]) == {"student", "teacher", "best"}
+    assert not ((df["method"] == "supervised") & (df["model"] == "teacher")).any()
+    for column in ("dataset", "method", "labeled", "labeled_tag", "seed", "model",
+                   "selected_model", "best_step", "path", "settings", "auc", "accuracy",
+                   "val_auc", "auc_MEL", "auc_NV", "auc_BCC"):
+        assert column in df.columns
+    assert set(df.loc[df["model"] == "best", "selected_model"]) == {"student"}
+    assert df["settings"].nunique() == 1  # method options, device, data root don't count
+    assert set(df["labeled_tag"]) == {"0.2", "0.1"}
+    row = df[(df["method"] == "srcmt") & (df["seed"] == 1) & (df["model"] == "student")
+             & (df["labeled_tag"] == "0.2")].iloc[0]
+    assert row["auc"] == pytest.approx(0.83)
+    assert row["auc_NV"] == pytest.approx(0.84)
+    assert row["val_auc"] == pytest.approx(0.83)
+
+
+def test_aggregation_math_by_hand(sweep):
+    df, _ = load_runs([sweep])
+    summary = summarize(df, metric="auc", model="best")
+    sup = _row(summary, "supervised", "0.2")
+    assert sup["mean"] == pytest.approx(sum(SUP) / 3)
+    assert sup["std"] == pytest.approx(0.02)
+    assert sup["n"] == 3
+    assert pd.isna(sup["gain"]) and sup["test_note"] == "baseline"
+    ssl = _row(summary, "srcmt", "0.2")
+    assert ssl["n"] == 4
+    assert ssl["mean"] == pytest.approx(sum(SRCMT) / 4)
+    assert ssl["std"] == pytest.approx(statistics.stdev(SRCMT))
+    assert ssl["gain"] == pytest.approx(sum(SRCMT) / 4 - sum(SUP) / 3)
+    # paired by seed: only seeds 0..2 are in both
+    expected = stats.ttest_rel(SRCMT[:3], SUP)
+    assert ssl["test"] == "paired t-test" and ssl["n_pairs"] == 3
+    assert ssl["p_value"] == pytest.approx(expected.pvalue)
+    assert ssl["statistic"] == pytest.approx(expected.statistic)
+    versus_mt = stats.ttest_rel(SRCMT[:3], MT)
+    assert ssl["srcmt_vs_mt_p_value"] == pytest.approx(versus_mt.pvalue)
+    assert ssl["srcmt_vs_mt_n_pairs"] == 3
+    assert ssl["srcmt_vs_mt_gain"] == pytest.approx(sum(SRCMT) / 4 - sum(MT) / 3)
+    mt = _row(summary, "mt", "0.2")
+    assert mt["gain"] == pytest.approx(sum(MT) / 3 - sum(SUP) / 3)
+    assert pd.isna(mt["srcmt_vs_mt_p_value"])
+    # the teacher model: supervised has none, its rows are absent and noted
+    teacher = summarize(df, metric="auc", model="teacher")
+    assert "supervised" not in set(teacher["method"])
+    assert _row(teacher, "mt", "0.2")["mean"] == pytest.approx(sum(MT) / 3 + 0.01)
+    assert any("no teacher model for supervised" in n for n in teacher.attrs["notes"])
+
+
+def test_fewer_than_three_seeds_gives_no_test(sweep):
+    df, _ = load_runs([sweep])
+    summary = summarize(df)
+    row = _row(summary, "srcmt", "0.1")
+    assert row["n"] == 2 and row["n_pairs"] == 2
+    assert row["std"] == pytest.approx(statistics.stdev([0.66, 0.65]))
+    assert row["gain"] == pytest.approx((0.66 + 0.65) / 2 - (0.60 + 0.62) / 2)
+    assert pd.isna(row["p_value"]) and row["test_note"] == FEW_PAIRS_NOTE
+    assert row["srcmt_vs_mt_note"] == "no mt runs at this labeled amount"
+    assert any(FEW_PAIRS_NOTE in note for note in summary.attrs["notes"])
+    # one seed: no std
+    single = sweep / "one"
+    write_run(single, method="srcmt", auc=0.9)
+    one = summarize(load_runs([single])[0])
+    assert one.iloc[0]["n"] == 1 and pd.isna(one.iloc[0]["std"])
+
+
+def test_mixed_settings_are_kept_apart_with_a_note(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, method="supervised", seed=seed, auc=0.7,
+                  config={"image_size": 32, "iterations": 800})
+        write_run(tmp_path / "big", method="supervised", seed=seed, auc=0.9,
+                  config={"image_size": 64, "iterations": 400})
+    df, _ = load_runs([tmp_path])
+    assert df["settings"].nunique() == 2
+    summary = summarize(df)
+    assert len(summary) == 2 and list(summary["n"]) == [3, 3]
+    assert sorted(summary["mean"].round(6)) == [0.7, 0.9]
+    notes = describe_differences(df)
+    assert sorted(notes.values()) == ["image_size=32, iterations=800",
+                                      "image_size=64, iterations=400"]
+    for _, row in summary.iterrows():
+        assert row["settings_note"] == notes[row["settings"]]
+    text = render(summary, "md")
+    assert "image_size=32, iterations=800" in text and "image_size=64" in text
+    buffer = io.StringIO()
+    print_summary(summary, Console(file=buffer, width=160), "auc", "best")
+    printed = buffer.getvalue()
+    assert "image_size=32, iterations=800" in printed and "paired t-test" in printed
+
+
+def test_dataset_fingerprint_is_part_of_the_settings(tmp_path):
+    write_run(tmp_path / "a", fingerprint="aaaa")
+    write_run(tmp_path / "b", fingerprint="bbbb")
+    df, _ = load_runs([tmp_path])
+    assert df["settings"].nunique() == 2
+    assert set(describe_differences(df).values()) == {"dataset_fingerprint=aaaa",
+                                                      "dataset_fingerprint=bbbb"}
+
+
+def test_unfinished_and_corrupt_runs_are_skipped_with_warnings(sweep):
+    root = sweep / "sweep1"
+    write_run(root, method="pi", seed=0, finished=False)
+    bad = write_run(root, method="pi", seed=1)
+    (bad / "metrics.json").write_text("{not json")
+    partial = write_run(root, method="pi", seed=2)
+    metrics = json.loads((partial / "metrics.json").read_text())
+    del metrics["student"]
+    (partial / "metrics.json").write_text(json.dumps(metrics))
+    no_config = write_run(root, method="pi", seed=3)
+    (no_config / "config.json").unlink()
+    df, warnings = load_runs([sweep])
+    assert "pi" not in set(df["method"])
+    assert warnings[0].startswith("1 unfinished run skipped")
+    text = "\n".join(warnings)
+    assert str(bad / "metrics.json") in text and "not valid JSON" in text
+    assert str(partial / "metrics.json") in text and "missing key 'student'" in text
+    assert str(no_config / "config.json") in text
+    assert _row(summarize(df), "srcmt", "0.2")["n"] == 4  # the others are still compared
+
+
+def test_nothing_finished_or_missing_folder_is_a_user_error(tmp_path):
+    write_run(tmp_path / "runs", finished=False)
+    bad = write_run(tmp_path / "runs", seed=1)
+    (bad / "metrics.json").write_text("[]")
+    with pytest.raises(UserError, match=r"no finished run.*1 unfinished and 1 corrupt"):
+        load_runs([tmp_path / "runs"])
+    with pytest.raises(UserError, match="does not exist"):
+        load_runs([tmp_path / "nowhere"])
+    with pytest.raises(UserError, match="does not exist"):
+        compare_command([tmp_path / "nowhere"], console=Console(file=io.StringIO()))
+
+
+def test_unknown_metric_or_model_lists_the_choices(sweep):
+    df, _ = load_runs([sweep])
+    with pytest.raises(UserError, match=r"unknown metric 'nope'; available: .*accuracy"):
+        summarize(df, metric="nope")
+    with pytest.raises(UserError, match="student, teacher, best"):
+        summarize(df, model="ema")
+    assert _row(summarize(df, metric="auc_NV"), "mt", "0.2")["mean"] == pytest.approx(
+        sum(MT) / 3 + 0.01)
+
+
+def test_multilabel_runs_and_undefined_values(tmp_path):
+    values = [0.61, None, 0.65, 0.70]
+    for seed, value in enumerate(values):
+        write_run(tmp_path, dataset="chestxray14", kind="multi", method="srcmt", seed=seed,
+                  auc=value, fingerprint="fp-cxr",
+                  per_class={"Atelectasis": 0.6 + seed / 100, "Effusion": 0.7, "Hernia": None})
+    write_run(tmp_path, dataset="chestxray14", kind="multi", method="supervised", labeled=50,
+              auc=0.6, fingerprint="fp-cxr")
+    df, _ = load_runs([tmp_path])
+    assert "accuracy" not in df.columns
+    assert {"auc_Atelectasis", "auc_Effusion", "auc_Hernia"} <= set(df.columns)
+    assert df.loc[df["method"] == "srcmt", "auc_Hernia"].isna().all()  # None in metrics.json
+    counts = df[df["method"] == "supervised"]
+    assert counts["labeled"].iloc[0] == 50 and isinstance(counts["labeled"].iloc[0], int)
+    assert counts["labeled_tag"].iloc[0] == "50"
+    summary = summarize(df, metric="auc")
+    row = _row(summary, "srcmt", "0.2")
+    defined = [v for v in values if v is not None]
+    assert row["n"] == 3 and row["n_undefined"] == 1
+    assert row["mean"] == pytest.approx(sum(defined) / 3)
+    assert any("1 undefined auc value" in note for note in summary.attrs["notes"])
+    assert list(summary["labeled_tag"]) == ["0.2", "50"]  # fractions before counts
+    with pytest.raises(UserError, match="unknown metric 'accuracy'"):
+        summarize(df, metric="accuracy")
+    atelectasis = summarize(df, metric="auc_Atelectasis")
+    assert _row(atelectasis, "srcmt", "0.2")["mean"] == pytest.approx(0.615)
+
+
+def _md_cells(line: str) -> list[str]:
+    return re.split(r"(?<!\\)\|", line.strip())[1:-1]
+
+
+def _check_formats(summary: pd.DataFrame) -> None:
+    md = render(summary, "md")
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(summary)
+    assert len({len(_md_cells(line)) for line in table}) == 1
+    assert "±" in md or summary["std"].isna().all()
+    csv = pd.read_csv(io.StringIO(render(summary, "csv")))
+    assert len(csv) == len(summary) and list(csv.columns) == list(summary.columns)
+    assert csv["mean"].tolist() == pytest.approx(summary["mean"].astype(float).tolist())
+    document = json.loads(render(summary, "json"))
+    assert len(document["rows"]) == len(summary) and document["test"] == "paired t-test"
+    assert [r["mean"] for r in document["rows"]] == pytest.approx(
+        summary["mean"].astype(float).tolist())
+    latex = render(summary, "latex")
+    spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", latex)
+    assert spec and r"\end{tabular}" in latex
+    body = latex[latex.index(r"\begin{tabular}"):latex.index(r"\end{tabular}")]
+    rows = [line for line in body.splitlines() if line.endswith(r"\\")]
+    assert len(rows) == 1 + len(summary)
+    for line in rows:
+        assert len(re.findall(r"(?<!\\)&", line)) == len(spec.group(1)) - 1
+
+
+def test_every_output_format_parses_back(sweep, tmp_path):
+    write_run(sweep / "other", method="mt", seed=7, auc=0.5,
+              config={"lr": 0.01, "backbone": "weird_name|with&specials%"})
+    df, _ = load_runs([sweep])
+    summary = summarize(df)
+    assert summary["settings_note"].str.contains("&").any()
+    _check_formats(summary)
+    multi = tmp_path / "cxr"
+    for seed in range(3):
+        write_run(multi, dataset="chestxray14", kind="multi", seed=seed, auc=0.6 + seed / 50)
+    _check_formats(summarize(load_runs([multi])[0]))
+    with pytest.raises(UserError, match="unknown format"):
+        render(summary, "html")
+    assert set(FORMATS) == {"md", "csv", "latex", "json"}
+
+
+def _check_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_plots_are_valid_pngs(sweep, tmp_path):
+    write_run(sweep / "cxr", dataset="chestxray14", kind="multi", method="mt", auc=0.6,
+              fingerprint="fp-cxr")
+    df, _ = load_runs([sweep])
+    curves = plot_learning_curves(df, tmp_path / "plots", metric="auc", model="best")
+    assert len(curves) == 2  # isic and chestxray14, one settings group each
+    bars = plot_per_class(df, tmp_path / "plots", model="best")
+    assert len(bars) == 2 and any("labeled=0.2" in p.name for p in bars)
+    low = plot_per_class(df, tmp_path / "low", model="teacher", fraction="0.1")
+    assert len(low) == 1 and "labeled=0.1" in low[0].name
+    for path in [*curves, *bars, *low]:
+        _check_png(path)
+    assert not list((tmp_path / "plots").glob(".*tmp"))
+    with pytest.raises(UserError, match="labeled amounts present: 0.1, 0.2"):
+        plot_per_class(df, tmp_path / "none", fraction=0.5)
+
+
+def test_compare_command(sweep, tmp_path, capsys):
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200)
+    write_run(sweep / "sweep1", method="pi", seed=0, finished=False)
+    out = tmp_path / "out" / "summary.json"
+    code = compare_command([sweep], metric="auc", model="best", fmt=None, output=out,
+                           plot_dir=tmp_path / "plots", fraction=None, console=console)
+    assert code == 0
+    printed = buffer.getvalue()
+    assert "srcmt" in printed and "supervised" in printed and "paired t-test" in printed
+    assert "1 unfinished run skipped" in printed
+    assert len(json.loads(out.read_text())["rows"]) == 5
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 2
+    # a format without --output goes to stdout, warnings to stderr
+    buffer = io.StringIO()
+    assert compare_command([sweep], fmt="csv", console=Console(file=buffer)) == 0
+    assert len(pd.read_csv(io.StringIO(buffer.getvalue()))) == 5
+    assert "1 unfinished run skipped" in capsys.readouterr().err
+    tex = tmp_path / "table.tex"
+    compare_command([sweep], output=tex, console=Console(file=io.StringIO()))
+    assert r"\begin{tabular}" in tex.read_text()
+    with pytest.raises(UserError, match="cannot tell the format"):
+        compare_command([sweep], output=tmp_path / "table.txt",
+                        console=Console(file=io.StringIO()))
+    with pytest.raises(UserError, match="unknown metric"):
+        compare_command([sweep], metric="bogus", console=Console(file=io.StringIO()))

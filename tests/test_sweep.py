@@ -1,0 +1,155 @@
+"""The sweep runner: specs, fairness, layout, resume, failures and parallel jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ssl_bench.cli import main
+from ssl_bench.errors import UserError
+from ssl_bench.sweep import check_same_splits, make_spec, plan, run_sweep
+
+TINY_RUN = {"image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
+            "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
+
+
+def _spec(tmp_path: Path, **overrides):
+    values = {"name": "tiny", "methods": ["supervised", "mt"], "labeled": [0.1], "seeds": [0],
+              "run": dict(TINY_RUN), "results": str(tmp_path / "results"),
+              "keep_checkpoints": False}
+    values.update(overrides)
+    return make_spec(values, "test spec")
+
+
+def _metrics(run_dir: Path) -> dict:
+    record = json.loads((run_dir / "metrics.json").read_text())
+    record.pop("train_seconds")
+    return record
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"methods": []}, "non-empty"),
+    ({"bogus": 1}, "unknown key"),
+    ({"run": {"seed": 3}}, "may not set seed"),
+    ({"run": {"lr_typo": 3}}, "unknown run setting"),
+    ({"method_options": {"srcmt": {"relation_weight": 2.0}}}, "does not run"),
+    ({"seeds": [0, 0]}, "twice"),
+    ({"labeled": [0]}, "--labeled"),
+    ({"name": "a/b"}, "plain folder name"),
+])
+def test_bad_specs(tmp_path, values, message):
+    with pytest.raises(UserError, match=message):
+        plan(_spec(tmp_path, **values))
+
+
+def test_bad_method_options_fail_before_anything_runs(tmp_path):
+    spec = _spec(tmp_path, methods=["srcmt"],
+                 method_options={"srcmt": {"relation_weight": "heavy"}})
+    with pytest.raises(UserError, match="expects float"):
+        plan(spec)
+    assert not (tmp_path / "results").exists()
+
+
+def test_sweep_layout_fairness_and_records(tmp_path):
+    spec = _spec(tmp_path, seeds=[0, 1])
+    runs = plan(spec)
+    assert [r.key for r in runs] == ["supervised/labeled=0.1/seed=0", "mt/labeled=0.1/seed=0",
+                                     "supervised/labeled=0.1/seed=1", "mt/labeled=0.1/seed=1"]
+    result = run_sweep(spec, runs, quiet=True)
+    assert result.count("done") == 4 and not result.failed
+    root = tmp_path / "results" / "tiny" / "digits"
+    for method in ("supervised", "mt"):
+        for seed in (0, 1):
+            run_dir = root / method / "labeled=0.1" / f"seed={seed}"
+            assert (run_dir / "metrics.json").is_file()
+            assert not (run_dir / "best.pt").exists(), "reference sweeps keep no checkpoints"
+    assert check_same_splits(runs) == []
+    supervised = json.loads((root / "supervised/labeled=0.1/seed=0/split.json").read_text())
+    mt = json.loads((root / "mt/labeled=0.1/seed=0/split.json").read_text())
+    assert supervised["labeled"] == mt["labeled"] and supervised["test"] == mt["test"]
+    record = json.loads((tmp_path / "results" / "tiny" / "sweep.json").read_text())
+    assert record["shared_settings"]["image_size"] == 16
+    assert {r["status"] for r in record["runs"].values()} == {"done"}
+    again = run_sweep(spec, plan(spec), quiet=True)
+    assert again.count("skipped") == 4
+
+
+def test_changed_settings_are_refused_for_an_existing_sweep(tmp_path):
+    spec = _spec(tmp_path, methods=["supervised"], seeds=[0])
+    run_sweep(spec, plan(spec), quiet=True)
+    changed = _spec(tmp_path, methods=["supervised"], seeds=[0],
+                    run={**TINY_RUN, "image_size": 24})
+    with pytest.raises(UserError, match="image_size: 16 vs 24"):
+        plan(changed)
+
+
+def test_resume_after_a_crash_mid_sweep_neither_duplicates_nor_loses_runs(tmp_path):
+    from ssl_bench.engine import run
+
+    reference_spec = _spec(tmp_path, name="reference")
+    run_sweep(reference_spec, plan(reference_spec), quiet=True)
+
+    spec = _spec(tmp_path, name="crashed")
+    runs = plan(spec)
+    run(runs[0].config, runs[0].output, quiet=True)  # the first run had finished
+    run(runs[1].config, runs[1].output, quiet=True, stop_after=2)  # crashed mid-run
+    assert (runs[1].output / "checkpoint.pt").is_file()
+    result = run_sweep(spec, plan(spec), quiet=True)
+    assert result.status[runs[0].key]["status"] == "skipped"
+    assert result.status[runs[1].key]["status"] == "resumed"
+    crashed_root = tmp_path / "results" / "crashed"
+    assert len(list(crashed_root.rglob("metrics.json"))) == 2
+    for planned in runs:
+        relative = planned.output.relative_to(crashed_root)
+        assert _metrics(planned.output) == _metrics(tmp_path / "results" / "reference" / relative)
+
+
+def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    from methods.mt import MeanTeacher
+
+    def broken(self, batch, ctx):
+        raise RuntimeError("simulated failure in mt")
+
+    monkeypatch.setattr(MeanTeacher, "train_step", broken)
+    spec = _spec(tmp_path)
+    result = run_sweep(spec, plan(spec), quiet=True)
+    assert result.count("done") == 1
+    assert result.failed == ["mt/labeled=0.1/seed=0"]
+    record = json.loads(result.record.read_text())
+    failure = record["runs"]["mt/labeled=0.1/seed=0"]
+    assert failure["status"] == "failed" and "simulated failure" in failure["error"]
+    monkeypatch.undo()
+    retried = run_sweep(spec, plan(spec), quiet=True)
+    assert retried.count("done") == 1 and retried.count("skipped") == 1
+
+
+def test_two_jobs_give_the_same_records_as_one(tmp_path):
+    one = _spec(tmp_path, name="one")
+    two = _spec(tmp_path, name="two")
+    run_sweep(one, plan(one), jobs=1, threads=1, quiet=True)
+    result = run_sweep(two, plan(two), jobs=2, threads=1, quiet=True)
+    assert result.count("done") == 2
+    for planned in plan(one):
+        relative = planned.output.relative_to(tmp_path / "results" / "one")
+        assert _metrics(planned.output) == _metrics(tmp_path / "results" / "two" / relative)
+
+
+def test_sweep_cli_with_a_spec_file(tmp_path, capsys):
+    spec_file = tmp_path / "quick.toml"
+    spec_file.write_text(
+        'methods = ["supervised", "srcmt"]\nlabeled = [0.1]\nseeds = [0]\n'
+        f'results = "{tmp_path / "results"}"\nkeep_checkpoints = false\n'
+        '[run]\nimage_size = 16\niterations = 4\neval_every = 2\nbatch_size = 16\n'
+        'labeled_batch_size = 4\n[method_options.srcmt]\nrelation_weight = 2.0\n')
+    assert main(["sweep", str(spec_file), "--dry-run"]) == 0
+    assert "2 runs" in capsys.readouterr().out
+    assert main(["sweep", str(spec_file), "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "quick" in out
+    config = json.loads((tmp_path / "results/quick/digits/srcmt/labeled=0.1/seed=1/"
+                         "config.json").read_text())["config"]
+    assert config["method_options"] == {"relation_weight": 2.0}
+    assert main(["sweep", "--methods", "supervised", "--labeled", "0.1", "--seeds", "0"]) == 2
+    assert "--name" in capsys.readouterr().err
