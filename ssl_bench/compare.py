@@ -57,7 +57,7 @@ VARIED_KEYS: frozenset[str] = frozenset(
 )
 #: Machine-only keys (where things live, how fast they run): not part of the settings hash.
 #: ``preset`` is only a name: the values it set are in the configuration itself.
-MACHINE_KEYS: frozenset[str] = frozenset({
+MACHINE_KEYS: frozenset[str] = frozenset({"compile",
     "device", "amp", "cache_dir", "workers", "image_cache", "data_root", "channels_last",
     "deterministic", "eval_batch_size", "preset",
 })

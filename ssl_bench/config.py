@@ -126,15 +126,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's table; a missing or malformed file is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML run configuration; unknown keys name the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "config file")
     data = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(data) - set(FIELD_NAMES))
     if unknown:

@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import queue as queue_module
 import shutil
-import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,16 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json
-from .config import FIELD_NAMES, RunConfig, resolve_config
+from .config import FIELD_NAMES, RunConfig, read_toml, resolve_config
 from .errors import UserError
 from .progress import TrainingProgress
 from .run_dir import BEST, CONFIG, SPLIT, RunDir
 from .splits import labeled_tag, parse_labeled
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 VARIED = ("method", "method_options", "labeled", "seed")
@@ -133,12 +127,7 @@ def make_spec(values: dict[str, Any], source: str) -> SweepSpec:
 def read_spec(path: str | Path) -> dict[str, Any]:
     """The raw values of a TOML sweep spec (``name`` defaults to the file's stem)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"sweep spec {path} does not exist")
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"sweep spec {path} is not valid TOML: {exc}") from None
+    values = read_toml(path, "sweep spec")
     values.setdefault("name", path.stem)
     return values
 

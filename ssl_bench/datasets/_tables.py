@@ -22,6 +22,19 @@ from ..errors import UserError
 MAX_LISTED = 5
 
 
+def require_root(root: Path | None, name: str, title: str, layout: str, source: str) -> Path:
+    """The data set's folder, resolved; a missing one names the layout and the source."""
+    if root is None:
+        raise UserError(
+            f"data set {name!r} needs its folder: pass --data-root DIR or set SSL_BENCH_DATA. "
+            f"{layout[0].upper()}{layout[1:]}; {source}"
+        )
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"{title} data folder {root} does not exist; {layout}")
+    return root
+
+
 def listing(items: Sequence[object], limit: int = MAX_LISTED) -> str:
     """``"a, b, c"`` or ``"a, b, c, ... and 7 more"``."""
     shown = ", ".join(str(item) for item in items[:limit])

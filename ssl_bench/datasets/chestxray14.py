@@ -25,7 +25,15 @@ import pandas as pd
 
 from ..errors import UserError
 from ..registry import register_dataset
-from ._tables import check_unique, listing, read_table, require_columns, sources, text_column
+from ._tables import (
+    check_unique,
+    listing,
+    read_table,
+    require_columns,
+    require_root,
+    sources,
+    text_column,
+)
 from .base import ImageDataset
 
 #: The 14 findings in their standard order (Wang et al., CVPR 2017).
@@ -137,14 +145,7 @@ def _read_list(path: Path) -> list[str]:
 @register_dataset("chestxray14", aliases=("chestx-ray14", "nih-chestxray14", "cxr14"))
 def chestxray14(root: Path | None) -> ImageDataset:
     """NIH ChestX-ray14 frontal chest X-rays, 14 findings (multi-label), grouped by patient."""
-    if root is None:
-        raise UserError(
-            "data set 'chestxray14' needs its folder: pass --data-root DIR or set "
-            f"SSL_BENCH_DATA. {LAYOUT[0].upper()}{LAYOUT[1:]}; {SOURCE}"
-        )
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise UserError(f"ChestX-ray14 data folder {root} does not exist; {LAYOUT}")
+    root = require_root(root, "chestxray14", "ChestX-ray14", LAYOUT, SOURCE)
     csv = next((root / name for name in CSV_NAMES if (root / name).is_file()), None)
     if csv is None:
         raise UserError(f"{root / CSV_NAMES[0]} does not exist; {LAYOUT}; {SOURCE}")

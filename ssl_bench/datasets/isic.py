@@ -31,6 +31,7 @@ from ._tables import (
     listing,
     read_table,
     require_columns,
+    require_root,
     rows_text,
     sources,
     text_column,
@@ -182,14 +183,7 @@ def isic(
     root: Path | None, eval_split: str = "random", metadata: str | None = None
 ) -> ImageDataset:
     """ISIC 2018 Task 3 / HAM10000 dermoscopy images, 7 diagnoses (single-label)."""
-    if root is None:
-        raise UserError(
-            "data set 'isic' needs its folder: pass --data-root DIR or set SSL_BENCH_DATA. "
-            f"{LAYOUT[0].upper()}{LAYOUT[1:]}; {SOURCE}"
-        )
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise UserError(f"ISIC data folder {root} does not exist; {LAYOUT}")
+    root = require_root(root, "isic", "ISIC", LAYOUT, SOURCE)
     train_csv = _ground_truth_csv(root, PARTS["train"][1])
     if train_csv is None:
         raise UserError(
