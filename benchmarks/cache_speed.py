@@ -17,31 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from ssl_bench.benchmarking import data_path_throughput, median_seconds
 from ssl_bench.cache import load_images
 from ssl_bench.config import resolve_config
 from ssl_bench.engine import Trainer, load_dataset, prepare
 from ssl_bench.images import ArrayImages, DecodingImages
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2018-mini"
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -78,25 +68,19 @@ def main() -> None:
         results["cache_mib"] = built.path.stat().st_size / 2**20
 
         # Data path alone: one training batch of random rows.
-        rng = np.random.default_rng(0)
-        cached = ArrayImages(warm.array)
-        decoding = DecodingImages(dataset.files, args.size, dataset.channels, workers=2)
-        batches = [rng.choice(len(dataset), args.batch_size, replace=False)
-                   for _ in range(args.repeats)]
-        it = iter(batches * 2)
-        t_cache = _median_seconds(lambda: cached.take(next(it)), args.repeats)
-        it = iter(batches * 2)
-        t_decode = _median_seconds(lambda: decoding.take(next(it)), args.repeats)
-        results["fetch_cache_img_s"] = args.batch_size / t_cache
-        results["fetch_decode_img_s"] = args.batch_size / t_decode
+        fetch = data_path_throughput(
+            ArrayImages(warm.array),
+            DecodingImages(dataset.files, args.size, dataset.channels, workers=2),
+            len(dataset), args.batch_size, args.repeats)
+        results["fetch_cache_img_s"] = fetch["cache_images_per_s"]
+        results["fetch_decode_img_s"] = fetch["decode_images_per_s"]
 
         # Whole training steps, same model and batches, cache vs decoding.
         for mode, use_cache in (("cache", True), ("decode", False)):
             trainer = Trainer(prepare(resolve_config({}, {**base, "cache_dir": cache_dir,
                                                           "image_cache": use_cache}),
                                       quiet=True))
-            trainer.train_step()  # warm-up
-            seconds = _median_seconds(trainer.train_step, args.steps)
+            seconds = median_seconds(trainer.train_step, args.steps, warmup=1)
             results[f"train_{mode}_img_s"] = args.batch_size / seconds
             results[f"train_{mode}_ms_per_step"] = 1000 * seconds
 

@@ -98,6 +98,7 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
      "validation metric that picks the checkpoint; default auc"),
     ("--device", "device", str, "auto, cpu, cuda or mps; default auto"),
     ("--amp", "amp", _bool, "mixed precision on CUDA (bf16 where supported); default true"),
+    ("--compile", "compile", "flag", "torch.compile the student and teacher (slow start)"),
     ("--deterministic", "deterministic", _bool, "deterministic algorithms; default true"),
 ]
 

@@ -76,6 +76,7 @@ class RunConfig:
     # machinery
     device: str = "auto"
     amp: bool = True
+    compile: bool = False
     channels_last: bool = True
     deterministic: bool = True
     preset: str = "cpu"

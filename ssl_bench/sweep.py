@@ -38,7 +38,7 @@ from .splits import labeled_tag, parse_labeled
 
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 VARIED = ("method", "method_options", "labeled", "seed")
-MACHINE_ONLY = ("device", "amp", "cache_dir", "workers", "image_cache", "data_root")
+MACHINE_ONLY = ("device", "amp", "cache_dir", "workers", "image_cache", "data_root", "compile")
 SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
              "results", "keep_checkpoints")
 

@@ -1,0 +1,143 @@
+"""Training speed of every registered method, the split of a step, and the data path.
+
+For each method: ms per step and training images/s at one backbone, image size and batch
+(defaults: the isic2018-mini CPU protocol), the median over repeats after warm-up, and
+the ratio to ``supervised`` at the same total batch size, all measured in this one run
+(machines are noisy: compare ratios, not absolute numbers across runs). Then the split of
+one step into phases (data, perturbation, student forward, teacher forward, loss terms,
+backward, optimizer, EMA) and the data path: decode-and-resize versus the decoded-image
+cache. Prints tables and writes JSON.
+
+    python benchmarks/speed.py                       # CPU protocol on isic2018-mini
+    python benchmarks/speed.py --backbone densenet121 --size 224 --device cuda --json gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ssl_bench.benchmarking import (
+    PHASES,
+    data_path_throughput,
+    interleaved_step_times,
+    phase_split,
+)
+from ssl_bench.config import resolve_config
+from ssl_bench.engine import Trainer, prepare
+from ssl_bench.images import ArrayImages, DecodingImages
+from ssl_bench.registry import list_methods
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Targets of issue 5: step-time ratio to supervised at the same total batch size.
+RATIO_TARGETS = {"mt": 1.40, "srcmt": 1.40, "pi": 2.10}
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="isic")
+    parser.add_argument("--data-root", default=str(SHARED / "isic2018-mini"))
+    parser.add_argument("--methods", default=",".join(list_methods()))
+    parser.add_argument("--backbone", default="resnet10t")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=48)
+    parser.add_argument("--labeled-batch-size", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per method and round")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="rounds cycling through the methods (spreads machine noise)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="true", choices=("true", "false"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
+    parser.add_argument("--json", type=Path, help="write all measurements here")
+    args = parser.parse_args()
+    console = Console()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if "supervised" not in methods:
+        methods.insert(0, "supervised")
+    base = dict(dataset=args.dataset, data_root=args.data_root, backbone=args.backbone,
+                image_size=args.size, batch_size=args.batch_size,
+                labeled_batch_size=args.labeled_batch_size, iterations=10_000, labeled=0.2,
+                device=args.device, amp=args.amp == "true", compile=args.compile)
+    trainers = {}
+    for method in methods:
+        prepared = prepare(resolve_config({}, {**base, "method": method}), quiet=True)
+        trainers[method] = Trainer(prepared)
+    seconds = interleaved_step_times(trainers, args.rounds, args.steps, args.warmup)
+    results: dict[str, dict] = {
+        method: {"ms_per_step": 1000 * seconds[method],
+                 "images_per_s": args.batch_size / seconds[method],
+                 "phases_ms": phase_split(trainers[method], args.steps * 2)}
+        for method in methods
+    }
+    device = prepared.device
+    supervised_ms = results["supervised"]["ms_per_step"]
+    title = (f"{args.backbone} at {args.size}px, batch {args.batch_size} "
+             f"({args.labeled_batch_size} labeled for SSL methods) on {args.dataset}; "
+             f"{_machine(device)}")
+    table = Table(title=f"training speed: {title}")
+    for column in ("method", "ms/step", "images/s", "x supervised", "target", "ok"):
+        table.add_column(column, justify="right" if column != "method" else "left")
+    for method, record in results.items():
+        ratio = record["ms_per_step"] / supervised_ms
+        record["ratio_to_supervised"] = ratio
+        target = RATIO_TARGETS.get(method)
+        ok = "" if target is None else ("yes" if ratio <= target else "NO")
+        table.add_row(method, f"{record['ms_per_step']:.1f}", f"{record['images_per_s']:.0f}",
+                      f"{ratio:.2f}", "" if target is None else f"<= {target:.2f}", ok)
+    console.print(table)
+    if "mt" in results and "srcmt" in results:
+        over = results["srcmt"]["ms_per_step"] / results["mt"]["ms_per_step"] - 1
+        console.print(f"relation loss: srcmt is {100 * over:+.1f}% over mt (target <= +3%)")
+
+    split = Table(title="split of one step, ms (share of the step)")
+    split.add_column("phase")
+    for method in results:
+        split.add_column(method, justify="right")
+    for phase in PHASES:
+        cells = []
+        for record in results.values():
+            total = sum(record["phases_ms"].values())
+            value = record["phases_ms"][phase]
+            cells.append(f"{value:.1f} ({100 * value / total:.1f}%)" if value else "-")
+        split.add_row(phase, *cells)
+    console.print(split)
+    for record in results.values():
+        total = sum(record["phases_ms"].values())
+        record["data_share"] = record["phases_ms"]["data"] / total
+        record["ema_share"] = record["phases_ms"]["ema"] / total
+
+    data: dict[str, float] = {}
+    if prepared.dataset.files is not None:
+        cached = prepared.images if isinstance(prepared.images, ArrayImages) else None
+        if cached is not None:
+            decoding = DecodingImages(prepared.dataset.files, args.size, prepared.in_chans)
+            data = data_path_throughput(cached, decoding, len(prepared.dataset),
+                                        args.batch_size, repeats=max(5, args.steps))
+            path = Table(title="data path: one training batch")
+            for column in ("decode + resize, images/s", "cache, images/s", "ratio"):
+                path.add_column(column, justify="right")
+            path.add_row(f"{data['decode_images_per_s']:,.0f}",
+                         f"{data['cache_images_per_s']:,.0f}", f"{data['ratio']:.1f}x")
+            console.print(path)
+    if args.json:
+        args.json.write_text(json.dumps({"setup": {**base, "machine": _machine(device),
+                                                   "device": str(device)},
+                                         "methods": results, "data_path": data}, indent=2))
+        console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
