@@ -39,7 +39,7 @@ from .progress import TrainingProgress
 from .provenance import environment
 from .registry import create_dataset, create_method, dataset_option_specs, get_method_class
 from .run_dir import BEST, CHECKPOINT, CONFIG, METRICS, SKIPPED, SPLIT, RunDir
-from .schedules import ema_decay_at, ema_update, sigmoid_rampup
+from .schedules import EmaUpdater, ema_decay_at, sigmoid_rampup
 from .splits import Split, check_split, load_split, make_split
 from .tasks import Task, balanced_class_weights
 
@@ -287,6 +287,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self.student, self.teacher = build_models(prepared)
         self.optimizer = build_optimizer(self.config, self.student)
+        self.ema = EmaUpdater(self.teacher, self.student) if self.teacher is not None else None
         self.scheduler = build_scheduler(self.config, self.optimizer, prepared.total_steps)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(
@@ -384,8 +385,7 @@ class Trainer:
             self.scheduler.step()
         if self.teacher is not None:
             with timer("ema"):
-                ema_update(self.teacher, self.student,
-                           ema_decay_at(self.step, self.config.ema_decay))
+                self.ema(ema_decay_at(self.step, self.config.ema_decay))
         self.step += 1
         return {name: value.detach() for name, value in losses.items()}
 

@@ -21,18 +21,30 @@ def ema_decay_at(step: int, ema_decay: float) -> float:
     return min(1.0 - 1.0 / (step + 1), ema_decay)
 
 
-@torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
+class EmaUpdater:
     """teacher <- decay * teacher + (1 - decay) * student for parameters; copy buffers.
 
-    One fused multi-tensor ``lerp`` over all floating parameters (no Python loop of
-    small kernels), then one multi-tensor copy of the buffers (BatchNorm statistics).
+    One fused multi-tensor ``lerp`` over all parameters (no Python loop of small
+    kernels), then one multi-tensor copy of the buffers (BatchNorm statistics). The
+    tensor lists are gathered once, not at every step.
     """
-    t_params = [p for p in teacher.parameters()]
-    s_params = [p.detach() for p in student.parameters()]
-    if t_params:
-        torch._foreach_lerp_(t_params, s_params, 1.0 - decay)
-    t_bufs = list(teacher.buffers())
-    s_bufs = list(student.buffers())
-    if t_bufs:
-        torch._foreach_copy_(t_bufs, s_bufs)
+
+    def __init__(self, teacher: nn.Module, student: nn.Module) -> None:
+        self.t_params = [p.detach() for p in teacher.parameters()]
+        self.s_params = [p.detach() for p in student.parameters()]
+        self.t_bufs = [b for b in teacher.buffers()]
+        self.s_bufs = [b for b in student.buffers()]
+        if len(self.t_params) != len(self.s_params) or len(self.t_bufs) != len(self.s_bufs):
+            raise ValueError("teacher and student must have the same parameters and buffers")
+
+    @torch.no_grad()
+    def __call__(self, decay: float) -> None:
+        if self.t_params:
+            torch._foreach_lerp_(self.t_params, self.s_params, 1.0 - decay)
+        if self.t_bufs:
+            torch._foreach_copy_(self.t_bufs, self.s_bufs)
+
+
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
+    """One EMA step of ``teacher`` towards ``student`` (see :class:`EmaUpdater`)."""
+    EmaUpdater(teacher, student)(decay)
