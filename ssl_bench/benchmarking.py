@@ -129,20 +129,10 @@ def phase_split(trainer: Any, steps: int) -> dict[str, float]:
 
 
 def step_timings(trainer: Any, steps: int, warmup: int) -> dict[str, Any]:
-    """ms per step (median), images/s, and the phase split measured on the same steps."""
-    batch = trainer.config.batch_size
+    """ms per step (median), images/s, and the phase split of one trainer."""
     median = median_seconds(trainer.train_step, steps, warmup, trainer.device)
-    timer = PhaseTimer(trainer.device)
-    timer.watch(trainer.student, "student_forward")
-    if trainer.teacher is not None:
-        timer.watch(trainer.teacher, "teacher_forward")
-    trainer.timer = timer
-    for _ in range(steps):
-        trainer.train_step()
-    timer.close()
-    trainer.timer = None
-    return {"ms_per_step": 1000 * median, "images_per_s": batch / median,
-            "phases_ms": timer.split(steps)}
+    return {"ms_per_step": 1000 * median, "images_per_s": trainer.config.batch_size / median,
+            "phases_ms": phase_split(trainer, steps)}
 
 
 def data_path_throughput(cached: Any, decoding: Any, num_images: int, batch: int,
