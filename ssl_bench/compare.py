@@ -41,6 +41,7 @@ import pandas as pd
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import UserError
+from .labeled import labeled_tag, parse_labeled
 from .run_dir import CHECKPOINT, CONFIG, METRICS
 
 MODELS: tuple[str, ...] = ("student", "teacher", "best")
@@ -74,26 +75,6 @@ ID_COLUMNS: tuple[str, ...] = (
 
 class _Corrupt(Exception):
     """A run whose files cannot be used (message names the file and the problem)."""
-
-
-def labeled_tag(labeled: float | int) -> str:
-    """``0.2`` or ``50``: the same text as :func:`ssl_bench.splits.labeled_tag`."""
-    return f"{labeled:g}" if isinstance(labeled, float) else str(labeled)
-
-
-def _parse_labeled(value: str | float | int) -> float | int:
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise UserError(f"labeled amount must be a fraction or a count, got {text!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise UserError(f"labeled amount must be positive, got {text!r}")
-    if number <= 1:
-        return float(number)
-    if not number.is_integer():
-        raise UserError(f"labeled amount {text}: above 1 it is a count and must be whole")
-    return int(number)
 
 
 def _labeled_order(tag: str) -> tuple[int, float]:
@@ -780,7 +761,7 @@ def plot_per_class(df: pd.DataFrame, out_dir: str | Path, model: str = "best",
     """
     if model not in MODELS:
         raise UserError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    wanted = None if fraction is None else labeled_tag(_parse_labeled(fraction))
+    wanted = None if fraction is None else labeled_tag(parse_labeled(fraction))
     chosen = df[df["model"] == model]
     out_dir = _prepare_dir(out_dir)
     paths = []

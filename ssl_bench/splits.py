@@ -60,6 +60,7 @@ import numpy as np
 from .atomic import atomic_write_json
 from .datasets.base import ImageDataset
 from .errors import UserError
+from .labeled import labeled_tag, parse_labeled  # noqa: F401  (re-exported)
 
 DEFAULT_RATIOS: tuple[float, float, float] = (0.7, 0.1, 0.2)
 #: Version of the split file layout written by :func:`save_split`.
@@ -68,32 +69,6 @@ PART_NAMES: tuple[str, str, str] = ("train", "val", "test")
 EVAL_PARTS: tuple[str, str] = ("val", "test")
 #: Origins of an evaluation part in ``Split.eval_parts``.
 EVAL_ORIGINS: tuple[str, str, str] = ("official", "carved", "none")
-
-
-def parse_labeled(value: str | float | int) -> float | int:
-    """``"0.2"`` -> fraction 0.2; ``"50"`` -> count 50; ``"1"``/``1.0`` -> all (fraction 1)."""
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise UserError(
-            f"--labeled must be a fraction in (0, 1] or a count, got {text!r}"
-        ) from None
-    if not math.isfinite(number) or number <= 0:
-        raise UserError(f"--labeled must be a fraction in (0, 1] or a count > 0, got {text!r}")
-    if number <= 1:
-        return float(number)
-    if not number.is_integer():
-        raise UserError(
-            f"--labeled {text}: above 1 it is a count of images and must be a whole number "
-            "(a fraction must lie in (0, 1])"
-        )
-    return int(number)
-
-
-def labeled_tag(labeled: float | int) -> str:
-    """Stable text for paths and tables: ``0.2`` or ``50``."""
-    return f"{labeled:g}" if isinstance(labeled, float) else str(labeled)
 
 
 def _default_eval_parts() -> dict[str, str]:

@@ -229,12 +229,6 @@ def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def _queue_report(q: Any) -> Any:
     return lambda item: q.put(item)
 
@@ -358,9 +352,7 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
             context = multiprocessing.get_context("spawn")
             with context.Manager() as manager:
                 q = manager.Queue()
-                with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                         initializer=_worker_init,
-                                         initargs=(threads,)) as pool:
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
                     pending: dict[Future, PlannedRun] = {
                         pool.submit(_execute_in_worker, planned, spec.keep_checkpoints, q,
                                     threads): planned
