@@ -72,30 +72,57 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--drop-rate", "drop_rate", float, "dropout before the classifier; default 0.2"),
     ("--image-size", "image_size", int, "square image size in pixels; default 32 (cpu)"),
     ("--iterations", "iterations", int, "training steps (instead of --epochs); default 400"),
-    ("--epochs", "epochs", float, "training length in passes over the training part"),
+    ("--epochs", "epochs", float, "training length in epochs (see --epoch-length)"),
+    ("--epoch-length", "epoch_length", str,
+     "train (one pass over the training part in batches of --batch-size; default) or "
+     "labeled (labeled images // --labeled-batch-size steps, the official SRC-MT epoch)"),
     ("--batch-size", "batch_size", int, "images per step (labeled + unlabeled); default 48"),
     ("--labeled-batch-size", "labeled_batch_size", int,
      "labeled images per step for SSL methods; default 12"),
+    ("--supervised-batch", "supervised_batch", str,
+     "batch of labeled-only methods: labeled (--batch-size labeled images; default) or "
+     "two-stream (the SSL batch, loss on its labeled images, as the official baseline)"),
     ("--eval-batch-size", "eval_batch_size", int, "images per evaluation batch; default 256"),
     ("--eval-every", "eval_every", int,
      "steps between evaluations; 0 = 10 per run (or once per epoch with --epochs)"),
     ("--optimizer", "optimizer", str, f"one of {', '.join(CHOICES['optimizer'])}; default adam"),
     ("--lr", "lr", float, "learning rate; default 1e-3 (cpu) / 1e-4 (paper)"),
     ("--weight-decay", "weight_decay", float, "weight decay; default 5e-4"),
-    ("--lr-schedule", "lr_schedule", str, "constant or cosine; default constant"),
+    ("--lr-schedule", "lr_schedule", str,
+     "constant, cosine, or exponential (lr * lr_decay^epoch, official SRC-MT); "
+     "default constant (cpu) / exponential (paper)"),
+    ("--lr-decay", "lr_decay", float,
+     "learning-rate factor per epoch of --lr-schedule exponential; default 0.9"),
     ("--class-weights", "class_weights", str,
-     "none or balanced (single-label cross-entropy); default none"),
+     "none, balanced (N/(K n_c)) or inverse_frequency (N/n_c) weights of the single-label "
+     "cross-entropy, counted on the labeled images; default none (cpu) / inverse_frequency "
+     "(paper)"),
     ("--ema-decay", "ema_decay", float, "teacher EMA decay; default 0.99"),
+    ("--teacher-buffers", "teacher_buffers", str,
+     "the teacher's batch-norm statistics: own (its own train-mode forwards, as the "
+     "official code; default), ema (EMA of the student's) or copy (the student's)"),
     ("--consistency-weight", "consistency_weight", float,
      "maximum weight lambda of unsupervised terms; default 1"),
+    ("--consistency-class-weights", "consistency_class_weights", str,
+     "none, balanced or inverse_frequency: per-class weights of the probability consistency "
+     "(official SRC-MT: inverse_frequency); default none (cpu) / inverse_frequency (paper)"),
     ("--rampup", "rampup", float,
      "sigmoid ramp-up length as a fraction of training; default 0.3"),
+    ("--rampup-per-epoch", "rampup_per_epoch", _bool,
+     "evaluate the ramp-up at the start of each epoch, as the official code; default false "
+     "(cpu) / true (paper)"),
+    ("--unsupervised-start", "unsupervised_start", float,
+     "epochs of labeled loss only before unsupervised terms count (official: 21); "
+     "default 0 (cpu) / 21 (paper)"),
     ("--rotation", "rotation", float, "max random rotation in degrees; default 10"),
     ("--translate", "translate", float, "max random shift as a fraction of size; default 0.02"),
     ("--hflip", "hflip", _bool, "random horizontal flips (default: the data set's advice)"),
     ("--noise-std", "noise_std", float, "Gaussian noise added to normalised views; default 0"),
     ("--selection-metric", "selection_metric", str,
      "validation metric that picks the checkpoint; default auc"),
+    ("--report-model", "report_model", str,
+     "the model a run reports: best (higher validation metric of student and teacher; "
+     "default), student (official SRC-MT; paper preset) or teacher"),
     ("--device", "device", str, "auto, cpu, cuda or mps; default auto"),
     ("--amp", "amp", _bool, "mixed precision on CUDA (bf16 where supported); default true"),
     ("--compile", "compile", "flag", "torch.compile the student and teacher (slow start)"),
@@ -217,8 +244,11 @@ def _print_result(metrics: dict[str, Any], output: Path) -> None:
                 for k in keys])
     console = Console()
     console.print(table)
-    console.print(f"selected: {metrics['best']['model']} (highest validation "
-                  f"{metrics['selection']['metric']}); results in {output}")
+    reported = metrics.get("reported", metrics["best"])
+    rule = reported.get("rule", "best")
+    why = (f"highest validation {metrics['selection']['metric']}" if rule == "best"
+           else f"--report-model {rule}")
+    console.print(f"reported: {reported['model']} ({why}); results in {output}")
 
 
 def command_list(argv: Sequence[str]) -> int:
@@ -414,8 +444,9 @@ def command_compare(argv: Sequence[str]) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding runs")
     parser.add_argument("--metric", default="auc",
                         help="any recorded test metric (auc, accuracy, f1_macro, auc_MEL, ...)")
-    parser.add_argument("--model", default="best", choices=MODELS,
-                        help="student, teacher, or best (the one with higher val metric)")
+    parser.add_argument("--model", default="reported", choices=MODELS,
+                        help="reported (default: the model each run's --report-model names), "
+                        "student, teacher, or best (the one with the higher validation metric)")
     parser.add_argument("--format", dest="fmt", choices=FORMATS,
                         help="md, csv, latex or json instead of the rich table")
     parser.add_argument("--output", type=Path, help="write the table to this file")

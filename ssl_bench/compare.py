@@ -44,7 +44,9 @@ from .errors import UserError
 from .labeled import labeled_tag, parse_labeled
 from .run_dir import CHECKPOINT, CONFIG, METRICS
 
-MODELS: tuple[str, ...] = ("student", "teacher", "best")
+#: ``reported``: the model each run reports (its ``report_model``; runs that predate it
+#: reported ``best``).
+MODELS: tuple[str, ...] = ("student", "teacher", "best", "reported")
 FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")
 SUFFIX_FORMATS: dict[str, str] = {
     ".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".json": "json",
@@ -189,10 +191,12 @@ def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], li
     classes: list[str] = []
     for model in MODELS:
         section = metrics.get(model)
+        if model == "reported" and section is None:
+            section = metrics.get("best")
         if section is None:
             continue
         test = section["test"]
-        selected = section.get("model", model) if model == "best" else model
+        selected = section.get("model", model) if model in ("best", "reported") else model
         row = dict(base, model=model, selected_model=selected,
                    best_step=section.get("best_step"), n_test=test.get("n"))
         row.update(_scalars(test, ""))
@@ -369,7 +373,7 @@ def _method_order(methods: Iterable[str], baseline: str) -> list[str]:
     return ([baseline] if baseline in methods else []) + [m for m in methods if m != baseline]
 
 
-def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "best",
+def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
               baseline: str = "supervised", pair: tuple[str, str] = ("srcmt", "mt"),
               ) -> pd.DataFrame:
     """Per data set x settings x method x labeled amount: mean, std, n, gain, tests.
@@ -703,7 +707,7 @@ def _prepare_dir(out_dir: str | Path) -> Path:
 
 
 def plot_learning_curves(df: pd.DataFrame, out_dir: str | Path, metric: str = "auc",
-                         model: str = "best") -> list[Path]:
+                         model: str = "reported") -> list[Path]:
     """``metric`` against the labeled amount, one line per method (error bars: std).
 
     One PNG per data set x settings group (and a separate one for labeled *counts* when
@@ -752,7 +756,7 @@ def _classes(df: pd.DataFrame, dataset: str, group: pd.DataFrame) -> list[str]:
             if c.startswith("auc_") and c in metrics and group[c].notna().any()]
 
 
-def plot_per_class(df: pd.DataFrame, out_dir: str | Path, model: str = "best",
+def plot_per_class(df: pd.DataFrame, out_dir: str | Path, model: str = "reported",
                    fraction: str | float | int | None = None) -> list[Path]:
     """Grouped bars of per-class test AUC per method at one labeled amount (error: std).
 
@@ -819,7 +823,7 @@ def plot_per_class(df: pd.DataFrame, out_dir: str | Path, model: str = "best",
 # --------------------------------------------------------------------------- command
 
 
-def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: str = "best",
+def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: str = "reported",
                     fmt: str | None = None, output: str | Path | None = None,
                     plot_dir: str | Path | None = None,
                     fraction: str | float | int | None = None, console: Any = None) -> int:

@@ -39,9 +39,9 @@ from .progress import TrainingProgress
 from .provenance import environment
 from .registry import create_dataset, create_method, dataset_option_specs, get_method_class
 from .run_dir import BEST, CHECKPOINT, CONFIG, METRICS, SKIPPED, SPLIT, RunDir
-from .schedules import EmaUpdater, ema_decay_at, sigmoid_rampup
+from .schedules import ConsistencySchedule, EmaUpdater, ema_decay_at, lr_factor
 from .splits import Split, check_split, load_split, make_split
-from .tasks import Task, balanced_class_weights
+from .tasks import Task, class_weights
 
 #: How often (in steps) loss values are read back for the progress bar.
 REFRESH_EVERY = 10
@@ -191,13 +191,11 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         mean, std = IMAGENET_MEAN.clone(), IMAGENET_STD.clone()
     else:
         mean, std = _train_stats(images, train_rows)
-    task = dataset.task()
-    if config.class_weights == "balanced":
-        if task.kind != "single":
-            raise UserError("--class-weights balanced applies to single-label data sets only")
-        task = Task(task.kind, task.num_classes,
-                    balanced_class_weights(dataset.labels[parts["labeled"]], task.num_classes))
-    steps_per_epoch = max(1, math.ceil(len(train_rows) / config.batch_size))
+    task = _weighted_task(config, dataset, parts["labeled"])
+    if config.epoch_length == "labeled":  # the official TwoStreamBatchSampler's __len__
+        steps_per_epoch = max(1, len(parts["labeled"]) // config.labeled_batch_size)
+    else:
+        steps_per_epoch = max(1, math.ceil(len(train_rows) / config.batch_size))
     if config.iterations is not None:
         total_steps = config.iterations
     else:
@@ -215,6 +213,24 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         total_steps=total_steps, steps_per_epoch=steps_per_epoch, eval_every=min(eval_every,
         total_steps),
     )
+
+
+def _weighted_task(config: RunConfig, dataset: ImageDataset, labeled_rows: np.ndarray) -> Task:
+    """The data set's task with class weights counted on the *labeled training* images.
+
+    (The official SRC-MT code counts all 10,015 HAM10000 images, test images included.)
+    """
+    task = dataset.task()
+    schemes = {"--class-weights": config.class_weights,
+               "--consistency-class-weights": config.consistency_class_weights}
+    for flag, scheme in schemes.items():
+        if scheme != "none" and task.kind != "single":
+            raise UserError(f"{flag} {scheme} applies to single-label data sets only; "
+                            f"{dataset.name} is multi-label (use none)")
+    labels = dataset.labels[labeled_rows]
+    return Task(task.kind, task.num_classes,
+                class_weights(labels, task.num_classes, config.class_weights),
+                class_weights(labels, task.num_classes, config.consistency_class_weights))
 
 
 def build_models(prepared: PreparedRun) -> tuple[Backbone, Backbone | None]:
@@ -257,13 +273,14 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
         return cls(params, **kwargs)
 
 
-def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer,
-                    total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) /
-                                                       total_steps)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule, stepped once per training step (see ``lr_factor``)."""
+    def factor(step: int) -> float:
+        return lr_factor(config.lr_schedule, step, total_steps, steps_per_epoch,
+                         config.lr_decay)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class Trainer:
@@ -287,13 +304,18 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self.student, self.teacher = build_models(prepared)
         self.optimizer = build_optimizer(self.config, self.student)
-        self.ema = EmaUpdater(self.teacher, self.student) if self.teacher is not None else None
-        self.scheduler = build_scheduler(self.config, self.optimizer, prepared.total_steps)
+        self.ema = (EmaUpdater(self.teacher, self.student, self.config.teacher_buffers)
+                    if self.teacher is not None else None)
+        self.scheduler = build_scheduler(self.config, self.optimizer, prepared.total_steps,
+                                         prepared.steps_per_epoch)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp_dtype == torch.float16)
         labeled, unlabeled = prepared.parts["labeled"], prepared.parts["unlabeled"]
-        if self.method.uses_unlabeled and len(unlabeled) > 0:
+        # Labeled-only methods get either a fully labeled batch or, as the official
+        # baseline (--ema_consistency 0), the SSL methods' two-stream batch.
+        two_stream = self.method.uses_unlabeled or self.config.supervised_batch == "two-stream"
+        if two_stream and len(unlabeled) > 0:
             per_batch = (self.config.labeled_batch_size,
                          self.config.batch_size - self.config.labeled_batch_size)
         else:
@@ -320,7 +342,10 @@ class Trainer:
         self.best: dict[str, dict[str, Any]] = {}
         self.best_states: dict[str, dict[str, torch.Tensor]] = {}
         self.elapsed = 0.0
-        self.rampup_steps = self.config.rampup * prepared.total_steps
+        self.lambda_schedule = ConsistencySchedule(
+            self.config.consistency_weight, self.config.rampup * prepared.total_steps,
+            prepared.steps_per_epoch, self.config.rampup_per_epoch,
+            math.ceil(self.config.unsupervised_start * prepared.steps_per_epoch))
         self._warned: set[str] = set()
         self.keep_best = True
         #: Optional phase timer (``ssl_bench.benchmarking.PhaseTimer``) for speed reports.
@@ -349,7 +374,7 @@ class Trainer:
         return {"student": self.student, **({"teacher": self.teacher} if self.teacher else {})}
 
     def consistency_weight(self, step: int) -> float:
-        return self.config.consistency_weight * sigmoid_rampup(step, self.rampup_steps)
+        return self.lambda_schedule(step)
 
     def next_batch(self) -> Batch:
         """Sample rows, fetch their pixels (pinned, on the way to the device), perturb."""
@@ -579,7 +604,12 @@ class Trainer:
         self.run_dir.save(CHECKPOINT, self.state_dict())
 
     def summary(self) -> dict[str, Any]:
-        """Test metrics at each model's best-validation step, and the overall pick."""
+        """Test metrics at each model's best-validation step, the overall pick, the report.
+
+        ``best`` is whichever of student and teacher has the higher validation metric (a
+        pick only teacher methods get); ``reported`` is the model ``report_model`` names
+        (``best``, ``student``, or ``teacher`` -- the student for methods without one).
+        """
         metric = self.config.selection_metric
         out: dict[str, Any] = {
             "selection": {"split": "val", "metric": metric,
@@ -589,6 +619,11 @@ class Trainer:
             out[name] = {k: v for k, v in record.items() if k != "score"}
         pick = max(self.best, key=lambda n: (self.best[n]["score"], n == "teacher"))
         out["best"] = {"model": pick, **out[pick]}
+        report = self.config.report_model
+        reported = out["best"] if report == "best" else {
+            "model": report if report in self.best else "student",
+            **out[report if report in self.best else "student"]}
+        out["reported"] = {"rule": report, **reported}
         return out
 
     def _finish(self) -> dict[str, Any]:

@@ -10,12 +10,19 @@ from .tasks import Task
 def consistency_mse(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, task: Task
 ) -> torch.Tensor:
-    """Squared difference of probabilities, summed over classes, averaged over the batch.
+    """Squared difference of probabilities, summed over classes, divided by the batch size.
 
-    This is the official SRC-MT/Mean Teacher normalisation (``sum(...) / batch_size``).
+    ``sum(...) / batch_size`` is the official SRC-MT code's normalisation (its
+    ``/ N_CLASSES`` is commented out); the original Mean Teacher code also divides by the
+    number of classes, so this term is K times Mean Teacher's. With
+    ``task.consistency_weights`` each class's squared difference is multiplied by its
+    weight first, as SRC-MT's ``softmax_mse_loss`` does with ``CLASS_WEIGHT``.
     """
     diff = task.probabilities(student_logits) - task.probabilities(teacher_logits)
-    return diff.pow(2).sum() / student_logits.shape[0]
+    squared = diff.pow(2)
+    if task.consistency_weights is not None:
+        squared = squared * task.consistency_weights.to(squared.device, squared.dtype)
+    return squared.sum() / student_logits.shape[0]
 
 
 def relation_matrix(features: torch.Tensor) -> torch.Tensor:

@@ -19,16 +19,24 @@ TASK_KINDS: tuple[str, ...] = ("single", "multi")
 
 @dataclass
 class Task:
-    """What is being predicted: ``kind`` and ``num_classes`` (plus optional CE weights)."""
+    """What is being predicted: ``kind`` and ``num_classes``, plus optional class weights.
+
+    ``class_weights`` weight the cross-entropy (a weighted mean, so their scale cancels);
+    ``consistency_weights`` multiply each class's squared probability difference in
+    :func:`ssl_bench.losses.consistency_mse` (their scale matters), as the official
+    SRC-MT code's ``softmax_mse_loss`` does.
+    """
 
     kind: TaskKind
     num_classes: int
     class_weights: torch.Tensor | None = None
+    consistency_weights: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
-        if self.class_weights is not None and self.kind != "single":
+        weighted = self.class_weights is not None or self.consistency_weights is not None
+        if weighted and self.kind != "single":
             raise ValueError("class weights apply to single-label tasks only")
 
     @property
@@ -51,14 +59,29 @@ class Task:
         return F.cross_entropy(logits, targets.long(), weight=weight)
 
     def to(self, device: torch.device | str) -> Task:
-        weights = None if self.class_weights is None else self.class_weights.to(device)
-        return Task(self.kind, self.num_classes, weights)
+        def move(weights: torch.Tensor | None) -> torch.Tensor | None:
+            return None if weights is None else weights.to(device)
+
+        return Task(self.kind, self.num_classes, move(self.class_weights),
+                    move(self.consistency_weights))
 
 
-def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """``n / (k * count_c)`` as scikit-learn's ``class_weight='balanced'``; 0 for absent."""
+def class_weights(labels: np.ndarray, num_classes: int, scheme: str) -> torch.Tensor | None:
+    """Per-class weights from the class counts ``n_c`` of ``labels`` (0 for absent classes).
+
+    ``balanced``: ``N / (K n_c)`` as scikit-learn's ``class_weight='balanced'`` (K: classes
+    present); ``inverse_frequency``: ``N / n_c``, the scale of the official SRC-MT code's
+    ``10000 / n_c`` (whose counts, over all 10,015 HAM10000 images, sum to about 10,000);
+    ``none``: no weights.
+    """
+    if scheme == "none":
+        return None
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(float)
     present = counts > 0
     weights = np.zeros(num_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
+    weights[present] = counts.sum() / counts[present]
+    if scheme == "balanced":
+        weights /= present.sum()
+    elif scheme != "inverse_frequency":
+        raise ValueError(f"unknown class weighting {scheme!r}")
     return torch.tensor(weights, dtype=torch.float32)

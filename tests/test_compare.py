@@ -121,8 +121,13 @@ def _row(summary: pd.DataFrame, method: str, tag: str) -> pd.Series:
 def test_tidy_table_has_one_row_per_run_and_model(sweep):
     df, warnings = load_runs([sweep])
     assert warnings == []
-    assert len(df) == 3 * 2 + 4 * 3 + 3 * 3 + 2 * 2 + 2 * 3  # supervised: no teacher
-    assert set(df["model"]) == {"student", "teacher", "best"}
+    # supervised: no teacher; every run also has its "reported" row
+    assert len(df) == 3 * 3 + 4 * 4 + 3 * 4 + 2 * 3 + 2 * 4
+    assert set(df["model"]) == {"student", "teacher", "best", "reported"}
+    reported = df[df["model"] == "reported"].set_index("path")
+    best = df[df["model"] == "best"].set_index("path")
+    # these records predate report_model: what they reported was "best"
+    pd.testing.assert_series_equal(reported["auc"], best["auc"])
     assert not ((df["method"] == "supervised") & (df["model"] == "teacher")).any()
     for column in ("dataset", "method", "labeled", "labeled_tag", "seed", "model",
                    "selected_model", "best_step", "path", "settings", "auc", "accuracy",
@@ -385,3 +390,16 @@ def test_compare_command(sweep, tmp_path, capsys):
                         console=Console(file=io.StringIO()))
     with pytest.raises(UserError, match="unknown metric"):
         compare_command([sweep], metric="bogus", console=Console(file=io.StringIO()))
+
+
+def test_reported_model_is_the_one_each_run_names(tmp_path):
+    root = tmp_path / "results"
+    write_run(root, method="mt", seed=0, auc=0.7, teacher_auc=0.8)
+    path = next(root.rglob("metrics.json"))
+    metrics = json.loads(path.read_text())
+    metrics["reported"] = dict(metrics["student"], model="student", rule="student")
+    path.write_text(json.dumps(metrics))
+    df, _ = load_runs([root])
+    row = df[df["model"] == "reported"].iloc[0]
+    assert row["selected_model"] == "student" and row["auc"] == pytest.approx(0.7)
+    assert summarize(df).iloc[0]["mean"] == pytest.approx(0.7)  # default: reported

@@ -20,7 +20,8 @@ def test_defaults_are_the_cpu_preset():
 
 def test_paper_preset_has_the_paper_settings():
     config = resolve_config({}, {"preset": "paper"})
-    assert (config.backbone, config.image_size, config.batch_size) == ("densenet121", 224, 48)
+    assert (config.backbone, config.image_size, config.batch_size) == (
+        "densenet121.tv_in1k", 224, 48)
     assert (config.labeled_batch_size, config.lr, config.ema_decay) == (12, 1e-4, 0.99)
     assert config.pretrained and config.epochs == 100 and config.iterations is None
     assert config.weight_decay == 5e-4 and config.rampup == 0.3
@@ -33,7 +34,7 @@ def test_precedence_file_then_flags_and_iterations_vs_epochs():
     config = resolve_config({"epochs": 3}, {"iterations": 7})
     assert config.iterations == 7 and config.epochs is None
     config = resolve_config({"preset": "paper"}, {"iterations": 5})
-    assert config.backbone == "densenet121" and config.iterations == 5
+    assert config.backbone == "densenet121.tv_in1k" and config.iterations == 5
 
 
 @pytest.mark.parametrize("values,message", [

@@ -10,8 +10,14 @@ import torch
 from torch import nn
 
 from ssl_bench.losses import consistency_mse, relation_consistency, relation_matrix
-from ssl_bench.schedules import ema_decay_at, ema_update, sigmoid_rampup
-from ssl_bench.tasks import Task, balanced_class_weights
+from ssl_bench.schedules import (
+    ConsistencySchedule,
+    ema_decay_at,
+    ema_update,
+    lr_factor,
+    sigmoid_rampup,
+)
+from ssl_bench.tasks import Task, class_weights
 
 
 def test_relation_matrix_by_hand():
@@ -70,17 +76,32 @@ def test_ema_decay_schedule():
     assert ema_decay_at(10_000, 0.99) == 0.99
 
 
-def test_ema_update_averages_parameters_and_copies_buffers():
+@pytest.mark.parametrize("buffers", ["own", "ema", "copy"])
+def test_ema_update_averages_parameters_and_treats_buffers_as_asked(buffers):
     torch.manual_seed(0)
     student = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     teacher = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
-    student(torch.randn(8, 3))  # moves the student's running statistics
+    x = torch.randn(8, 3)
+    student(x)  # moves the student's running statistics
+    with torch.no_grad():
+        teacher(x + 1.0)  # the teacher's own train-mode forward moves its own
+    # By hand: BatchNorm's running mean after one forward is 0.9 * 0 + 0.1 * batch mean.
+    own_mean = 0.1 * teacher[0](x + 1.0).mean(0)
+    torch.testing.assert_close(teacher[1].running_mean, own_mean.detach())
     old = [p.detach().clone() for p in teacher.parameters()]
-    ema_update(teacher, student, 0.75)
+    old_bufs = [b.clone() for b in teacher.buffers()]
+    ema_update(teacher, student, 0.75, buffers)
     for t, s, o in zip(teacher.parameters(), student.parameters(), old, strict=True):
         torch.testing.assert_close(t, 0.75 * o + 0.25 * s)
-    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
-        assert torch.equal(t, s)
+    for t, s, o in zip(teacher.buffers(), student.buffers(), old_bufs, strict=True):
+        if buffers == "own":
+            assert torch.equal(t, o)
+        elif buffers == "copy" or not t.is_floating_point():  # num_batches_tracked
+            assert torch.equal(t, s)
+        else:
+            torch.testing.assert_close(t, 0.75 * o + 0.25 * s)
+    with pytest.raises(ValueError, match="buffers"):
+        ema_update(teacher, student, 0.75, "average")
 
 
 def test_task_losses():
@@ -96,11 +117,63 @@ def test_task_losses():
     torch.testing.assert_close(multi.supervised_loss(logits, multi_targets), expected)
 
 
-def test_balanced_class_weights_match_sklearn():
+def test_class_weights_match_sklearn_and_the_official_scale():
     from sklearn.utils.class_weight import compute_class_weight
 
     labels = np.array([0, 0, 0, 1, 2, 2])
-    ours = balanced_class_weights(labels, 3).numpy()
+    ours = class_weights(labels, 3, "balanced").numpy()
     theirs = compute_class_weight("balanced", classes=np.arange(3), y=labels)
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
-    assert balanced_class_weights(np.array([0, 0, 2]), 3)[1] == 0
+    assert class_weights(np.array([0, 0, 2]), 3, "balanced")[1] == 0
+    # N / n_c: 6/3, 6/1, 6/2 -- the official code's 10000 / n_c over ~10,000 images.
+    np.testing.assert_allclose(class_weights(labels, 3, "inverse_frequency").numpy(),
+                               [2.0, 6.0, 3.0])
+    assert class_weights(labels, 3, "none") is None
+    official = np.repeat(np.arange(7), [1113, 6705, 514, 327, 1099, 115, 142])
+    np.testing.assert_allclose(class_weights(official, 7, "inverse_frequency").numpy(),
+                               [10015 / n for n in (1113, 6705, 514, 327, 1099, 115, 142)],
+                               rtol=1e-6)
+
+
+def test_class_weighted_consistency_by_hand():
+    """SRC-MT's softmax_mse_loss: sum_c w_c (p_c - q_c)^2, summed over rows, / B."""
+    student = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))
+    teacher = torch.log(torch.tensor([[0.4, 0.4, 0.2], [0.1, 0.3, 0.6]]))
+    weights = torch.tensor([1.0, 10.0, 100.0])
+    task = Task("single", 3, consistency_weights=weights)
+    by_hand = (1 * 0.01 + 10 * 0.01 + 0 + 0 + 10 * 0.04 + 100 * 0.04) / 2
+    assert consistency_mse(student, teacher, task).item() == pytest.approx(by_hand, rel=1e-5)
+    plain = (0.01 + 0.01 + 0.04 + 0.04) / 2
+    assert consistency_mse(student, teacher, Task("single", 3)).item() == pytest.approx(
+        plain, rel=1e-5)
+    with pytest.raises(ValueError, match="single-label"):
+        Task("multi", 3, consistency_weights=weights)
+
+
+def test_consistency_schedule_follows_the_official_epochs():
+    """Official: lambda = sigmoid_rampup(epoch, 30), added only when epoch > 20."""
+    spe = 116  # 1,400 labeled images // 12 per batch
+    schedule = ConsistencySchedule(1.0, 30 * spe, spe, per_epoch=True, start_step=21 * spe)
+    assert schedule(0) == 0.0 and schedule(21 * spe - 1) == 0.0
+    assert schedule(21 * spe) == pytest.approx(math.exp(-5 * (1 - 21 / 30) ** 2))
+    assert schedule(21 * spe) == pytest.approx(0.6376, abs=1e-4)
+    assert schedule(21 * spe + spe - 1) == schedule(21 * spe), "constant within an epoch"
+    assert schedule(30 * spe) == 1.0 and schedule(99 * spe) == 1.0
+    smooth = ConsistencySchedule(2.0, 100)
+    assert smooth(0) == pytest.approx(2 * math.exp(-5)) and smooth(50) == pytest.approx(
+        2 * sigmoid_rampup(50, 100))
+
+
+def test_exponential_lr_matches_torch_exponential_lr_stepped_per_epoch():
+    spe, decay = 7, 0.9
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    reference = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
+    for step in range(5 * spe):
+        assert lr_factor("exponential", step, 5 * spe, spe, decay) == pytest.approx(
+            reference.get_last_lr()[0])
+        if (step + 1) % spe == 0:
+            optimizer.step()
+            reference.step()
+    assert lr_factor("constant", 3, 10, 2, decay) == 1.0
+    assert lr_factor("cosine", 10, 10, 2, decay) == pytest.approx(0.0)

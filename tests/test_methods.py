@@ -60,11 +60,22 @@ def test_method_contract(method: str, dataset: str):
         for name, parameter in trainer.teacher.named_parameters():
             assert not parameter.requires_grad and parameter.grad is None, name
 
-    # One training step changes the student; the teacher moves by the EMA formula.
+    # One training step changes the student; the teacher's parameters move by the EMA
+    # formula, and the EMA update leaves its buffers (its own batch statistics) alone.
     trainer.student.zero_grad(set_to_none=True)
     trainer.step = 5
     before_student = _params(trainer.student)
     before_teacher = _params(trainer.teacher) if trainer.teacher is not None else None
+    buffers_before_ema: dict[str, torch.Tensor] = {}
+    if trainer.ema is not None:
+        real_ema = trainer.ema
+
+        def recording_ema(decay: float) -> None:
+            buffers_before_ema.update(
+                {k: v.clone() for k, v in trainer.teacher.named_buffers()})
+            real_ema(decay)
+
+        trainer.ema = recording_ema
     trainer.train_step()
     after_student = _params(trainer.student)
     changed = [k for k in before_student if not torch.equal(before_student[k], after_student[k])]
@@ -74,10 +85,9 @@ def test_method_contract(method: str, dataset: str):
         for name, value in trainer.teacher.named_parameters():
             expected = decay * before_teacher[name] + (1 - decay) * after_student[name]
             torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
-        for (name, t_buf), (_, s_buf) in zip(
-            trainer.teacher.named_buffers(), trainer.student.named_buffers(), strict=True
-        ):
-            assert torch.equal(t_buf, s_buf), f"buffer {name} not copied"
+        assert trainer.config.teacher_buffers == "own"
+        for name, t_buf in trainer.teacher.named_buffers():
+            assert torch.equal(t_buf, buffers_before_ema[name]), f"EMA changed buffer {name}"
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -115,6 +125,24 @@ def test_supervised_batches_are_fully_labeled():
     trainer = _trainer("srcmt", "digits")
     batch = trainer.next_batch()
     assert batch.num_labeled == trainer.config.labeled_batch_size < batch.size
+
+
+def test_supervised_two_stream_batch_is_the_ssl_batch_with_loss_on_labeled_rows():
+    """--supervised-batch two-stream: the official baseline's 48 images, 12 of them labeled."""
+    trainer = _trainer("supervised", "digits", supervised_batch="two-stream")
+    ssl = _trainer("srcmt", "digits")
+    assert torch.equal(torch.from_numpy(trainer.sampler.next()),
+                       torch.from_numpy(ssl.sampler.next())), "the same two-stream indices"
+    batch = trainer.next_batch()
+    assert (batch.size, batch.num_labeled) == (ssl.config.batch_size,
+                                               ssl.config.labeled_batch_size)
+    assert batch.targets.shape[0] == batch.num_labeled
+    ctx = StepContext(trainer.student, None, trainer.task, 1.0, 0)
+    trainer.student.eval()  # no dropout: the loss must be the labeled rows' CE exactly
+    losses = trainer.method.train_step(batch, ctx)
+    _, logits = trainer.student(batch.student_view)
+    expected = trainer.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
+    torch.testing.assert_close(losses["supervised"], expected)
 
 
 def test_built_in_methods_are_importable_as_modules():
