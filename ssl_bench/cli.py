@@ -298,9 +298,24 @@ def command_list(argv: Sequence[str]) -> int:
                           "(ssl-bench list --backbones 'PATTERN' to list them)", soft_wrap=True)
         else:
             for name in names:
-                console.print(name, highlight=False)
+                console.print(_backbone_line(name), highlight=False, markup=False,
+                              soft_wrap=True)
             console.print(f"{len(names)} backbones match {pattern!r}", highlight=False)
     return 0
+
+
+def _backbone_line(name: str) -> str:
+    """A backbone or pretrained tag, and whether its weights are available offline."""
+    from .weights import availability, pretrained_tag
+
+    tag = pretrained_tag(name)
+    if tag is None:  # an architecture without published weights
+        return name
+    found = availability(tag)
+    where = f"{found.source}: {found.detail}" if found.offline else found.detail
+    label = f"{name:<40}" if tag == name else f"{name:<32} {tag:<40}"
+    return f"{label} available offline: {'yes' if found.offline else 'no'}" + (
+        f" ({where})" if where else "")
 
 
 #: Flags of ``ssl-bench split`` (a subset of the run flags).

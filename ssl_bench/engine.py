@@ -34,7 +34,7 @@ from .errors import UserError
 from .images import ArrayImages, DecodingImages
 from .method import Batch, Method, StepContext
 from .metrics import MissingClassWarning, compute_metrics, metric_names
-from .perturb import IMAGENET_MEAN, IMAGENET_STD, ImagePipeline, Perturbation
+from .perturb import ImagePipeline, Perturbation
 from .progress import TrainingProgress
 from .provenance import environment
 from .registry import create_dataset, create_method, dataset_option_specs, get_method_class
@@ -42,6 +42,7 @@ from .run_dir import BEST, CHECKPOINT, CONFIG, METRICS, SKIPPED, SPLIT, RunDir
 from .schedules import ConsistencySchedule, EmaUpdater, ema_decay_at, lr_factor
 from .splits import Split, check_split, load_split, make_split
 from .tasks import Task, class_weights
+from .weights import pretrained_data_config
 
 #: How often (in steps) loss values are read back for the progress bar.
 REFRESH_EVERY = 10
@@ -95,6 +96,7 @@ class PreparedRun:
     parts: dict[str, np.ndarray]  # labeled / unlabeled / val / test -> image rows
     mean: torch.Tensor
     std: torch.Tensor
+    normalisation: dict[str, Any]  # where mean/std come from, recorded in config.json
     total_steps: int
     steps_per_epoch: int
     eval_every: int
@@ -187,10 +189,14 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         "test": _rows(dataset, split.test),
     }
     train_rows = np.concatenate([parts["labeled"], parts["unlabeled"]])
-    if pretrained and in_chans == 3:
-        mean, std = IMAGENET_MEAN.clone(), IMAGENET_STD.clone()
+    if pretrained:  # the statistics the weights were trained with (ImageNet, [-1, 1], ...)
+        data_config = pretrained_data_config(config.backbone, in_chans, config.weights)
+        mean, std = torch.tensor(data_config["mean"]), torch.tensor(data_config["std"])
+        normalisation = {"from": f"pretrained weights ({data_config['source']})",
+                         "input_range": list(data_config["input_range"])}
     else:
         mean, std = _train_stats(images, train_rows)
+        normalisation = {"from": "training images (at most 4,096, evenly spaced)"}
     task = _weighted_task(config, dataset, parts["labeled"])
     if config.epoch_length == "labeled":  # the official TwoStreamBatchSampler's __len__
         steps_per_epoch = max(1, len(parts["labeled"]) // config.labeled_batch_size)
@@ -209,7 +215,7 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     return PreparedRun(
         config=config, dataset=dataset, split=split, method=method, task=task, device=device,
         in_chans=in_chans, images=images, labels=labels, bad_images=bad, cache=cache,
-        parts=parts, mean=mean, std=std,
+        parts=parts, mean=mean, std=std, normalisation=normalisation,
         total_steps=total_steps, steps_per_epoch=steps_per_epoch, eval_every=min(eval_every,
         total_steps),
     )
@@ -699,8 +705,16 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                                  "fused_optimizer": bool(
                                      trainer.optimizer.defaults.get("fused")),
                                  "in_chans": prepared.in_chans,
-                                 "normalisation": {"mean": prepared.mean.tolist(),
+                                 "weight_source": trainer.student.weight_source,
+                                 "normalisation": {**prepared.normalisation,
+                                                   "mean": prepared.mean.tolist(),
                                                    "std": prepared.std.tolist()}},
+                    "loss": {name: None if weights is None else [round(float(w), 6)
+                                                                   for w in weights]
+                             for name, weights in (
+                                 ("class_weights", prepared.task.class_weights),
+                                 ("consistency_class_weights",
+                                  prepared.task.consistency_weights))},
                     "environment": environment(str(prepared.device)),
                 })
                 run_dir.write_json(SPLIT, prepared.split.to_dict())

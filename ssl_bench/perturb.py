@@ -103,7 +103,3 @@ class ImagePipeline:
             student.contiguous(memory_format=self.memory_format),
             teacher.contiguous(memory_format=self.memory_format),
         )
-
-
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])

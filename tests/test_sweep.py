@@ -85,6 +85,39 @@ def test_changed_settings_are_refused_for_an_existing_sweep(tmp_path):
         plan(changed)
 
 
+def test_protocol_settings_are_part_of_the_fairness_check(tmp_path):
+    """A run on disk trained with another baseline batch or teacher is never mixed in."""
+    spec = _spec(tmp_path, methods=["supervised"], seeds=[0])
+    run_sweep(spec, plan(spec), quiet=True)
+    changed = _spec(tmp_path, methods=["supervised"], seeds=[0],
+                    run={**TINY_RUN, "supervised_batch": "two-stream"})
+    with pytest.raises(UserError, match="supervised_batch: 'labeled' vs 'two-stream'"):
+        plan(changed)
+    config = next((tmp_path / "results").rglob("config.json"))
+    record = json.loads(config.read_text())
+    del record["config"]["teacher_buffers"]  # a run from before the setting existed
+    config.write_text(json.dumps(record))
+    with pytest.raises(UserError, match="teacher_buffers: None vs 'own'"):
+        plan(spec)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "benchmarks").glob(
+    "*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_sweep_spec_plans(path, tmp_path):
+    """The specs in benchmarks/ resolve to valid, fair configurations."""
+    from ssl_bench.sweep import read_spec
+
+    values = read_spec(path)
+    values["results"] = str(tmp_path)
+    runs = plan(make_spec(values, str(path)))
+    assert runs
+    config = runs[0].config
+    if config.preset == "paper":
+        assert config.backbone == "densenet121.tv_in1k" and config.report_model == "student"
+        if config.dataset == "chestxray14":  # multi-label: no class weights
+            assert config.class_weights == config.consistency_class_weights == "none"
+
+
 def test_resume_after_a_crash_mid_sweep_neither_duplicates_nor_loses_runs(tmp_path):
     from ssl_bench.engine import run
 
