@@ -24,9 +24,11 @@ class KLTeacher(Method):
         supervised = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
         t = self.temperature
         if ctx.task.multilabel:
+            # Bernoulli KL(p_t || p_s) = BCE(p_s; p_t) - H(p_t), both in the autocast-safe
+            # with-logits form (plain binary_cross_entropy is refused under CUDA autocast).
             p_t = torch.sigmoid(teacher_logits.float() / t)
             consistency = F.binary_cross_entropy_with_logits(logits.float() / t, p_t) - (
-                F.binary_cross_entropy(p_t, p_t)
+                F.binary_cross_entropy_with_logits(teacher_logits.float() / t, p_t)
             )
         else:
             consistency = F.kl_div(
