@@ -30,8 +30,9 @@ from ssl_bench.benchmarking import (
     phase_split,
 )
 from ssl_bench.config import resolve_config
-from ssl_bench.engine import Trainer, prepare
+from ssl_bench.engine import Trainer
 from ssl_bench.images import ArrayImages, DecodingImages
+from ssl_bench.prepare import prepare
 from ssl_bench.registry import list_methods
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

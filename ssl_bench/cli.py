@@ -183,8 +183,8 @@ def _collect(namespace: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
 
 def command_run(argv: Sequence[str]) -> int:
-    from .engine import run
     from .run_dir import CONFIG, RunDir
+    from .runner import run
 
     # Phase 1: which method (and plug-ins) -- its options become flags in phase 2.
     pre = _Parser(prog="ssl-bench run", add_help=False)
@@ -328,7 +328,7 @@ def command_split(argv: Sequence[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .engine import load_dataset
+    from .prepare import load_dataset
     from .splits import make_split, save_split
 
     pre = _Parser(prog="ssl-bench split", add_help=False)

@@ -206,7 +206,7 @@ class _StepReporter(TrainingProgress):
 def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
              threads: int | None) -> dict[str, Any]:
     """Run (or resume) one planned run; never raises for a run's own failure."""
-    from .engine import run
+    from .runner import run
 
     if threads:
         import torch

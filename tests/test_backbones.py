@@ -30,16 +30,6 @@ def _batch(in_chans: int = 3, size: int = 32) -> torch.Tensor:
     return torch.randn(2, in_chans, size, size, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture
-def offline_env(monkeypatch, tmp_path):
-    """An empty Hugging Face cache and offline mode."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "hf"
-
-
 @pytest.fixture(scope="module")
 def resnet_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(1)

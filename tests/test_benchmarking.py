@@ -9,8 +9,9 @@ from fixtures import write_isic
 
 from ssl_bench.benchmarking import PHASES, data_path_throughput, step_timings
 from ssl_bench.cache import load_images
-from ssl_bench.engine import Trainer, prepare
+from ssl_bench.engine import Trainer
 from ssl_bench.images import ArrayImages, DecodingImages
+from ssl_bench.prepare import prepare
 from ssl_bench.registry import create_dataset
 
 
@@ -60,7 +61,7 @@ def test_compile_flag_routes_forwards_through_compiled_wrappers(monkeypatch, tmp
     for forward passes while EMA and checkpoints keep the plain modules."""
     import torch
 
-    from ssl_bench.engine import run
+    from ssl_bench.runner import run
 
     compiled = []
 
@@ -86,8 +87,8 @@ def test_compile_flag_routes_forwards_through_compiled_wrappers(monkeypatch, tmp
 
 
 def test_cpu_fallbacks_of_the_gpu_path():
-    from ssl_bench.engine import resolve_device
     from ssl_bench.errors import UserError
+    from ssl_bench.prepare import resolve_device
 
     trainer = Trainer(prepare(tiny_config(method="mt", amp=True, channels_last=True)))
     assert trainer.amp_dtype is None and not trainer.pin  # AMP and pinning only on CUDA

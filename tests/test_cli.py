@@ -70,7 +70,7 @@ def test_plugin_method_runs_from_the_cli(tmp_path):
 def test_resume_from_the_run_directory_alone(tmp_path):
     from conftest import tiny_config
 
-    from ssl_bench.engine import run
+    from ssl_bench.runner import run
 
     out = tmp_path / "run"
     run(tiny_config(method="mt"), out, quiet=True, stop_after=2)

@@ -8,9 +8,10 @@ import json
 import pytest
 from conftest import tiny_config
 
-from ssl_bench.engine import Trainer, run
+from ssl_bench.engine import Trainer
 from ssl_bench.errors import UserError
 from ssl_bench.registry import list_methods
+from ssl_bench.runner import run
 
 BUILTIN = ["supervised", "pi", "mt", "srcmt"]
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.engine import Trainer, prepare
+from ssl_bench.engine import Trainer
 from ssl_bench.method import Batch, Method, StepContext
+from ssl_bench.prepare import prepare
 from ssl_bench.registry import create_method, list_methods
 from ssl_bench.schedules import ema_decay_at
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from ssl_bench.batches import TwoStreamSampler
-from ssl_bench.engine import _train_stats
 from ssl_bench.images import ArrayImages
 from ssl_bench.perturb import ImagePipeline, Perturbation
+from ssl_bench.prepare import _train_stats
 
 
 def _pipeline(perturbation: Perturbation) -> ImagePipeline:

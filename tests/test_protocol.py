@@ -10,8 +10,10 @@ import torch
 from conftest import tiny_config
 
 from ssl_bench.config import resolve_config
-from ssl_bench.engine import Trainer, prepare, run
+from ssl_bench.engine import Trainer
 from ssl_bench.errors import UserError
+from ssl_bench.prepare import prepare
+from ssl_bench.runner import run
 
 
 def _record_teacher_calls(trainer: Trainer) -> list[tuple[dict, torch.Tensor]]:

