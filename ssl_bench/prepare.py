@@ -26,7 +26,7 @@ from .method import Method
 from .registry import create_dataset, create_method, dataset_option_specs, get_method_class
 from .splits import Split, check_split, load_split, make_split
 from .tasks import Task, class_weights
-from .weights import pretrained_data_config
+from .weights import ensure_obtainable, pretrained_data_config
 
 #: Normalisation statistics come from at most this many (evenly spaced) training images.
 STATS_IMAGES = 4096
@@ -115,6 +115,8 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     dataset = load_dataset(config)
     device = resolve_device(config.device)
     pretrained = config.pretrained or config.weights is not None
+    if config.pretrained and config.weights is None:
+        ensure_obtainable(config.backbone)  # before minutes of image decoding
     in_chans = 3 if pretrained else dataset.channels
     cache: dict[str, Any] = {}
     if dataset.files is not None and not config.image_cache:

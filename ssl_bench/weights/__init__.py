@@ -22,6 +22,7 @@ from .packaged import (
 from .sources import (
     Availability,
     availability,
+    ensure_obtainable,
     load_pretrained,
     load_weights_file,
     pretrained_tag,
@@ -33,6 +34,7 @@ __all__ = [
     "PackagedSource",
     "availability",
     "check_weights_file",
+    "ensure_obtainable",
     "efficientnet_pytorch_rules",
     "load_pretrained",
     "load_weights_file",

@@ -217,6 +217,30 @@ def create_from_hub(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
     return model, str(_cached_url_file(cfg.url) or cfg.url)
 
 
+def ensure_downloadable(name: str) -> None:
+    """Raise now the :class:`UserError` :func:`create_from_hub` would raise for ``name``.
+
+    Checks only (no model, no download), so a run can fail before minutes of image
+    decoding: weights must be published, and cached or the hub online and reachable.
+    """
+    cfg = pretrained_cfg(name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise UserError(
+            f"timm publishes no pretrained weights for {name}; provide a file with "
+            "--weights path/to/file.safetensors or run with pretrained off (--pretrained false)"
+        )
+    if cfg.file or cached_weights(name) is not None:
+        return
+    where = (str(_hub_cache_dir()) if cfg.hf_hub_id
+             else str(Path(torch.hub.get_dir()) / "checkpoints"))
+    if hub_offline():
+        raise _not_cached(name, where, "HF_HUB_OFFLINE is set")
+    problem = _unreachable(_hub_endpoint() if cfg.hf_hub_id else cfg.url)
+    if problem:
+        server = "the Hugging Face hub" if cfg.hf_hub_id else "the download server"
+        raise _not_cached(name, where, f"{server} is unreachable: {problem}")
+
+
 def _timm_pretrained(
     name: str,
     kwargs: dict[str, Any],

