@@ -72,7 +72,7 @@ class EmaUpdater:
       keeps the statistics of its own forwards, which match its own weights. This is what
       the official SRC-MT and Mean Teacher code do (they average parameters only).
     * ``ema``: floating-point buffers are averaged like parameters, integer ones
-      (``num_batches_tracked``) copied, as timm's ``ModelEmaV2``.
+      (``num_batches_tracked``) copied, as timm's ``ModelEmaV3``.
     * ``copy``: copied from the student, normalising the teacher with statistics of other
       weights (ssl-bench before v0.2; kept only to reproduce those results).
 
