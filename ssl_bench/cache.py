@@ -8,7 +8,9 @@ folder; later runs memory-map it and start training at once.
 A cache is complete only when its manifest (``.json``, written last and atomically)
 matches its key and shape: an interrupted build leaves a ``.partial`` file that never
 looks complete (and is removed when the build fails in-process), and a cache whose key or
-size does not match is rebuilt.
+size does not match is rebuilt. The manifest also holds an xxHash3 checksum of the array
+file, verified at every open: a file whose bytes changed after it was built (overwritten
+pixels, a torn copy) is rebuilt with a warning, never used.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -36,6 +39,8 @@ from .images import IMAGE_ERRORS, decode_image, describe_error
 CACHE_VERSION = 1
 #: Images decoded per task handed to the thread pool.
 CHUNK = 64
+#: Bytes read at a time when checksumming a cache file.
+CHECKSUM_CHUNK = 16 * 2**20
 
 
 def default_cache_dir() -> Path:
@@ -84,17 +89,39 @@ def _paths(dataset: ImageDataset, size: int, channels: int, cache_dir: Path) -> 
     return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
 
 
-def _open_existing(array_path: Path, manifest_path: Path, key: str,
-                   shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """The cached array if its manifest says it is complete and it matches; else None."""
+def file_checksum(path: Path) -> str:
+    """xxHash3 (64 bit) of a file's bytes: several GB/s, so checking a cache is cheap."""
+    digest = xxhash.xxh3_64()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHECKSUM_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open_existing(array_path: Path, manifest_path: Path, key: str, shape: tuple[int, ...],
+                   console: Console, quiet: bool) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The cached array if its manifest says it is complete and its bytes match; else None.
+
+    A file whose checksum differs from the manifest's (overwritten pixels, a torn copy,
+    a cache from before checksums) is never used: it is rebuilt, with a warning.
+    """
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("key") != key or tuple(manifest.get("shape", ())) != shape:
             return None
         array = np.load(array_path, mmap_mode="r")
-    except (OSError, ValueError):
+        if array.shape != shape or array.dtype != np.uint8:
+            return None
+        expected = manifest.get("checksum", {}).get("xxh3_64")
+        actual = file_checksum(array_path)
+    except (OSError, ValueError, AttributeError):
         return None
-    if array.shape != shape or array.dtype != np.uint8:
+    if actual != expected:
+        why = ("has no checksum (built by an older ssl-bench)" if expected is None
+               else f"does not match its checksum (xxh3_64 {actual}, manifest {expected})")
+        if not quiet:
+            console.print(f"warning: image cache {array_path} {why}; rebuilding it",
+                          highlight=False, markup=False)
         return None
     return array, manifest
 
@@ -163,7 +190,7 @@ def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path
     array_path, manifest_path = _paths(dataset, size, channels, cache_dir)
     key = cache_key(dataset, size, channels)
     shape = (len(dataset), size, size, channels)
-    existing = _open_existing(array_path, manifest_path, key, shape)
+    existing = _open_existing(array_path, manifest_path, key, shape, console, quiet)
     if existing is not None:
         array, manifest = existing
         bad = [BadImage(**b) for b in manifest.get("bad", [])]
@@ -204,7 +231,7 @@ def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path
         "key": key, "version": CACHE_VERSION, "dataset": dataset.name,
         "fingerprint": dataset.fingerprint(), "shape": list(shape), "size": size,
         "channels": channels, "images": len(dataset), "build_seconds": round(seconds, 2),
-        "bad": [vars(b) for b in bad],
+        "bad": [vars(b) for b in bad], "checksum": {"xxh3_64": file_checksum(array_path)},
     })
     if not quiet and not console.is_terminal:
         console.print(f"decoded {len(dataset)} images in {seconds:.1f} s", highlight=False)

@@ -75,6 +75,42 @@ def test_a_cache_whose_key_or_size_does_not_match_is_rebuilt(tmp_path):
     assert load_images(changed, 16, 3, tmp_path / "cache", quiet=True).path != built.path
 
 
+def test_a_cache_whose_pixels_were_overwritten_is_rebuilt_with_a_warning(tmp_path):
+    """Header and manifest intact, pixel bytes changed: the checksum catches it."""
+    import io
+
+    from rich.console import Console
+
+    from ssl_bench.cache import file_checksum
+
+    dataset = _dataset(_write_images(tmp_path / "img"))
+    built = load_images(dataset, 16, 3, tmp_path / "cache", quiet=True)
+    original = np.array(built.array)
+    manifest = json.loads(built.path.with_suffix(".json").read_text())
+    assert manifest["checksum"] == {"xxh3_64": file_checksum(built.path)}
+    corrupt = np.load(built.path, mmap_mode="r+")
+    corrupt[:] = 0  # overwrite the pixel data only; the .npy header stays valid
+    corrupt.flush()
+    del corrupt
+    assert np.load(built.path).shape == original.shape  # still looks like a good cache
+    log = io.StringIO()
+    again = load_images(dataset, 16, 3, tmp_path / "cache",
+                        console=Console(file=log, width=300))
+    assert again.built, "a corrupted cache must be rebuilt, not used"
+    assert "does not match its checksum" in log.getvalue()
+    np.testing.assert_array_equal(np.asarray(again.array), original)
+    # A cache from before checksums (no checksum in its manifest) is rebuilt too.
+    path = again.path.with_suffix(".json")
+    record = json.loads(path.read_text())
+    del record["checksum"]
+    path.write_text(json.dumps(record))
+    log = io.StringIO()
+    assert load_images(dataset, 16, 3, tmp_path / "cache",
+                       console=Console(file=log, width=300)).built
+    assert "has no checksum" in log.getvalue()
+    assert not load_images(dataset, 16, 3, tmp_path / "cache", quiet=True).built
+
+
 def test_an_interrupted_build_leaves_no_cache_that_looks_complete(tmp_path, monkeypatch):
     dataset = _dataset(_write_images(tmp_path / "img"))
     import ssl_bench.cache as cache_module
