@@ -469,6 +469,18 @@ def test_csv_errors(tmp_path):
     assert "row 3" in message
 
 
+@pytest.mark.parametrize("marker", ["NaN", "nan", "NA", "n/a", "None", "null", "?"])
+def test_csv_missing_labels_are_errors_not_classes(tmp_path, marker):
+    """A 'NaN' label used to become a class of its own (issue 9, item 4)."""
+    def edit(fx):
+        edit_csv_cell(fx.csv, 4, "label", marker)
+        edit_csv_cell(fx.csv, 7, "label", marker)
+
+    message = _csv_error(tmp_path, edit)
+    assert "missing" in message and repr(marker) in message
+    assert "rows 4, 7" in message
+
+
 def test_csv_single_class_is_an_error(tmp_path):
     write_csv_dataset(tmp_path, classes=("only",))
     with pytest.raises(UserError, match="single class"):

@@ -113,6 +113,23 @@ def text_column(table: pd.DataFrame, path: Path, column: str, what: str = "") ->
     return values
 
 
+#: Cell values that mean "no value" in CSV files written by pandas, R, Excel and people.
+MISSING_LIKE: frozenset[str] = frozenset(
+    {"nan", "na", "n/a", "nat", "none", "null", "missing", "?", "-", "--", "#n/a"})
+
+
+def check_not_missing(values: pd.Series, path: Path, what: str) -> None:
+    """Raise naming the rows whose value is a missing-value marker (``NaN``, ``NA``, ...).
+
+    Tables are read as text, so such a cell would otherwise become a class of its own.
+    """
+    missing = values.str.lower().isin(MISSING_LIKE)
+    if missing.any():
+        shown = sorted(set(values[missing]))
+        raise UserError(f"{path}: {what} is missing ({', '.join(map(repr, shown))}) in "
+                        f"{rows_text(values.index[missing])}")
+
+
 def check_unique(values: pd.Series, path: Path, what: str) -> None:
     """Raise naming every duplicated value and the rows it appears in."""
     duplicated = values.duplicated(keep=False)

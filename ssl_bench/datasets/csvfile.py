@@ -22,6 +22,7 @@ from ..options import Option
 from ..registry import register_dataset
 from ._tables import (
     binary_matrix,
+    check_not_missing,
     check_unique,
     natural_sorted,
     read_table,
@@ -129,6 +130,7 @@ def csv_dataset(
     check_unique(ids, path, f"image paths (column {image_column!r})")
     if label_column is not None:
         values = text_column(table, path, label_column, f"label (column {label_column!r})")
+        check_not_missing(values, path, f"the label (column {label_column!r})")
         class_names = natural_sorted(values.unique())
         if len(class_names) < 2:
             raise UserError(
