@@ -8,7 +8,10 @@ its ``config.json``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +192,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     for table in ("method_options", "dataset_options"):
         if table in data and not isinstance(data[table], dict):
             raise UserError(f"config file {path}: {table} must be a table")
+    hints = typing.get_type_hints(RunConfig)
+    for key, value in data.items():
+        problem = None if key in _OWN_CHECKS else _type_problem(value, hints[key])
+        if problem:
+            raise UserError(f"config file {path}: {key} {problem}, got {value!r}")
     return data
 
 
@@ -220,9 +228,57 @@ def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> R
     return config
 
 
+#: Command-line flags whose name is not the field's (see ``cli.RUN_FLAGS``).
+_FLAGS = {"split_file": "--split"}
+#: Fields with checks of their own (parse_labeled, the ratio check, the option tables).
+_OWN_CHECKS = frozenset({"labeled", "split_ratios", "method_options", "dataset_options"})
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with ``value`` for a field annotated ``hint``; None when it fits."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        return None if type(None) in allowed else "must be set"
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return None
+        if isinstance(value, bool):
+            continue
+        if kind is int and isinstance(value, int):
+            return None
+        if kind is float and isinstance(value, int | float):
+            return None if math.isfinite(value) else "must be a finite number"
+        if kind is str and isinstance(value, str):
+            return None
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    wanted = " or ".join(names.get(kind, "unset") for kind in allowed if kind is not type(None))
+    return f"must be {wanted}"
+
+
+def _check_types(config: RunConfig) -> None:
+    """Every setting of the right type and finite, in one place for TOML and flags alike."""
+    hints = typing.get_type_hints(RunConfig)
+    for item in dataclasses.fields(RunConfig):
+        if item.name in _OWN_CHECKS:
+            continue
+        value = getattr(config, item.name)
+        problem = _type_problem(value, hints[item.name])
+        if problem:
+            flag = _FLAGS.get(item.name, "--" + item.name.replace("_", "-"))
+            raise UserError(f"{item.name} ({flag}) {problem}, got {value!r}")
+    ratios = config.split_ratios
+    if (not isinstance(ratios, list | tuple) or len(ratios) != 3
+            or any(_type_problem(r, float) for r in ratios)):
+        raise UserError(f"split_ratios (--split-ratios) must be three finite numbers like "
+                        f"0.7,0.1,0.2, got {ratios!r}")
+
+
 def validate(config: RunConfig) -> None:
-    """Check ranges and choices; every problem is a :class:`UserError`."""
+    """Check types, ranges and choices; every problem is a :class:`UserError`."""
+    _check_types(config)
     config.labeled = parse_labeled(config.labeled)
+    if config.seed < 0:
+        raise UserError(f"seed (--seed) must be >= 0, got {config.seed}")
     for name, choices in CHOICES.items():
         if getattr(config, name) not in choices:
             raise UserError(

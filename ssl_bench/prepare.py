@@ -149,6 +149,11 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         check_split(split, usable)
     if not split.val:
         raise UserError("the split has no validation images: checkpoints are chosen on them")
+    if not split.test:
+        where = f"split file {config.split_file}" if config.split_file else (
+            f"--split-ratios {','.join(f'{r:g}' for r in config.split_ratios)}")
+        raise UserError(f"the split has no test images ({where}): a run must have a test "
+                        "set to report")
     labels = torch.from_numpy(np.array(dataset.labels))  # a writable copy
     labels = labels.long() if dataset.kind == "single" else labels.float()
     parts = {

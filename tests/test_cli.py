@@ -94,6 +94,13 @@ USER_ERRORS = [
     (["run", "--config", "missing.toml"], "config file missing.toml does not exist"),
     (["run", "--plugin", "nowhere.py"], "plug-in file nowhere.py does not exist"),
     (["frobnicate"], "unknown command"),
+    (["run", "--lr", "nan"], "lr (--lr) must be a finite number, got nan"),
+    (["run", "--split-ratios", "0.9,0.1,0"], "the split has no test images (--split-ratios "
+                                            "0.9,0.1,0)"),
+    (["run", "--lr", "inf"], "lr (--lr) must be a finite number, got inf"),
+    (["run", "--epochs", "nan"], "epochs (--epochs) must be a finite number"),
+    (["run", "--seed", "-1"], "seed (--seed) must be >= 0"),
+    (["run", "--consistency-weight", "nan"], "consistency_weight (--consistency-weight)"),
 ]
 
 

@@ -47,6 +47,19 @@ def test_precedence_file_then_flags_and_iterations_vs_epochs():
     ({"lr_schedule": "step"}, "lr_schedule"),
     ({"preset": "gpu"}, "unknown preset"),
     ({"labeled": 0}, "--labeled"),
+    # types and finiteness, checked once for flags and files alike (issue 9, item 11)
+    ({"lr": float("nan")}, r"lr \(--lr\) must be a finite number, got nan"),
+    ({"lr": float("inf")}, "finite"),
+    ({"epochs": float("nan")}, r"epochs \(--epochs\) must be a finite number"),
+    ({"consistency_weight": float("nan")}, "consistency_weight.*finite"),
+    ({"seed": -1}, r"seed \(--seed\) must be >= 0"),
+    ({"lr": "fast"}, "lr .*must be a number, got 'fast'"),
+    ({"iterations": "ten"}, "iterations .*must be an integer"),
+    ({"iterations": 10.5}, "iterations .*must be an integer"),
+    ({"seed": "abc"}, "seed .*must be an integer"),
+    ({"split_ratios": 0.5}, "split_ratios .*three finite numbers"),
+    ({"pretrained": "yes"}, "pretrained .*true or false"),
+    ({"split_file": 3}, r"split_file \(--split\) must be a string"),
 ])
 def test_invalid_settings(values, message):
     with pytest.raises(UserError, match=message):
@@ -105,3 +118,19 @@ def test_entry_point_plugins_are_loaded_and_failures_are_loud(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [bad])
     with pytest.raises(UserError, match="plug-in 'bad'.*failed to import"):
         registry.names()
+
+
+@pytest.mark.parametrize("line, message", [
+    ('lr = "fast"', "lr must be a number, got 'fast'"),
+    ('iterations = "ten"', "iterations must be an integer"),
+    ('seed = "abc"', "seed must be an integer"),
+    ("split_ratios = 0.5", None),
+])
+def test_config_file_values_of_the_wrong_type_name_the_file(tmp_path, line, message):
+    path = tmp_path / "run.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(UserError) as info:
+        resolve_config(read_config_file(path), {})
+    text = str(info.value)
+    assert "\n" not in text
+    assert (str(path) in text and message in text) if message else "split_ratios" in text
