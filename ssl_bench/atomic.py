@@ -1,7 +1,10 @@
 """Atomic file writes: every file ssl-bench writes goes through here.
 
 A reader (or a crashed run) never sees a half-written file: content goes to a temporary
-name in the same folder and is renamed over the target in one step.
+name in the same folder and is renamed over the target in one step. Temporary names carry
+the writer's process id (``.<name>.<pid>.<random>.tmp``), so the ones a killed process
+left behind can be told from those of a live writer and removed
+(:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +25,52 @@ def _umask() -> int:
     return mask
 
 
+#: Temporary files of :func:`atomic_write` and of the image cache's builds, with the pid.
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$|^.+\.partial-(?P<pid2>\d+)$")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporaries in ``folder`` whose writing process is gone; return them.
+
+    A killed run or cache build (kill -9, a machine reset) cannot clean up after itself;
+    the next run or cache open in the same folder does. Files of live processes stay.
+    """
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or not entry.is_file():
+            continue
+        pid = int(match["pid"] or match["pid2"])
+        if pid != os.getpid() and not process_alive(pid):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(fileobj)`` on a temporary file, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)

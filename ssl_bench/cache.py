@@ -30,7 +30,7 @@ import xxhash
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, remove_stale_temporaries
 from .datasets.base import ImageDataset
 from .errors import UserError
 from .images import IMAGE_ERRORS, decode_image, describe_error
@@ -190,6 +190,7 @@ def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path
     array_path, manifest_path = _paths(dataset, size, channels, cache_dir)
     key = cache_key(dataset, size, channels)
     shape = (len(dataset), size, size, channels)
+    remove_stale_temporaries(cache_dir)  # partial builds of killed processes
     existing = _open_existing(array_path, manifest_path, key, shape, console, quiet)
     if existing is not None:
         array, manifest = existing

@@ -15,7 +15,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from .atomic import (
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
 from .errors import UserError
 
 CONFIG = "config.json"
@@ -53,6 +58,7 @@ class RunDir:
         """
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"output {self.path} exists and is not a directory")
+        remove_stale_temporaries(self.path)  # left by a killed process (kill -9)
         occupied = self.path.is_dir() and any(self.path.iterdir())
         if not occupied:
             return False
