@@ -373,6 +373,25 @@ def _method_order(methods: Iterable[str], baseline: str) -> list[str]:
     return ([baseline] if baseline in methods else []) + [m for m in methods if m != baseline]
 
 
+def _check_labeled_counts(df: pd.DataFrame) -> None:
+    """Refuse to average runs of one labeled amount that trained on different counts.
+
+    Runs of the same data set version, fraction and seed get the same labeled set; so
+    within a settings group every run of a fraction must report one ``num_labeled`` per
+    seed, and seeds can differ only by rounding. A hand-edited or foreign split breaks that.
+    """
+    if "num_labeled" not in df or df["num_labeled"].isna().all():
+        return
+    keys = ["dataset", "settings", "labeled_tag", "seed"]
+    for (dataset, settings, tag, seed), runs in df.groupby(keys, sort=True):
+        counts = runs.dropna(subset=["num_labeled"]).groupby("num_labeled")["path"].first()
+        if len(counts) > 1:
+            shown = "; ".join(f"{int(n)} in {path}" for n, path in counts.items())
+            raise UserError(
+                f"{dataset} (settings {settings}), labeled {tag}, seed {seed}: runs trained "
+                f"on different numbers of labeled images ({shown}); they cannot be compared")
+
+
 def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
               baseline: str = "supervised", pair: tuple[str, str] = ("srcmt", "mt"),
               ) -> pd.DataFrame:
@@ -398,6 +417,7 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
         if absent:
             notes.append(f"{dataset}: no {model} model for {', '.join(absent)}: rows absent")
     chosen = df[df["model"] == model]
+    _check_labeled_counts(chosen)
     rows: list[dict[str, Any]] = []
     undefined_total = 0
     for (dataset, settings), group in chosen.groupby(["dataset", "settings"], sort=True):

@@ -656,6 +656,12 @@ def _validate_record(record: Any) -> Split:
         )
     if kind == "count" and len(ids["labeled"]) != spec:
         raise _Invalid(f"labeled count {spec} but {len(ids['labeled'])} labeled ids")
+    if kind == "fraction":
+        expected = _labeled_count(float(spec), len(ids["train"]))
+        if len(ids["labeled"]) != expected:
+            raise _Invalid(
+                f"labeled fraction {spec} of the {len(ids['train'])} train images is "
+                f"{expected} images, but the labeled part lists {len(ids['labeled'])}")
     sizes = _need(record, "sizes", dict, "an object")
     for part, values in ids.items():
         if sizes.get(part) != len(values):
@@ -712,3 +718,18 @@ def check_split(split: Split, dataset: ImageDataset) -> None:
             f"the split names {len(unknown)} image id(s) that are not in data set "
             f"{dataset.name!r}, e.g. {', '.join(map(repr, unknown[:5]))}"
         )
+    position = {image_id: row for row, image_id in enumerate(dataset.ids)}
+    rows = {part: np.array([position[i] for i in getattr(split, part)], dtype=np.int64)
+            for part in (*PART_NAMES, "labeled")}
+    for part, idx in rows.items():
+        declared = split.class_counts.get(part)
+        if declared is not None and declared != dataset.class_counts(idx):
+            raise UserError(
+                f"the split's class counts of its {part} part ({declared}) are not those of "
+                f"its ids in {dataset.name!r} ({dataset.class_counts(idx)}); make a new split")
+    in_train = set(dataset.class_names) - set(_missing_classes(dataset, rows["train"]))
+    uncovered = [c for c in _missing_classes(dataset, rows["labeled"]) if c in in_train]
+    if uncovered:
+        raise UserError(
+            f"the split's labeled set ({len(split.labeled)} images) has no image of "
+            f"class(es) {', '.join(uncovered)}, which the train part holds; make a new split")

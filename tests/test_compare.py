@@ -403,3 +403,16 @@ def test_reported_model_is_the_one_each_run_names(tmp_path):
     row = df[df["model"] == "reported"].iloc[0]
     assert row["selected_model"] == "student" and row["auc"] == pytest.approx(0.7)
     assert summarize(df).iloc[0]["mean"] == pytest.approx(0.7)  # default: reported
+
+
+def test_runs_of_one_labeled_amount_with_different_labeled_counts_are_refused(tmp_path):
+    """Issue 9, item 3: a 1-label run was averaged with a normal run of the same tag."""
+    root = tmp_path / "results"
+    write_run(root, method="supervised", seed=0, auc=0.7)
+    odd = write_run(root, method="mt", seed=0, auc=0.8)
+    metrics = json.loads((odd / "metrics.json").read_text())
+    (odd / "metrics.json").write_text(json.dumps({**metrics, "num_labeled": 1}))
+    df, _ = load_runs([root])
+    with pytest.raises(UserError, match=r"labeled 0.2, seed 0: runs trained on different "
+                                        r"numbers of labeled images \(1 in .*; 100 in "):
+        summarize(df)

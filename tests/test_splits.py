@@ -365,6 +365,45 @@ def test_corrupted_split_files_are_user_errors_naming_the_file(tmp_path, change,
     assert str(path) in str(info.value)
 
 
+def test_a_labeled_set_contradicting_its_declared_fraction_is_refused(tmp_path):
+    """Issue 9, item 3: 1 labeled image in a file that says 'labeled 0.5' was accepted."""
+    split = make_split(isic_like(n=300), seed=0, labeled=0.5)
+    record = split.to_dict()
+    record["labeled"] = record["labeled"][:1]
+    record["sizes"]["labeled"] = 1
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"labeled fraction 0.5 of the \d+ train images is "
+                                        r"\d+ images, but the labeled part lists 1"):
+        load_split(path)
+
+
+def test_a_split_is_checked_against_the_data_set_it_is_used_with():
+    dataset = isic_like(n=300)
+    split = make_split(dataset, seed=0, labeled=0.5)
+    wrong_counts = Split.from_dict({**split.to_dict(), "class_counts": {
+        **split.class_counts, "test": {name: 0 for name in dataset.class_names}}})
+    with pytest.raises(UserError, match="class counts of its test part"):
+        check_split(wrong_counts, dataset)
+    # Same size, but every labeled image of one class swapped for unlabeled ones of others.
+    position = {image_id: row for row, image_id in enumerate(dataset.ids)}
+    label = {image_id: int(dataset.labels[position[image_id]]) for image_id in split.train}
+    dropped = next(c for c in range(len(dataset.class_names))
+                   if any(label[i] == c for i in split.labeled))
+    keep = [i for i in split.labeled if label[i] != dropped]
+    spare = [i for i in split.unlabeled if label[i] != dropped]
+    labeled = keep + spare[: len(split.labeled) - len(keep)]
+    record = split.to_dict()
+    record["labeled"] = labeled
+    record["class_counts"] = {**record["class_counts"],
+                              "labeled": dataset.class_counts(
+                                  np.array([position[i] for i in labeled]))}
+    uncovered = Split.from_dict(record)
+    with pytest.raises(UserError, match=f"no image of class\\(es\\) "
+                                        f"{dataset.class_names[dropped]}"):
+        check_split(uncovered, dataset)
+
+
 def test_missing_split_file(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_split(tmp_path / "absent.json")
