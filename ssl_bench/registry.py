@@ -161,6 +161,10 @@ def load_plugin(path: str | Path) -> None:
     if spec is None or spec.loader is None:
         raise UserError(f"plug-in file {path} is not an importable Python file")
     module = importlib.util.module_from_spec(spec)
+    # Built-ins first: a plug-in reusing a built-in name then fails here, as a plug-in
+    # error, rather than later inside the built-ins' discovery with a traceback.
+    method_registry.discover()
+    dataset_registry.discover()
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)

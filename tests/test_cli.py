@@ -148,3 +148,32 @@ def test_console_entry_point_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("ssl-bench: error:")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["srcmt", "SRCMT"])
+def test_a_plugin_reusing_a_built_in_name_is_a_one_line_error(tmp_path, name):
+    """Issue 9, item 11: the clash used to surface later as a traceback.
+
+    A fresh interpreter, since in this test session the built-ins are already loaded.
+    """
+    import os
+    from pathlib import Path
+
+    plugin = tmp_path / "dup.py"
+    plugin.write_text(
+        "from ssl_bench.method import Method\n"
+        "from ssl_bench.registry import register_method\n\n"
+        f"@register_method({name!r})\n"
+        "class Dup(Method):\n"
+        "    pass\n")
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-m", "ssl_bench", "run", "--plugin", str(plugin), "--method",
+         "srcmt", "-o", "out"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("ssl-bench: error: plug-in file")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "is already registered" in result.stderr
+    assert not (tmp_path / "out").exists()
