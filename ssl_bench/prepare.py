@@ -69,11 +69,6 @@ class PreparedRun:
     eval_every: int
 
 
-def _rows(dataset: ImageDataset, ids: list[str]) -> np.ndarray:
-    position = {image_id: row for row, image_id in enumerate(dataset.ids)}
-    return np.array([position[i] for i in ids], dtype=np.int64)
-
-
 def _train_stats(images: ArrayImages | DecodingImages,
                  train_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean/std of (evenly spaced, at most STATS_IMAGES) training images."""
@@ -157,10 +152,10 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     labels = torch.from_numpy(np.array(dataset.labels))  # a writable copy
     labels = labels.long() if dataset.kind == "single" else labels.float()
     parts = {
-        "labeled": _rows(dataset, split.labeled),
-        "unlabeled": _rows(dataset, split.unlabeled),
-        "val": _rows(dataset, split.val),
-        "test": _rows(dataset, split.test),
+        "labeled": dataset.rows(split.labeled),
+        "unlabeled": dataset.rows(split.unlabeled),
+        "val": dataset.rows(split.val),
+        "test": dataset.rows(split.test),
     }
     train_rows = np.concatenate([parts["labeled"], parts["unlabeled"]])
     if pretrained:  # the statistics the weights were trained with (ImageNet, [-1, 1], ...)

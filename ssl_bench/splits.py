@@ -718,9 +718,7 @@ def check_split(split: Split, dataset: ImageDataset) -> None:
             f"the split names {len(unknown)} image id(s) that are not in data set "
             f"{dataset.name!r}, e.g. {', '.join(map(repr, unknown[:5]))}"
         )
-    position = {image_id: row for row, image_id in enumerate(dataset.ids)}
-    rows = {part: np.array([position[i] for i in getattr(split, part)], dtype=np.int64)
-            for part in (*PART_NAMES, "labeled")}
+    rows = {part: dataset.rows(getattr(split, part)) for part in (*PART_NAMES, "labeled")}
     for part, idx in rows.items():
         declared = split.class_counts.get(part)
         if declared is not None and declared != dataset.class_counts(idx):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,6 +83,14 @@ class ImageDataset:
 
     def task(self) -> Task:
         return Task(self.kind, self.num_classes)
+
+    @functools.cached_property
+    def _position(self) -> dict[str, int]:
+        return {image_id: row for row, image_id in enumerate(self.ids)}
+
+    def rows(self, ids: Sequence[str]) -> np.ndarray:
+        """Row indices of image ``ids`` (``KeyError`` for an id not in the data set)."""
+        return np.array([self._position[i] for i in ids], dtype=np.int64)
 
     def class_counts(self, indices: np.ndarray | None = None) -> dict[str, int]:
         """Images per class (positives per class for multi-label)."""
