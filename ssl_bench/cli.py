@@ -65,6 +65,9 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
      "decode images once into the cache (default true); false decodes them at every step"),
     ("--skip-bad-images", "skip_bad_images", "flag",
      "leave out missing/unreadable images (listed in skipped_images.json) instead of failing"),
+    ("--skip-bad-rows", "skip_bad_rows", "flag",
+     "leave out CSV rows with missing/NaN-like/invalid labels (listed in skipped_rows.json) "
+     "instead of failing"),
     ("--workers", "workers", int, "threads that decode images; default: CPU count, at most 8"),
     ("--backbone", "backbone", str, "any timm architecture; default resnet10t (cpu preset)"),
     ("--pretrained", "pretrained", _bool, "ImageNet weights from timm's cache (true/false)"),
@@ -320,7 +323,7 @@ def _backbone_line(name: str) -> str:
 
 #: Flags of ``ssl-bench split`` (a subset of the run flags).
 SPLIT_FLAGS = [f for f in RUN_FLAGS if f[1] in {
-    "data_root", "labeled", "seed", "split_ratios", "split_mode"}]
+    "data_root", "labeled", "seed", "split_ratios", "split_mode", "skip_bad_rows"}]
 
 
 def command_split(argv: Sequence[str]) -> int:
@@ -347,7 +350,8 @@ def command_split(argv: Sequence[str]) -> int:
     _dataset_flags(parser, known.dataset)
     args = parser.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None and ":" not in k and k in {
-        "dataset", "data_root", "labeled", "seed", "split_ratios", "split_mode"}}
+        "dataset", "data_root", "labeled", "seed", "split_ratios", "split_mode",
+        "skip_bad_rows"}}
     values["dataset_options"] = _collect(args, "dataset")
     config = resolve_config({}, values)
     output = Path(args.output)

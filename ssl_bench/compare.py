@@ -42,7 +42,8 @@ import pandas as pd
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import UserError
 from .labeled import labeled_tag, parse_labeled
-from .run_dir import CHECKPOINT, CONFIG, METRICS
+from .run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
+from .splits import load_split
 
 #: ``reported``: the model each run reports (its ``report_model``; runs that predate it
 #: reported ``best``).
@@ -85,18 +86,22 @@ def _labeled_order(tag: str) -> tuple[int, float]:
     return (0 if "." in tag or number <= 1 else 1, number)
 
 
-def _find_runs(folders: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+def _find_runs(folders: Sequence[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """Finished, unfinished and failed (diverged) run folders below ``folders``."""
     finished: dict[Path, None] = {}
     unfinished: dict[Path, None] = {}
+    failed: dict[Path, None] = {}
     for folder in folders:
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             path = Path(root)
             if METRICS in files:
                 finished.setdefault(path.resolve(), None)
+            elif FAILED in files:
+                failed.setdefault(path.resolve(), None)
             elif CONFIG in files or CHECKPOINT in files:
                 unfinished.setdefault(path.resolve(), None)
-    return list(finished), list(unfinished)
+    return list(finished), list(unfinished), list(failed)
 
 
 def _read_json(path: Path) -> Any:
@@ -173,13 +178,33 @@ def _scalars(record: dict[str, Any], prefix: str) -> dict[str, float]:
     return out
 
 
+def _check_split_record(path: Path, document: Any, metrics: dict[str, Any]) -> None:
+    """The run's ``split.json``, if it kept one, must be valid and the split it used."""
+    if not (path / SPLIT).exists():
+        return  # results shared without their split files: nothing to check against
+    try:
+        split = load_split(path / SPLIT)
+    except UserError as exc:
+        raise _Corrupt(str(exc)) from None
+    recorded = (document.get("dataset") or {}).get("split_digest") if isinstance(
+        document, dict) else None
+    if recorded is not None and recorded != split.digest:
+        raise _Corrupt(f"{path / SPLIT}: its ids (digest {split.digest}) are not the split "
+                       f"the run recorded in {CONFIG} ({recorded})")
+    if metrics.get("num_labeled") is not None and metrics["num_labeled"] != len(split.labeled):
+        raise _Corrupt(f"{path / SPLIT}: {len(split.labeled)} labeled ids, but {METRICS} "
+                       f"says num_labeled {metrics['num_labeled']}")
+
+
 def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], list[str]]:
     """Rows (one per model) of one run, its settings hash and settings, its classes."""
     metrics_path = path / METRICS
     metrics = _read_json(metrics_path)
     _check_metrics(metrics_path, metrics)
     config_path = path / CONFIG
-    settings = _settings_config(config_path, _read_json(config_path))
+    document = _read_json(config_path)
+    settings = _settings_config(config_path, document)
+    _check_split_record(path, document, metrics)
     digest = settings_hash(settings)
     labeled = metrics["labeled"]
     base = {
@@ -228,7 +253,7 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
             raise UserError(f"folder {folder} does not exist")
         if not folder.is_dir():
             raise UserError(f"{folder} is not a folder")
-    finished, unfinished = _find_runs(folders)
+    finished, unfinished, failed = _find_runs(folders)
     warnings: list[str] = []
     rows: list[dict[str, Any]] = []
     configs: dict[str, dict[str, Any]] = {}
@@ -250,11 +275,16 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
         more = ", ..." if len(unfinished) > 3 else ""
         warnings.insert(0, f"{len(unfinished)} unfinished run{'s' if len(unfinished) != 1 else ''}"
                            f" skipped (no {METRICS}): {shown}{more}")
+    if failed:
+        shown = "; ".join(f"{p}: {RunDir(p).failure_text()}" for p in sorted(failed)[:3])
+        more = "; ..." if len(failed) > 3 else ""
+        warnings.insert(0, f"{len(failed)} failed run{'s' if len(failed) != 1 else ''} "
+                           f"(diverged, {FAILED}) not averaged: {shown}{more}")
     if not rows:
         names = ", ".join(str(f) for f in folders)
         raise UserError(
             f"no finished run ({METRICS}) found under {names}; seen {len(unfinished)} "
-            f"unfinished and {corrupt} corrupt run(s)"
+            f"unfinished, {len(failed)} failed and {corrupt} corrupt run(s)"
             + "".join(f"; {w}" for w in warnings if w.startswith("skipped corrupt"))
         )
     per_class = list(dict.fromkeys(f"auc_{c}" for names in classes.values() for c in names))

@@ -55,6 +55,7 @@ class RunConfig:
     cache_dir: str | None = None
     image_cache: bool = True
     skip_bad_images: bool = False
+    skip_bad_rows: bool = False
     workers: int = 0
     # model
     backbone: str = "resnet10t"

@@ -25,7 +25,8 @@ from torch import nn
 
 from .backbones import Backbone, create_backbone
 from .config import RunConfig
-from .errors import UserError
+from .divergence import DivergenceMonitor
+from .integrity import load_verified
 from .method import Batch, StepContext
 from .metrics import MissingClassWarning, compute_metrics, metric_names
 from .perturb import ImagePipeline, Perturbation
@@ -41,10 +42,6 @@ REFRESH_EVERY = 10
 @contextlib.contextmanager
 def _untimed(phase: str) -> Iterator[None]:
     yield
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite."""
 
 
 def seed_everything(seed: int) -> None:
@@ -167,6 +164,7 @@ class Trainer:
             prepared.steps_per_epoch, self.config.rampup_per_epoch,
             math.ceil(self.config.unsupervised_start * prepared.steps_per_epoch))
         self._warned: set[str] = set()
+        self.monitor = DivergenceMonitor(self.config.lr, self.config.consistency_weight)
         self.keep_best = True
         #: Optional phase timer (``ssl_bench.benchmarking.PhaseTimer``) for speed reports.
         self.timer: Any = None
@@ -262,6 +260,7 @@ class Trainer:
                     results[name][part] = {}
                     continue
                 probs = self.predict(model, rows)
+                self.monitor.check_predictions(self.step, name, part, probs, self.task.kind)
                 targets = self.p.labels[torch.from_numpy(rows)].numpy()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", MissingClassWarning)
@@ -324,6 +323,7 @@ class Trainer:
             "best": self.best,
             "best_states": self.best_states,
             "elapsed": self.elapsed,
+            "divergence": self.monitor.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -344,12 +344,12 @@ class Trainer:
         self.best = state["best"]
         self.best_states = state["best_states"]
         self.elapsed = state["elapsed"]
+        self.monitor.load_state_dict(state.get("divergence"))
 
     def resume_from(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:
-            raise UserError(f"cannot resume from {path}: {exc}") from None
+        """Continue from a checkpoint, refusing a damaged one (checksum, readable zip)."""
+        state = load_verified(path, self.device, way_out=(
+            "cannot resume; pass --overwrite (instead of --resume) to start the run again"))
         self.load_state_dict(state)
 
     # -- the loop -----------------------------------------------------------------
@@ -367,6 +367,8 @@ class Trainer:
         started = time.perf_counter() - self.elapsed
         for model in self.models().values():
             model.train()
+        if self.step == 0:
+            self.monitor.start(self.student)
         while self.step < total:
             for name, value in self.train_step().items():
                 pending[name] = pending.get(name, 0) + value
@@ -375,18 +377,17 @@ class Trainer:
             at_eval = self.step % self.p.eval_every == 0 or self.step == total
             if self.progress:
                 self.progress.advance(self.step)
-            if self.step % REFRESH_EVERY == 0 or at_eval:
+            # The first step's losses are the divergence baseline: read back at once.
+            if self.step % REFRESH_EVERY == 0 or at_eval or self.step == 1:
                 # Reading losses synchronises the device: only every few steps.
                 means = {name: float(value) / pending_count for name, value in pending.items()}
                 for name, value in pending.items():
                     sums[name] = sums.get(name, 0.0) + float(value)
                 pending.clear()
                 pending_count = 0
-                if not math.isfinite(means.get("total", 0.0)):
-                    raise TrainingDiverged(
-                        f"the loss became {means['total']} near step {self.step}; "
-                        "try a lower --lr"
-                    )
+                self.monitor.check_losses(self.step, means)
+                self.monitor.check_parameters(self.step, self.student,
+                                              gradients=not self.scaler.is_enabled())
                 if self.progress:
                     self.progress.step(self.step, means, last_val)
             if at_eval:

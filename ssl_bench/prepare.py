@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 
 from .cache import BadImage, load_images
 from .config import RunConfig
+from .datasets._tables import skip_bad_rows
 from .datasets.base import ImageDataset
 from .errors import UserError
 from .images import ArrayImages, DecodingImages
@@ -67,6 +68,8 @@ class PreparedRun:
     total_steps: int
     steps_per_epoch: int
     eval_every: int
+    #: CSV rows left out by --skip-bad-rows: ``{"file", "row", "reason"}`` records.
+    bad_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _train_stats(images: ArrayImages | DecodingImages,
@@ -90,15 +93,34 @@ def _train_stats(images: ArrayImages | DecodingImages,
 
 
 def load_dataset(config: RunConfig) -> ImageDataset:
-    """The configured data set, its options checked and recorded in ``config``."""
+    """The configured data set, its options checked and recorded in ``config``.
+
+    With ``config.skip_bad_rows`` bad CSV rows are left out silently; use
+    :func:`load_dataset_with_bad_rows` to learn which.
+    """
+    return load_dataset_with_bad_rows(config)[0]
+
+
+def load_dataset_with_bad_rows(config: RunConfig) -> tuple[ImageDataset, list[dict[str, Any]]]:
+    """The configured data set and the CSV rows ``--skip-bad-rows`` left out of it.
+
+    Without ``config.skip_bad_rows`` a bad row is an error (and the list is empty); with
+    it, the rows are ``{"file", "row", "reason"}`` records, sorted by file and row.
+    """
     from .options import coerce_options
 
     specs = dataset_option_specs(config.dataset)
     config.dataset_options = coerce_options(specs, config.dataset_options,
                                             f"data set {config.dataset!r}")
     root = config.data_root or os.environ.get("SSL_BENCH_DATA")
-    return create_dataset(config.dataset, root=Path(root).expanduser() if root else None,
-                          **config.dataset_options)
+
+    def build() -> ImageDataset:
+        return create_dataset(config.dataset, root=Path(root).expanduser() if root else None,
+                              **config.dataset_options)
+
+    if not config.skip_bad_rows:
+        return build(), []
+    return skip_bad_rows(build)
 
 
 def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) -> PreparedRun:
@@ -107,7 +129,7 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     method = create_method(config.method, **config.method_options)
     config.method = method_cls.registry_name
     config.method_options = method.option_values
-    dataset = load_dataset(config)
+    dataset, bad_rows = load_dataset_with_bad_rows(config)
     device = resolve_device(config.device)
     pretrained = config.pretrained or config.weights is not None
     if config.pretrained and config.weights is None:
@@ -186,7 +208,7 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         in_chans=in_chans, images=images, labels=labels, bad_images=bad, cache=cache,
         parts=parts, mean=mean, std=std, normalisation=normalisation,
         total_steps=total_steps, steps_per_epoch=steps_per_epoch, eval_every=min(eval_every,
-        total_steps),
+        total_steps), bad_rows=bad_rows,
     )
 
 

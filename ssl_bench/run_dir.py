@@ -3,7 +3,8 @@
 ``config.json`` (resolved configuration, versions, commit), ``split.json`` (the exact
 split), ``history.csv`` (curves), ``best.pt`` (best-validation weights), ``checkpoint.pt``
 (resume state, removed once finished) and ``metrics.json`` -- written last: a run is
-finished exactly when ``metrics.json`` exists.
+finished exactly when ``metrics.json`` exists. A run that diverged writes ``failed.json``
+(why, where, the likely cause) instead and can only be started again (``--overwrite``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .atomic import (
     remove_stale_temporaries,
 )
 from .errors import UserError
+from .integrity import with_digest
 
 CONFIG = "config.json"
 SPLIT = "split.json"
@@ -30,6 +32,8 @@ METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 SKIPPED = "skipped_images.json"
+SKIPPED_ROWS = "skipped_rows.json"
+FAILED = "failed.json"
 
 
 class RunDir:
@@ -44,6 +48,10 @@ class RunDir:
     @property
     def finished(self) -> bool:
         return self.file(METRICS).is_file()
+
+    @property
+    def failed(self) -> bool:
+        return self.file(FAILED).is_file()
 
     @property
     def resumable(self) -> bool:
@@ -70,6 +78,11 @@ class RunDir:
                 f"{self.path} holds a finished run ({METRICS} exists); pass --overwrite to "
                 "replace it or choose another --output"
             )
+        if self.failed:
+            raise UserError(
+                f"{self.path} holds a run that failed ({self.failure_text()}); pass "
+                "--overwrite to start it again (with other settings) or choose another --output"
+            )
         if resume:
             if not self.resumable:
                 raise UserError(f"cannot resume: {self.path} has no {CHECKPOINT}")
@@ -78,6 +91,14 @@ class RunDir:
             f"{self.path} holds an unfinished run; pass --resume to continue it or "
             "--overwrite to start again"
         )
+
+    def failure_text(self) -> str:
+        """The recorded reason of a failed run (``failed.json``), one line."""
+        try:
+            record = json.loads(self.file(FAILED).read_text(encoding="utf-8"))
+            return str(record["error"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"see {self.file(FAILED)}"
 
     def write_json(self, name: str, obj: Any) -> Path:
         return atomic_write_json(self.file(name), obj)
@@ -100,5 +121,6 @@ class RunDir:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
         return atomic_write_text(self.file(HISTORY), buffer.getvalue())
 
-    def save(self, name: str, obj: Any) -> Path:
-        return atomic_torch_save(self.file(name), obj)
+    def save(self, name: str, state: dict[str, Any]) -> Path:
+        """A checkpoint dict, with its integrity record (:mod:`ssl_bench.integrity`)."""
+        return atomic_torch_save(self.file(name), with_digest(state))

@@ -13,13 +13,50 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .divergence import TrainingDiverged
 from .engine import Trainer
 from .errors import UserError
-from .prepare import prepare
+from .prepare import PreparedRun, prepare
 from .progress import TrainingProgress
 from .provenance import environment
-from .run_dir import CHECKPOINT, CONFIG, SKIPPED, SPLIT, RunDir
-from .splits import Split
+from .run_dir import CHECKPOINT, CONFIG, FAILED, SKIPPED, SKIPPED_ROWS, SPLIT, RunDir
+from .splits import Split, load_split
+
+#: Settings that only say where/how a run executes: a resumed run may change them.
+MACHINE_SETTINGS = ("device", "amp", "cache_dir", "workers", "image_cache", "compile")
+
+
+def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
+    """Refuse to resume unless ``config.json`` and ``split.json`` are what this run uses.
+
+    Both are read and validated (a garbled or hand-edited record is an error naming the
+    file); the stored configuration must equal the current one except machine settings,
+    and the stored split must hold exactly the ids the configuration gives.
+    """
+    way_out = "pass --overwrite to start the run again"
+    record = run_dir.read_json(CONFIG)
+    stored = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(stored, dict):
+        raise UserError(f"cannot resume: {run_dir.file(CONFIG)} has no 'config' table "
+                        f"(damaged); {way_out}")
+    current = prepared.config.to_dict()
+    differs = sorted(k for k in current
+                     if k not in MACHINE_SETTINGS and stored.get(k) != current[k])
+    if differs:
+        detail = "; ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in differs)
+        raise UserError(f"cannot resume {run_dir.path}: the configuration differs ({detail})")
+    try:
+        split = load_split(run_dir.file(SPLIT))
+    except UserError as exc:
+        raise UserError(f"cannot resume: {exc}; {way_out}") from None
+    if split.digest != prepared.split.digest or split.fingerprint != prepared.split.fingerprint:
+        def sizes(of: Split) -> str:
+            return ", ".join(f"{k} {v}" for k, v in of.sizes().items())
+
+        raise UserError(
+            f"cannot resume: {run_dir.file(SPLIT)} ({sizes(split)}) is not the split this "
+            f"run's configuration gives ({sizes(prepared.split)}); it was changed after the "
+            f"run started; {way_out}")
 
 
 def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resume: bool = False,
@@ -35,13 +72,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
     run_dir = RunDir(output)
     resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
     if resumed:
-        stored = run_dir.read_json(CONFIG)["config"]
-        current = prepared.config.to_dict()
-        ignore = {"device", "amp", "cache_dir", "workers", "image_cache", "compile"}
-        differs = sorted(k for k in current if k not in ignore and stored.get(k) != current[k])
-        if differs:
-            detail = "; ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in differs)
-            raise UserError(f"cannot resume {run_dir.path}: the configuration differs ({detail})")
+        verify_records(run_dir, prepared)
     created = not run_dir.path.exists()
     title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
     try:
@@ -65,8 +96,10 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                                 "classes": prepared.dataset.class_names,
                                 "fingerprint": prepared.dataset.fingerprint(),
                                 "split_fingerprint": prepared.split.fingerprint,
+                                "split_digest": prepared.split.digest,
                                 "size": len(prepared.dataset),
                                 "skipped_images": len(prepared.bad_images),
+                                "skipped_rows": len(prepared.bad_rows),
                                 "info": prepared.dataset.info,
                                 "images": prepared.cache},
                     "schedule": {"total_steps": prepared.total_steps,
@@ -97,9 +130,39 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                     })
                     progress.message(f"skipped {len(prepared.bad_images)} unreadable image(s); "
                                      f"see {run_dir.file(SKIPPED)}")
-            return trainer.fit(stop_after=stop_after)
+                if prepared.bad_rows:
+                    run_dir.write_json(SKIPPED_ROWS, {
+                        "reason": "--skip-bad-rows: these CSV rows were left out of the data set",
+                        "count": len(prepared.bad_rows),
+                        "rows": prepared.bad_rows,
+                    })
+                    progress.message(f"skipped {len(prepared.bad_rows)} bad CSV row(s); "
+                                     f"see {run_dir.file(SKIPPED_ROWS)}")
+            try:
+                return trainer.fit(stop_after=stop_after)
+            except TrainingDiverged as exc:
+                _record_failure(run_dir, trainer, exc)
+                raise
     except BaseException:
         # A run that never reached its first checkpoint leaves nothing behind.
-        if created and run_dir.path.exists() and not run_dir.resumable and not run_dir.finished:
+        if (created and run_dir.path.exists() and not run_dir.resumable
+                and not run_dir.finished and not run_dir.failed):
             shutil.rmtree(run_dir.path, ignore_errors=True)
         raise
+
+
+def _record_failure(run_dir: RunDir, trainer: Trainer, exc: TrainingDiverged) -> None:
+    """Mark a diverged run failed: ``failed.json`` and its curves, no resume state.
+
+    Resuming would only diverge again (same settings, same state), so the checkpoint
+    goes; ``best.pt`` (if any) stays for inspection but no ``metrics.json`` is written.
+    """
+    if trainer.history:
+        run_dir.write_history(trainer.history)
+    run_dir.write_json(FAILED, {
+        "failed": True, "reason": "diverged", "cause": exc.cause, "step": exc.step,
+        "error": str(exc), "method": trainer.config.method,
+        "dataset": trainer.p.dataset.name, "labeled": trainer.config.labeled,
+        "seed": trainer.config.seed,
+    })
+    run_dir.file(CHECKPOINT).unlink(missing_ok=True)

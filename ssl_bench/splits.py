@@ -47,6 +47,7 @@ Split files
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -114,6 +115,12 @@ class Split:
             "labeled": len(self.labeled),
             "unlabeled": len(self.train) - len(self.labeled),
         }
+
+    @property
+    def digest(self) -> str:
+        """A short hash of the ids of every part: equal digests, identical splits."""
+        ids = json.dumps([self.train, self.val, self.test, self.labeled])
+        return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         """The split file's content (ids last, so the header reads first)."""

@@ -16,7 +16,6 @@ the shared settings and the status of every run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -34,7 +33,7 @@ from .config import FIELD_NAMES, RunConfig, read_toml, resolve_config
 from .errors import UserError
 from .progress import TrainingProgress
 from .run_dir import BEST, CONFIG, SPLIT, RunDir
-from .splits import labeled_tag, parse_labeled
+from .splits import labeled_tag, load_split, parse_labeled
 
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 VARIED = ("method", "method_options", "labeled", "seed")
@@ -213,6 +212,10 @@ def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
 
         torch.set_num_threads(threads)
     run_dir = RunDir(planned.output)
+    if run_dir.failed:  # diverged before: the same settings would diverge again
+        return {"status": "failed", "seconds": 0.0,
+                "error": f"failed in an earlier sweep: {run_dir.failure_text()} "
+                         "(--overwrite starts the sweep again)"}
     resume = run_dir.resumable and not run_dir.finished
     overwrite = planned.output.exists() and not resume
     started = time.perf_counter()
@@ -252,24 +255,24 @@ class SweepResult:
         return [k for k, s in self.status.items() if s["status"] == "failed"]
 
 
-def _split_digest(run_dir: Path) -> str | None:
-    try:
-        split = json.loads((run_dir / SPLIT).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    ids = json.dumps([split.get(k) for k in ("train", "val", "test", "labeled")])
-    return hashlib.sha256(ids.encode()).hexdigest()[:16]
-
-
 def check_same_splits(runs: list[PlannedRun]) -> list[str]:
-    """Problems where methods of one (fraction, seed) did not get the same split."""
+    """Problems where methods of one (fraction, seed) did not get the same split.
+
+    A run that started (``config.json`` exists) must have a readable, valid
+    ``split.json``: an unreadable one is a problem, not a run to leave out.
+    """
     problems = []
     by_cell: dict[tuple[str, int], dict[str, str]] = {}
     for planned in runs:
-        digest = _split_digest(planned.output)
-        if digest is not None:
-            by_cell.setdefault((labeled_tag(planned.labeled), planned.seed), {})[
-                planned.method] = digest
+        if not (planned.output / CONFIG).is_file():
+            continue  # never started (or failed before writing its records)
+        try:
+            digest = load_split(planned.output / SPLIT).digest
+        except UserError as exc:
+            problems.append(f"{planned.key}: {exc}")
+            continue
+        by_cell.setdefault((labeled_tag(planned.labeled), planned.seed), {})[
+            planned.method] = digest
     for (tag, seed), digests in sorted(by_cell.items()):
         if len(set(digests.values())) > 1:
             problems.append(f"labeled={tag} seed={seed}: methods got different splits "

@@ -39,7 +39,8 @@ def test_data_path_throughput_compares_cache_and_decoding(tmp_path):
     cached = load_images(dataset, 16, 3, tmp_path / "cache", quiet=True)
     result = data_path_throughput(ArrayImages(cached.array),
                                   DecodingImages(dataset.files, 16, 3), len(dataset), 8, 3)
-    assert result["cache_images_per_s"] > result["decode_images_per_s"] > 0
+    # Which path is faster is a timing, reported by benchmarks/speed.py and never asserted.
+    assert result["cache_images_per_s"] > 0 and result["decode_images_per_s"] > 0
     assert result["ratio"] == pytest.approx(
         result["cache_images_per_s"] / result["decode_images_per_s"])
     assert np.isfinite(result["ratio"])

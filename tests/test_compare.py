@@ -250,7 +250,7 @@ def test_nothing_finished_or_missing_folder_is_a_user_error(tmp_path):
     write_run(tmp_path / "runs", finished=False)
     bad = write_run(tmp_path / "runs", seed=1)
     (bad / "metrics.json").write_text("[]")
-    with pytest.raises(UserError, match=r"no finished run.*1 unfinished and 1 corrupt"):
+    with pytest.raises(UserError, match=r"no finished run.*1 unfinished, 0 failed and 1 corrupt"):
         load_runs([tmp_path / "runs"])
     with pytest.raises(UserError, match="does not exist"):
         load_runs([tmp_path / "nowhere"])

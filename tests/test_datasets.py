@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_FLAGS
 from fixtures import (
     CXR_FINDINGS,
     ISIC_CLASSES,
@@ -23,6 +25,7 @@ from fixtures import (
     write_isic,
 )
 
+from ssl_bench.datasets._tables import BadRows, skip_bad_rows
 from ssl_bench.datasets.chestxray14 import FINDINGS
 from ssl_bench.datasets.isic import CLASSES
 from ssl_bench.errors import UserError
@@ -485,6 +488,167 @@ def test_csv_single_class_is_an_error(tmp_path):
     write_csv_dataset(tmp_path, classes=("only",))
     with pytest.raises(UserError, match="single class"):
         create_dataset("csv", tmp_path, label_column="label")
+
+
+# -- --skip-bad-rows (issue 9, item 4) ----------------------------------------------------------
+def _load_skipping(name, root, **options):
+    """What ``--skip-bad-rows`` does: the data set, and the rows left out of it."""
+    return skip_bad_rows(lambda: create_dataset(name, root, **options))
+
+
+def _bad_rows_error(name, root, **options) -> str:
+    with pytest.raises(BadRows) as info:
+        create_dataset(name, root, **options)
+    message = str(info.value)
+    assert message.endswith("pass --skip-bad-rows to leave such rows out")
+    return message
+
+
+def _kept(fx, skipped_rows):
+    return [i for i, row in zip(fx.ids, fx.rows, strict=True) if row not in skipped_rows]
+
+
+def test_skip_bad_rows_csv_single_label(tmp_path):
+    fx = write_csv_dataset(tmp_path, n=12, classes=("a", "b", "c"))
+    for row, value in ((3, "NaN"), (5, "nan"), (8, "")):
+        edit_csv_cell(fx.csv, row, "label", value)
+    message = _bad_rows_error("csv", tmp_path, label_column="label")
+    assert "labels.csv" in message and "row 8" in message and "is empty" in message
+    edit_csv_cell(fx.csv, 8, "label", "a")
+    message = _bad_rows_error("csv", tmp_path, label_column="label")
+    assert "rows 3, 5" in message and "'NaN'" in message and "'nan'" in message
+    edit_csv_cell(fx.csv, 8, "label", "")
+
+    ds, skipped = _load_skipping("csv", tmp_path, label_column="label")
+    assert ds.ids == _kept(fx, {3, 5, 8}) and len(ds) == 9
+    assert ds.class_names == ["a", "b", "c"]  # no 'NaN' or 'nan' class
+    assert ds.sources[:3] == ["labels.csv row 2", "labels.csv row 4", "labels.csv row 6"]
+    assert [(s["file"], s["row"]) for s in skipped] == [(str(fx.csv.resolve()), r)
+                                                         for r in (3, 5, 8)]
+    assert "missing ('NaN')" in skipped[0]["reason"]
+    assert "missing ('nan')" in skipped[1]["reason"]
+    assert "empty" in skipped[2]["reason"]
+
+
+def test_skip_bad_rows_through_the_run_config(tmp_path):
+    from ssl_bench.config import RunConfig
+    from ssl_bench.prepare import load_dataset, load_dataset_with_bad_rows
+
+    fx = write_csv_dataset(tmp_path, n=9, classes=("a", "b", "c"))
+    edit_csv_cell(fx.csv, 4, "label", "NA")
+    config = RunConfig(dataset="csv", data_root=str(tmp_path),
+                       dataset_options={"label_column": "label"})
+    with pytest.raises(UserError, match=r"row 4.*--skip-bad-rows"):
+        load_dataset(config)
+    config.skip_bad_rows = True
+    ds, skipped = load_dataset_with_bad_rows(config)
+    assert len(ds) == 8 and [s["row"] for s in skipped] == [4]
+    assert load_dataset(config).ids == ds.ids
+
+
+def test_skip_bad_rows_csv_multi_label(tmp_path):
+    fx = write_csv_dataset(tmp_path, multilabel=True, n=12, classes=("a", "b", "c"))
+    edit_csv_cell(fx.csv, 5, "b", "2")
+    edit_csv_cell(fx.csv, 9, "a", "x")
+    edit_csv_cell(fx.csv, 9, "c", "")
+    message = _bad_rows_error("csv", tmp_path, label_columns="a,b,c")
+    assert "labels.csv" in message and "row 5" in message and "row 9" in message
+    assert "'b' is '2'" in message and "not a number ('x')" in message
+
+    ds, skipped = _load_skipping("csv", tmp_path, label_columns="a,b,c")
+    assert ds.ids == _kept(fx, {5, 9}) and ds.class_names == ["a", "b", "c"]
+    keep = [i for i, row in enumerate(fx.rows) if row not in {5, 9}]
+    np.testing.assert_array_equal(ds.labels, fx.labels[keep])
+    assert [s["row"] for s in skipped] == [5, 9]
+    assert "'b' is '2'" in skipped[0]["reason"]
+    assert "'a' is not a number ('x')" in skipped[1]["reason"]
+    assert "'c' is empty" in skipped[1]["reason"]
+
+
+def test_skip_bad_rows_isic_not_one_hot(tmp_path):
+    fx = write_isic(tmp_path, n_per_class=2, metadata=False)
+    edit_csv_cell(fx.csv, 3, "MEL", "1.0")  # row 3 is NV: now two classes set
+    edit_csv_cell(fx.csv, 6, "BCC", "nan")
+    message = _bad_rows_error("isic", tmp_path)
+    assert TRAIN_CSV in message and "row 6" in message and fx.row_of(fx.ids[4]) == 6
+
+    ds, skipped = _load_skipping("isic", tmp_path)
+    assert ds.ids == _kept(fx, {3, 6}) and len(ds) == len(fx.ids) - 2
+    assert ds.class_names == list(CLASSES)
+    assert [(Path(s["file"]).name, s["row"]) for s in skipped] == [(TRAIN_CSV, 3),
+                                                                   (TRAIN_CSV, 6)]
+    assert "2 classes set" in skipped[0]["reason"]
+    assert "not a number ('nan')" in skipped[1]["reason"]
+
+
+def test_skip_bad_rows_chestxray14_unknown_finding(tmp_path):
+    fx = write_chestxray14(tmp_path, n_patients=3)
+    edit_csv_cell(fx.csv, 4, "Finding Labels", "Effusion|Pneumonitis")
+    edit_csv_cell(fx.csv, 6, "Finding Labels", "Pneumonitis")
+    edit_csv_cell(fx.csv, 3, "Finding Labels", "No Finding|Mass")
+    message = _bad_rows_error("chestxray14", tmp_path)
+    assert "Data_Entry_2017.csv" in message and "row 4" in message
+    assert "'Pneumonitis'" in message
+
+    ds, skipped = _load_skipping("chestxray14", tmp_path)
+    assert ds.ids == _kept(fx, {3, 4, 6}) and ds.class_names == list(FINDINGS)
+    assert [s["row"] for s in skipped] == [3, 4, 6]
+    assert all(Path(s["file"]).name == "Data_Entry_2017.csv" for s in skipped)
+    assert "No Finding" in skipped[0]["reason"]
+    assert skipped[1]["reason"] == skipped[2]["reason"] == "unknown finding 'Pneumonitis'"
+
+
+def test_skip_bad_rows_leaves_whole_file_problems_errors(tmp_path):
+    fx = write_csv_dataset(tmp_path / "dup", n=6)
+    duplicate_csv_row(fx.csv, 3)
+    with pytest.raises(UserError) as info:
+        _load_skipping("csv", tmp_path / "dup", label_column="label")
+    assert not isinstance(info.value, BadRows) and "duplicate" in str(info.value)
+    assert "--skip-bad-rows" not in str(info.value)
+
+    fx = write_csv_dataset(tmp_path / "all", n=3)
+    for row in (2, 3, 4):
+        edit_csv_cell(fx.csv, row, "label", "NaN")
+    with pytest.raises(UserError, match="no data rows left"):
+        _load_skipping("csv", tmp_path / "all", label_column="label")
+
+
+def test_skip_bad_rows_needs_rows_read_by_read_table(tmp_path):
+    def factory():  # a plug-in that checks a file it does not read with read_table
+        raise BadRows(f"{tmp_path / 'x.csv'}: bad label in row 2", tmp_path / "x.csv", [2],
+                      "bad label")
+
+    with pytest.raises(UserError, match="could not leave these rows out") as info:
+        skip_bad_rows(factory)
+    assert not isinstance(info.value, BadRows)
+
+
+def test_run_and_split_with_skip_bad_rows(tmp_path, capsys):
+    from ssl_bench.cli import main
+
+    fx = write_csv_dataset(tmp_path / "data", n=33, classes=("a", "b", "c"), groups=False)
+    for row, value in ((3, "NaN"), (10, "nan"), (17, "")):
+        edit_csv_cell(fx.csv, row, "label", value)
+    common = ["--dataset", "csv", "--data-root", str(fx.root), "--label-column", "label"]
+    flags = ["--cache-dir", str(tmp_path / "cache"), "--quiet", *TINY_FLAGS, "--iterations", "2",
+             "--eval-every", "1", "--backbone", "resnet10t", "--method", "supervised",
+             "--labeled", "0.5"]
+    out = tmp_path / "run"
+    assert main(["run", *common, *flags, "--output", str(out)]) == 2
+    assert "--skip-bad-rows" in capsys.readouterr().err and not out.exists()
+    assert main(["run", *common, *flags, "--skip-bad-rows", "--output", str(out)]) == 0
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["skip_bad_rows"] is True
+    assert record["dataset"]["classes"] == ["a", "b", "c"] and record["dataset"]["size"] == 30
+    assert record["dataset"]["skipped_rows"] == 3
+    listed = json.loads((out / "skipped_rows.json").read_text())
+    assert listed["count"] == 3 and [r["row"] for r in listed["rows"]] == [3, 10, 17]
+    assert all(r["file"] == str(fx.csv.resolve()) for r in listed["rows"])
+    split = tmp_path / "split.json"
+    assert main(["split", *common, "--skip-bad-rows", "--output", str(split)]) == 0
+    used = json.loads(split.read_text())
+    ids = set(used["train"]) | set(used["val"]) | set(used["test"])
+    assert len(ids) == 30 and fx.ids[1] not in ids
 
 
 # -- real data (../shared/data) -----------------------------------------------------------------

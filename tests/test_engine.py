@@ -113,7 +113,7 @@ def test_user_errors_happen_before_any_file_is_written(tmp_path):
 
 
 def test_divergence_is_reported(tmp_path):
-    with pytest.raises(UserError, match="loss became"):
+    with pytest.raises(UserError, match="diverged"):
         run(tiny_config(method="supervised", lr=1e12, iterations=20, eval_every=10,
                         optimizer="sgd"), tmp_path / "r", quiet=True)
 

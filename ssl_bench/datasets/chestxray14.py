@@ -26,6 +26,7 @@ import pandas as pd
 from ..errors import UserError
 from ..registry import register_dataset
 from ._tables import (
+    BadRows,
     check_unique,
     listing,
     read_table,
@@ -101,16 +102,20 @@ def _findings(table: pd.DataFrame, csv: Path) -> np.ndarray:
     empty_name = text.str.contains(r"^\||\|\||\|$", regex=True)
     if empty_name.any():
         rows = text.index[empty_name.to_numpy()]
-        raise UserError(
+        raise BadRows(
             f"{csv}: empty finding name (a stray '|') in "
-            f"{listing([f'row {r} ({text.loc[r]!r})' for r in rows])}"
+            f"{listing([f'row {r} ({text.loc[r]!r})' for r in rows])}",
+            csv, rows, "empty finding name (a stray '|')",
         )
     dummies = text.str.get_dummies(sep="|")
     unknown = [name for name in dummies.columns if name not in FINDINGS and name != NO_FINDING]
     if unknown:
         described = []
+        names_in: dict[int, list[str]] = {}
         for name in unknown:
             rows = dummies.index[dummies[name].to_numpy() > 0]
+            for row in rows:
+                names_in.setdefault(int(row), []).append(repr(name))
             close = difflib.get_close_matches(name, [*FINDINGS, NO_FINDING], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             value = text.loc[rows[0]]
@@ -118,18 +123,21 @@ def _findings(table: pd.DataFrame, csv: Path) -> np.ndarray:
                 f"row {rows[0]}: unknown finding {name!r}{hint} in {value!r}"
                 + (f" (also in {len(rows) - 1} more rows)" if len(rows) > 1 else "")
             )
-        raise UserError(
+        raise BadRows(
             f"{csv}: 'Finding Labels' must be {NO_FINDING!r} or findings joined by '|' from "
-            f"{', '.join(FINDINGS)}; {listing(described)}"
+            f"{', '.join(FINDINGS)}; {listing(described)}",
+            csv, sorted(names_in),
+            [f"unknown finding {', '.join(names_in[row])}" for row in sorted(names_in)],
         )
     labels = dummies.reindex(columns=list(FINDINGS), fill_value=0).to_numpy(dtype=np.float32)
     if NO_FINDING in dummies.columns:
         contradictory = (dummies[NO_FINDING].to_numpy() > 0) & (labels.sum(axis=1) > 0)
         if contradictory.any():
             rows = dummies.index[contradictory]
-            raise UserError(
+            raise BadRows(
                 f"{csv}: {NO_FINDING!r} together with findings in "
-                f"{listing([f'row {r} ({text.loc[r]!r})' for r in rows])}"
+                f"{listing([f'row {r} ({text.loc[r]!r})' for r in rows])}",
+                csv, rows, f"{NO_FINDING!r} together with findings",
             )
     return labels
 

@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..options import Option
 from ..registry import register_dataset
 from ._tables import (
+    BadRows,
     binary_matrix,
     check_unique,
     listing,
@@ -93,9 +94,10 @@ def _read_part(root: Path, part: str, csv: Path) -> _Part:
             f"row {table.index[i]} (image {ids.iat[i]!r}) has {int(ones[i])} classes set"
             for i in bad
         ]
-        raise UserError(
+        raise BadRows(
             f"{csv}: every row must be one-hot (exactly one of {', '.join(CLASSES)} is 1); "
-            f"{listing(described)}"
+            f"{listing(described)}",
+            csv, table.index[bad], [f"{int(ones[i])} classes set (not one-hot)" for i in bad],
         )
     folder = root / PARTS[part][0]
     if not folder.is_dir():

@@ -1,0 +1,80 @@
+"""Records that cannot lie: resume verifies split.json and config.json; compare and sweep
+treat a garbled or contradicting split record as a problem, never skip past it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_config
+from test_sweep import _spec
+
+from ssl_bench.compare import load_runs
+from ssl_bench.errors import UserError
+from ssl_bench.prepare import load_dataset
+from ssl_bench.runner import run
+from ssl_bench.splits import make_split, save_split
+from ssl_bench.sweep import check_same_splits, plan, run_sweep
+
+
+def _stopped(tmp_path):
+    out = tmp_path / "run"
+    run(tiny_config(method="mt"), out, quiet=True, stop_after=2)
+    return out
+
+
+def _edit_split(path, edit):
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda p: p.write_text('{"train": [1, 2, oops'), "not valid JSON"),
+    (lambda p: p.unlink(), "does not exist"),
+    (lambda p: _edit_split(p, lambda r: r.update(labeled=r["labeled"][:1])),
+     "labeled part lists 1"),
+    (lambda p: save_split(make_split(load_dataset(tiny_config()), 1, 0.1), p),
+     "is not the split this run's configuration gives"),
+    (lambda p: _edit_split(p, lambda r: r.update(format_version=99)), "format version"),
+])
+def test_resume_refuses_a_garbled_or_contradicting_split(tmp_path, damage, message):
+    out = _stopped(tmp_path)
+    damage(out / "split.json")
+    with pytest.raises(UserError, match=message) as caught:
+        run(tiny_config(method="mt"), out, quiet=True, resume=True)
+    assert "--overwrite" in str(caught.value)
+    assert (out / "checkpoint.pt").exists()  # refused before touching anything
+
+
+def test_resume_refuses_a_config_record_without_its_table(tmp_path):
+    out = _stopped(tmp_path)
+    (out / "config.json").write_text('{"settings": {}}')
+    with pytest.raises(UserError, match="has no 'config' table"):
+        run(tiny_config(method="mt"), out, quiet=True, resume=True)
+    (out / "config.json").write_text("{")
+    with pytest.raises(UserError, match="cannot read"):
+        run(tiny_config(method="mt"), out, quiet=True, resume=True)
+
+
+def test_an_intact_record_resumes(tmp_path):
+    out = _stopped(tmp_path)
+    assert run(tiny_config(method="mt"), out, quiet=True, resume=True)["finished"]
+
+
+def test_sweep_split_check_and_compare_catch_a_garbled_split(tmp_path):
+    spec = _spec(tmp_path)
+    runs = plan(spec)
+    run_sweep(spec, runs, quiet=True)
+    assert check_same_splits(runs) == []
+    garbled = runs[1].output / "split.json"
+    garbled.write_text('{"train": [1, 2, oops')
+    problems = check_same_splits(runs)
+    assert len(problems) == 1 and runs[1].key in problems[0] and "not valid JSON" in problems[0]
+    frame, warnings = load_runs([tmp_path / "results"])
+    assert set(frame["method"]) == {"supervised"}
+    assert any("skipped corrupt run" in w and "not valid JSON" in w for w in warnings)
+    # a valid split file that is not the split the run trained on
+    save_split(make_split(load_dataset(runs[0].config), 5, 0.1), runs[0].output / "split.json")
+    with pytest.raises(UserError, match="its ids .* are not the split the run recorded"):
+        load_runs([tmp_path / "results"])
