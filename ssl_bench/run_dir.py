@@ -24,6 +24,7 @@ from .atomic import (
 )
 from .errors import UserError
 from .integrity import with_digest
+from .locks import LOCK
 
 CONFIG = "config.json"
 SPLIT = "split.json"
@@ -60,18 +61,20 @@ class RunDir:
     def prepare(self, *, overwrite: bool, resume: bool) -> bool:
         """Check the directory may be used; return True if it is resumed.
 
-        A finished run is kept unless ``overwrite``; an unfinished one needs ``resume``
+        The caller holds the folder's lock (:class:`~ssl_bench.locks.FolderLock`), so the
+        check and what follows are atomic with respect to other ssl-bench processes. A
+        finished run is kept unless ``overwrite``; an unfinished one needs ``resume``
         (continue it) or ``overwrite`` (start again). Nothing is deleted before this
         check passes.
         """
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"output {self.path} exists and is not a directory")
         remove_stale_temporaries(self.path)  # left by a killed process (kill -9)
-        occupied = self.path.is_dir() and any(self.path.iterdir())
+        occupied = self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir())
         if not occupied:
             return False
         if overwrite:
-            shutil.rmtree(self.path)
+            self.clear()
             return False
         if self.finished:
             raise UserError(
@@ -91,6 +94,16 @@ class RunDir:
             f"{self.path} holds an unfinished run; pass --resume to continue it or "
             "--overwrite to start again"
         )
+
+    def clear(self) -> None:
+        """Delete everything in the folder but its lock file (held by this process)."""
+        for entry in self.path.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     def failure_text(self) -> str:
         """The recorded reason of a failed run (``failed.json``), one line."""

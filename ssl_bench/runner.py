@@ -16,10 +16,20 @@ from .config import RunConfig
 from .divergence import TrainingDiverged
 from .engine import Trainer
 from .errors import UserError
+from .locks import FolderLock
 from .prepare import PreparedRun, prepare
 from .progress import TrainingProgress
 from .provenance import environment
-from .run_dir import CHECKPOINT, CONFIG, FAILED, SKIPPED, SKIPPED_ROWS, SPLIT, RunDir
+from .run_dir import (
+    CHECKPOINT,
+    CONFIG,
+    FAILED,
+    METRICS,
+    SKIPPED,
+    SKIPPED_ROWS,
+    SPLIT,
+    RunDir,
+)
 from .splits import Split, load_split
 
 #: Settings that only say where/how a run executes: a resumed run may change them.
@@ -62,21 +72,32 @@ def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
 def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resume: bool = False,
         quiet: bool = False, split: Split | None = None, stop_after: int | None = None,
         progress: TrainingProgress | None = None,
-        keep_best: bool = True) -> dict[str, Any] | None:
+        keep_best: bool = True, auto: bool = False) -> dict[str, Any] | None:
     """Prepare, train and record one run in ``output``; return its metrics.
 
-    ``progress`` replaces the default progress display (the sweep runner reports steps
-    through it); ``keep_best=False`` writes no ``best.pt`` (reference results keep none).
+    The run folder is locked (:class:`~ssl_bench.locks.FolderLock`) from before it is
+    checked until the run ends, so another process can neither train into it nor pass the
+    same checks at the same moment. ``progress`` replaces the default progress display
+    (the sweep runner reports steps through it); ``keep_best=False`` writes no
+    ``best.pt`` (reference results keep none). ``auto`` (sweeps) decides under the lock:
+    a finished run's metrics are returned as they are, an interrupted one is resumed and
+    a partial one without a checkpoint is started again.
     """
     prepared = prepare(config, split, quiet=quiet)
     run_dir = RunDir(output)
-    resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
-    if resumed:
-        verify_records(run_dir, prepared)
-    created = not run_dir.path.exists()
-    title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
+    created = _first_missing(run_dir.path)
+    lock = FolderLock(run_dir.path)
     try:
+        lock.acquire()
+        if auto:
+            if run_dir.finished:  # finished by another process since the caller looked
+                return run_dir.read_json(METRICS)
+            resume, overwrite = run_dir.resumable, not run_dir.resumable
+        resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
+        if resumed:
+            verify_records(run_dir, prepared)
         if progress is None:
+            title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
             progress = TrainingProgress(prepared.total_steps, title, quiet=quiet)
         progress.total = prepared.total_steps
         with progress:
@@ -86,58 +107,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                 trainer.resume_from(run_dir.file(CHECKPOINT))
                 progress.message(f"resuming {run_dir.path} at step {trainer.step}")
             else:
-                run_dir.write_json(CONFIG, {
-                    "config": prepared.config.to_dict(),
-                    "method": {"name": prepared.config.method,
-                               "needs_teacher": prepared.method.needs_teacher,
-                               "uses_unlabeled": prepared.method.uses_unlabeled},
-                    "dataset": {"name": prepared.dataset.name,
-                                "kind": prepared.dataset.kind,
-                                "classes": prepared.dataset.class_names,
-                                "fingerprint": prepared.dataset.fingerprint(),
-                                "split_fingerprint": prepared.split.fingerprint,
-                                "split_digest": prepared.split.digest,
-                                "size": len(prepared.dataset),
-                                "skipped_images": len(prepared.bad_images),
-                                "skipped_rows": len(prepared.bad_rows),
-                                "info": prepared.dataset.info,
-                                "images": prepared.cache},
-                    "schedule": {"total_steps": prepared.total_steps,
-                                 "steps_per_epoch": prepared.steps_per_epoch,
-                                 "eval_every": prepared.eval_every,
-                                 "num_labeled_per_batch": trainer.num_labeled,
-                                 "fused_optimizer": bool(
-                                     trainer.optimizer.defaults.get("fused")),
-                                 "in_chans": prepared.in_chans,
-                                 "weight_source": trainer.student.weight_source,
-                                 "normalisation": {**prepared.normalisation,
-                                                   "mean": prepared.mean.tolist(),
-                                                   "std": prepared.std.tolist()}},
-                    "loss": {name: None if weights is None else [round(float(w), 6)
-                                                                   for w in weights]
-                             for name, weights in (
-                                 ("class_weights", prepared.task.class_weights),
-                                 ("consistency_class_weights",
-                                  prepared.task.consistency_weights))},
-                    "environment": environment(str(prepared.device)),
-                })
-                run_dir.write_json(SPLIT, prepared.split.to_dict())
-                if prepared.bad_images:
-                    run_dir.write_json(SKIPPED, {
-                        "reason": "--skip-bad-images: these images were left out of the split",
-                        "count": len(prepared.bad_images),
-                        "images": [vars(b) for b in prepared.bad_images],
-                    })
-                    progress.message(f"skipped {len(prepared.bad_images)} unreadable image(s); "
-                                     f"see {run_dir.file(SKIPPED)}")
-                if prepared.bad_rows:
-                    run_dir.write_json(SKIPPED_ROWS, {
-                        "reason": "--skip-bad-rows: these CSV rows were left out of the data set",
-                        "count": len(prepared.bad_rows),
-                        "rows": prepared.bad_rows,
-                    })
-                    progress.message(f"skipped {len(prepared.bad_rows)} bad CSV row(s); "
-                                     f"see {run_dir.file(SKIPPED_ROWS)}")
+                _write_start_records(run_dir, prepared, trainer, progress)
             try:
                 return trainer.fit(stop_after=stop_after)
             except TrainingDiverged as exc:
@@ -145,10 +115,88 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                 raise
     except BaseException:
         # A run that never reached its first checkpoint leaves nothing behind.
-        if (created and run_dir.path.exists() and not run_dir.resumable
-                and not run_dir.finished and not run_dir.failed):
+        if (created is not None and lock.held and run_dir.path.exists()
+                and not run_dir.resumable and not run_dir.finished and not run_dir.failed):
             shutil.rmtree(run_dir.path, ignore_errors=True)
+            _remove_empty_parents(run_dir.path, created)
         raise
+    finally:
+        lock.release()
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None: it exists)."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _remove_empty_parents(path: Path, top: Path) -> None:
+    """Remove the now-empty folders this run created above ``path``, up to ``top``."""
+    path, top = path.absolute(), top.absolute()
+    while path != top and top in path.parents:
+        path = path.parent
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
+def _write_start_records(run_dir: RunDir, prepared: PreparedRun, trainer: Trainer,
+                         progress: TrainingProgress) -> None:
+    """``config.json``, ``split.json`` and the lists of left-out images and rows."""
+    run_dir.write_json(CONFIG, {
+        "config": prepared.config.to_dict(),
+        "method": {"name": prepared.config.method,
+                   "needs_teacher": prepared.method.needs_teacher,
+                   "uses_unlabeled": prepared.method.uses_unlabeled},
+        "dataset": {"name": prepared.dataset.name,
+                    "kind": prepared.dataset.kind,
+                    "classes": prepared.dataset.class_names,
+                    "fingerprint": prepared.dataset.fingerprint(),
+                    "split_fingerprint": prepared.split.fingerprint,
+                    "split_digest": prepared.split.digest,
+                    "size": len(prepared.dataset),
+                    "skipped_images": len(prepared.bad_images),
+                    "skipped_rows": len(prepared.bad_rows),
+                    "info": prepared.dataset.info,
+                    "images": prepared.cache},
+        "schedule": {"total_steps": prepared.total_steps,
+                     "steps_per_epoch": prepared.steps_per_epoch,
+                     "eval_every": prepared.eval_every,
+                     "num_labeled_per_batch": trainer.num_labeled,
+                     "fused_optimizer": bool(trainer.optimizer.defaults.get("fused")),
+                     "in_chans": prepared.in_chans,
+                     "weight_source": trainer.student.weight_source,
+                     "normalisation": {**prepared.normalisation,
+                                       "mean": prepared.mean.tolist(),
+                                       "std": prepared.std.tolist()}},
+        "loss": {name: None if weights is None else [round(float(w), 6) for w in weights]
+                 for name, weights in (
+                     ("class_weights", prepared.task.class_weights),
+                     ("consistency_class_weights", prepared.task.consistency_weights))},
+        "environment": environment(str(prepared.device)),
+    })
+    run_dir.write_json(SPLIT, prepared.split.to_dict())
+    if prepared.bad_images:
+        run_dir.write_json(SKIPPED, {
+            "reason": "--skip-bad-images: these images were left out of the split",
+            "count": len(prepared.bad_images),
+            "images": [vars(b) for b in prepared.bad_images],
+        })
+        progress.message(f"skipped {len(prepared.bad_images)} unreadable image(s); "
+                         f"see {run_dir.file(SKIPPED)}")
+    if prepared.bad_rows:
+        run_dir.write_json(SKIPPED_ROWS, {
+            "reason": "--skip-bad-rows: these CSV rows were left out of the data set",
+            "count": len(prepared.bad_rows),
+            "rows": prepared.bad_rows,
+        })
+        progress.message(f"skipped {len(prepared.bad_rows)} bad CSV row(s); "
+                         f"see {run_dir.file(SKIPPED_ROWS)}")
 
 
 def _record_failure(run_dir: RunDir, trainer: Trainer, exc: TrainingDiverged) -> None:

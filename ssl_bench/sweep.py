@@ -31,6 +31,7 @@ from typing import Any
 from .atomic import atomic_write_json
 from .config import FIELD_NAMES, RunConfig, read_toml, resolve_config
 from .errors import UserError
+from .locks import LOCK, RunLocked, holder_of
 from .progress import TrainingProgress
 from .run_dir import BEST, CONFIG, SPLIT, RunDir
 from .splits import labeled_tag, load_split, parse_labeled
@@ -38,6 +39,8 @@ from .splits import labeled_tag, load_split, parse_labeled
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 VARIED = ("method", "method_options", "labeled", "seed")
 MACHINE_ONLY = ("device", "amp", "cache_dir", "workers", "image_cache", "data_root", "compile")
+#: Outcomes of a run in a sweep, in the order the summary shows them.
+STATUSES = ("done", "resumed", "skipped", "busy", "failed")
 SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
              "results", "keep_checkpoints")
 
@@ -216,14 +219,18 @@ def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
         return {"status": "failed", "seconds": 0.0,
                 "error": f"failed in an earlier sweep: {run_dir.failure_text()} "
                          "(--overwrite starts the sweep again)"}
-    resume = run_dir.resumable and not run_dir.finished
-    overwrite = planned.output.exists() and not resume
+    resume = run_dir.resumable and not run_dir.finished  # (the run decides under its lock)
     started = time.perf_counter()
     try:
-        run(planned.config, planned.output, resume=resume, overwrite=overwrite, quiet=True,
+        run(planned.config, planned.output, auto=True, quiet=True,
             progress=_StepReporter(report, planned.key), keep_best=keep_checkpoints)
     except KeyboardInterrupt:
         raise
+    except RunLocked as exc:  # another process (another sweep) is training this run
+        return {"status": "busy", "holder": exc.holder,
+                "error": f"trained by another process (pid {exc.holder or 'unknown'}); "
+                         "run the sweep again once it is done to pick the result up",
+                "seconds": round(time.perf_counter() - started, 2)}
     except Exception as exc:
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc() if not isinstance(exc, UserError) else "",
@@ -232,13 +239,36 @@ def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _queue_report(q: Any) -> Any:
-    return lambda item: q.put(item)
+#: The step-report queue of a worker process (set by :func:`_init_worker`).
+_WORKER_QUEUE: Any = None
+#: How often a worker checks that the sweep that started it is still alive (seconds).
+PARENT_POLL_SECONDS = 0.5
 
 
-def _execute_in_worker(planned: PlannedRun, keep_checkpoints: bool, q: Any,
+def _init_worker(q: Any, parent: int) -> None:
+    """Worker start-up: keep the report queue; exit at once if the sweep process dies.
+
+    A worker outliving a killed sweep (kill -9) would keep training into run folders a
+    restarted sweep wants; it polls its parent and exits when it is gone (the kernel then
+    releases its run-folder lock).
+    """
+    import threading
+
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = q
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(PARENT_POLL_SECONDS)
+
+    threading.Thread(target=watch, name="ssl-bench-parent-watch", daemon=True).start()
+
+
+def _execute_in_worker(planned: PlannedRun, keep_checkpoints: bool,
                        threads: int) -> dict[str, Any]:
-    return _execute(planned, keep_checkpoints, _queue_report(q), threads)
+    return _execute(planned, keep_checkpoints, _WORKER_QUEUE.put, threads)
 
 
 # -- the sweep --------------------------------------------------------------------------
@@ -253,6 +283,11 @@ class SweepResult:
     @property
     def failed(self) -> list[str]:
         return [k for k, s in self.status.items() if s["status"] == "failed"]
+
+    @property
+    def busy(self) -> list[str]:
+        """Runs another process was training (left to it; the next sweep picks them up)."""
+        return [k for k, s in self.status.items() if s["status"] == "busy"]
 
 
 def check_same_splits(runs: list[PlannedRun]) -> list[str]:
@@ -341,7 +376,7 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
             progress.remove_task(current.pop(planned.key))
         progress.advance(overall)
         line = f"{planned.key}: {outcome['status']} ({outcome.get('seconds', 0):.0f} s)"
-        if outcome["status"] == "failed":
+        if outcome["status"] in ("failed", "busy"):
             line += f" -- {outcome['error']}"
         if not quiet:
             progress.console.print(line, highlight=False)
@@ -353,30 +388,32 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
                 finished(planned, _execute(planned, spec.keep_checkpoints, report, threads))
         else:
             context = multiprocessing.get_context("spawn")
-            with context.Manager() as manager:
-                q = manager.Queue()
-                with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                    pending: dict[Future, PlannedRun] = {
-                        pool.submit(_execute_in_worker, planned, spec.keep_checkpoints, q,
-                                    threads): planned
-                        for planned in todo
-                    }
-                    while pending:
-                        done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                        while True:
-                            try:
-                                report(q.get_nowait())
-                            except queue_module.Empty:
-                                break
-                        for future in done:
-                            planned = pending.pop(future)
-                            try:
-                                outcome = future.result()
-                            except Exception as exc:  # the worker process itself died
-                                outcome = {"status": "failed",
-                                           "error": f"worker crashed: {type(exc).__name__}: "
-                                                    f"{exc}"}
-                            finished(planned, outcome)
+            q = context.Queue()
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                     initializer=_init_worker,
+                                     initargs=(q, os.getpid())) as pool:
+                pending: dict[Future, PlannedRun] = {
+                    pool.submit(_execute_in_worker, planned, spec.keep_checkpoints,
+                                threads): planned
+                    for planned in todo
+                }
+                while pending:
+                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    while True:
+                        try:
+                            report(q.get_nowait())
+                        except queue_module.Empty:
+                            break
+                    for future in done:
+                        planned = pending.pop(future)
+                        try:
+                            outcome = future.result()
+                        except Exception as exc:  # the worker process itself died
+                            outcome = {"status": "failed",
+                                       "error": f"worker crashed: {type(exc).__name__}: "
+                                                f"{exc}"}
+                        finished(planned, outcome)
+            q.close()
     problems = check_same_splits(runs)
     if problems:
         for planned in runs:
@@ -393,18 +430,27 @@ def print_summary(result: SweepResult, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"sweep summary ({result.record})")
-    for column in ("done", "resumed", "skipped", "failed"):
+    for column in STATUSES:
         table.add_column(column, justify="right")
-    table.add_row(*(str(result.count(s)) for s in ("done", "resumed", "skipped", "failed")))
+    table.add_row(*(str(result.count(s)) for s in STATUSES))
     console.print(table)
+    for key in result.busy:
+        console.print(f"[yellow]busy[/yellow] {key}: {result.status[key]['error']}",
+                      highlight=False)
     for key in result.failed:
         console.print(f"[red]failed[/red] {key}: {result.status[key]['error']}",
                       highlight=False)
 
 
 def remove_sweep(spec: SweepSpec) -> None:
-    """Delete a sweep's folder (``--overwrite``)."""
+    """Delete a sweep's folder (``--overwrite``), unless another process trains in it."""
     folder = Path(spec.results) / spec.name
-    if folder.exists():
-        shutil.rmtree(folder)
+    if not folder.exists():
+        return
+    for lock in sorted(folder.rglob(LOCK)):
+        holder = holder_of(lock.parent)
+        if holder is not None:
+            raise UserError(f"cannot --overwrite sweep {spec.name}: {lock.parent} is being "
+                            f"trained by another process (pid {holder or 'unknown'})")
+    shutil.rmtree(folder)
 
