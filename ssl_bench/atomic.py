@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -60,7 +62,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             continue
         pid = int(match["pid"] or match["pid2"])
         if pid != os.getpid() and not process_alive(pid):
-            entry.unlink(missing_ok=True)
+            try:
+                entry.unlink(missing_ok=True)
+            except OSError:  # a read-only folder: whoever can write there cleans up
+                continue
             removed.append(entry)
     return removed
 
@@ -68,9 +73,12 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(fileobj)`` on a temporary file, then rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
+    except OSError as exc:  # a read-only folder, a file where a folder should be, ...
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)

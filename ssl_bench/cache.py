@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -172,6 +173,20 @@ def bad_image_error(dataset: ImageDataset, bad: list[BadImage]) -> UserError:
     )
 
 
+def _check_writable(cache_dir: Path) -> None:
+    """Create ``cache_dir`` and prove a file can be written there, or say which flag helps."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".probe.{os.getpid()}.", suffix=".tmp",
+                                     dir=cache_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"cannot write the image cache in --cache-dir {cache_dir}: "
+                        f"{exc.strerror or exc}; choose another --cache-dir (or "
+                        "--image-cache false to decode at every step)") from None
+
+
 def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path | None = None,
                 *, skip_bad: bool = False, workers: int | None = None, quiet: bool = False,
                 console: Console | None = None) -> CachedImages:
@@ -199,10 +214,7 @@ def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path
             raise bad_image_error(dataset, bad)
         return CachedImages(array, array_path, bad)
 
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the image cache folder {cache_dir}: {exc}") from None
+    _check_writable(cache_dir)
     needed = int(np.prod(shape)) + 4096
     free = shutil.disk_usage(cache_dir).free
     if free < needed:

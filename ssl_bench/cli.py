@@ -143,7 +143,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser, method: str | None) -> N
     parser.add_argument("--output", "-o", help="run directory; default "
                         "runs/<dataset>/<method>/labeled=<l>/seed=<s>")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    parser.add_argument("--resume", action="store_true", help="continue an unfinished run")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the unfinished run in --output (an empty or new "
+                        "--output starts it, so a requeued job can always pass --resume)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     group = parser.add_argument_group("run settings")
     _add_flags(group, RUN_FLAGS)
@@ -202,7 +204,11 @@ def command_run(argv: Sequence[str]) -> int:
         load_plugin(plugin)
     file_values: dict[str, Any] = {}
     if known.resume and known.output and (Path(known.output) / CONFIG).is_file():
-        file_values = RunDir(known.output).read_json(CONFIG)["config"]
+        record = RunDir(known.output).read_json(CONFIG)
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise UserError(f"cannot resume: {Path(known.output) / CONFIG} has no 'config' "
+                            "table (damaged); pass --overwrite to start the run again")
+        file_values = dict(record["config"])
     if known.config:
         file_values.update(read_config_file(known.config))
     method = known.method or file_values.get("method") or RunConfig.method
@@ -500,6 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[command](rest)
     except UserError as exc:
         print(f"ssl-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # the file system refused (read-only, full, ...): one line too
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ssl-bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("ssl-bench: interrupted", file=sys.stderr)

@@ -256,6 +256,36 @@ def _type_problem(value: Any, hint: Any) -> str | None:
     return f"must be {wanted}"
 
 
+def _label(name: str) -> str:
+    """``lr (--lr)``: a setting as a TOML key and as its flag."""
+    return f"{name} ({_FLAGS.get(name, '--' + name.replace('_', '-'))})"
+
+
+#: (field, check, what it must be): the range of every numeric setting, in one place.
+_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("iterations", lambda v, c: v >= 1, "be at least 1"),
+    ("epochs", lambda v, c: v > 0, "be positive"),
+    ("batch_size", lambda v, c: v >= 2, "be at least 2"),
+    ("labeled_batch_size", lambda v, c: 1 <= v <= c.batch_size,
+     "lie in [1, batch_size={batch_size}]"),
+    ("image_size", lambda v, c: v >= 8, "be at least 8 pixels"),
+    ("lr", lambda v, c: v > 0, "be positive"),
+    ("ema_decay", lambda v, c: 0 <= v < 1, "lie in [0, 1)"),
+    ("drop_rate", lambda v, c: 0 <= v < 1, "lie in [0, 1)"),
+    ("rampup", lambda v, c: 0 <= v <= 1, "be a fraction of training in [0, 1]"),
+    ("lr_decay", lambda v, c: 0 < v <= 1, "be a factor per epoch in (0, 1]"),
+    ("unsupervised_start", lambda v, c: v >= 0, "be a number of epochs >= 0"),
+    ("weight_decay", lambda v, c: v >= 0, "not be negative"),
+    ("consistency_weight", lambda v, c: v >= 0, "not be negative"),
+    ("rotation", lambda v, c: v >= 0, "not be negative"),
+    ("translate", lambda v, c: v >= 0, "not be negative"),
+    ("noise_std", lambda v, c: v >= 0, "not be negative"),
+    ("workers", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
+    ("eval_every", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
+    ("eval_batch_size", lambda v, c: v >= 1, "be at least 1"),
+)
+
+
 def _check_types(config: RunConfig) -> None:
     """Every setting of the right type and finite, in one place for TOML and flags alike."""
     hints = typing.get_type_hints(RunConfig)
@@ -265,8 +295,7 @@ def _check_types(config: RunConfig) -> None:
         value = getattr(config, item.name)
         problem = _type_problem(value, hints[item.name])
         if problem:
-            flag = _FLAGS.get(item.name, "--" + item.name.replace("_", "-"))
-            raise UserError(f"{item.name} ({flag}) {problem}, got {value!r}")
+            raise UserError(f"{_label(item.name)} {problem}, got {value!r}")
     ratios = config.split_ratios
     if (not isinstance(ratios, list | tuple) or len(ratios) != 3
             or any(_type_problem(r, float) for r in ratios)):
@@ -283,41 +312,13 @@ def validate(config: RunConfig) -> None:
     for name, choices in CHOICES.items():
         if getattr(config, name) not in choices:
             raise UserError(
-                f"{name} must be one of {', '.join(choices)}; got {getattr(config, name)!r}"
-            )
+                f"{_label(name)} must be one of {', '.join(choices)}; "
+                f"got {getattr(config, name)!r}")
     config.split_ratios = tuple(float(r) for r in config.split_ratios)  # type: ignore
     if (config.iterations is None) == (config.epochs is None):
-        raise UserError("set exactly one of iterations and epochs")
-    if config.iterations is not None and config.iterations < 1:
-        raise UserError(f"iterations must be at least 1, got {config.iterations}")
-    if config.epochs is not None and config.epochs <= 0:
-        raise UserError(f"epochs must be positive, got {config.epochs}")
-    if config.batch_size < 2:
-        raise UserError(f"batch_size must be at least 2, got {config.batch_size}")
-    if not 1 <= config.labeled_batch_size <= config.batch_size:
-        raise UserError(
-            f"labeled_batch_size must lie in [1, batch_size={config.batch_size}], "
-            f"got {config.labeled_batch_size}"
-        )
-    if config.image_size < 8:
-        raise UserError(f"image_size must be at least 8 pixels, got {config.image_size}")
-    if config.lr <= 0:
-        raise UserError(f"lr must be positive, got {config.lr}")
-    if not 0 <= config.ema_decay < 1:
-        raise UserError(f"ema_decay must lie in [0, 1), got {config.ema_decay}")
-    if not 0 <= config.drop_rate < 1:
-        raise UserError(f"drop_rate must lie in [0, 1), got {config.drop_rate}")
-    if not 0 <= config.rampup <= 1:
-        raise UserError(f"rampup is a fraction of training in [0, 1], got {config.rampup}")
-    if not 0 < config.lr_decay <= 1:
-        raise UserError(f"lr_decay is a factor per epoch in (0, 1], got {config.lr_decay}")
-    if config.unsupervised_start < 0:
-        raise UserError(
-            f"unsupervised_start is a number of epochs >= 0, got {config.unsupervised_start}")
-    for name in ("weight_decay", "consistency_weight", "rotation", "translate", "noise_std"):
-        if getattr(config, name) < 0:
-            raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
-    if config.workers < 0:
-        raise UserError(f"workers must be >= 0 (0 = automatic), got {config.workers}")
-    if config.eval_every < 0:
-        raise UserError(f"eval_every must be >= 0 (0 = automatic), got {config.eval_every}")
+        raise UserError("set exactly one of iterations (--iterations) and epochs (--epochs)")
+    for name, fits, wanted in _RANGES:
+        value = getattr(config, name)
+        if value is not None and not fits(value, config):
+            raise UserError(f"{_label(name)} must {wanted}, got {value!r}".replace(
+                "{batch_size}", str(config.batch_size)))

@@ -78,44 +78,6 @@ def test_resume_from_the_run_directory_alone(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
 
 
-USER_ERRORS = [
-    (["run", "--method", "srcmtt"], "unknown method 'srcmtt'. Did you mean 'srcmt'"),
-    (["run", "--dataset", "isic2019"], "unknown data set"),
-    (["run", "--labeled", "0"], "--labeled"),
-    (["run", "--labeled", "-0.2"], "--labeled"),
-    (["run", "--labeled", "1.5"], "whole number"),
-    (["run", "--labeled", "5000"], "more labeled images than the training part"),
-    (["run", "--labeled", "5"], "misses class"),
-    (["run", "--backbone", "resnet10tt"], "resnet10t"),
-    (["run", "--optimizer", "adamax"], "optimizer must be one of"),
-    (["run", "--bogus-flag"], "unrecognized arguments"),
-    (["run", "--relation-weight", "x"], "expects float"),
-    (["run", "--method", "mt", "--relation-weight", "1"], "unrecognized arguments"),
-    (["run", "--config", "missing.toml"], "config file missing.toml does not exist"),
-    (["run", "--plugin", "nowhere.py"], "plug-in file nowhere.py does not exist"),
-    (["frobnicate"], "unknown command"),
-    (["run", "--lr", "nan"], "lr (--lr) must be a finite number, got nan"),
-    (["run", "--split-ratios", "0.9,0.1,0"], "the split has no test images (--split-ratios "
-                                            "0.9,0.1,0)"),
-    (["run", "--lr", "inf"], "lr (--lr) must be a finite number, got inf"),
-    (["run", "--epochs", "nan"], "epochs (--epochs) must be a finite number"),
-    (["run", "--seed", "-1"], "seed (--seed) must be >= 0"),
-    (["run", "--consistency-weight", "nan"], "consistency_weight (--consistency-weight)"),
-]
-
-
-@pytest.mark.parametrize("argv,message", USER_ERRORS, ids=[" ".join(a) for a, _ in USER_ERRORS])
-def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, argv, message):
-    monkeypatch.chdir(tmp_path)
-    code = main([*argv, *TINY_FLAGS] if argv[0] == "run" else argv)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert message in err
-    assert len(err.strip().splitlines()) == 1
-    assert "Traceback" not in err
-    assert not (tmp_path / "runs").exists(), "nothing may be written on a user error"
-
-
 def test_bad_config_file_names_file_and_key(tmp_path, capsys):
     config = tmp_path / "bad.toml"
     config.write_text("learning_rate = 0.1\n")
