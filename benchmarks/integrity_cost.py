@@ -39,21 +39,23 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 
 def cache_costs(data_root: str, sizes: list[int], cache_dir: Path,
                 repeats: int) -> list[dict[str, Any]]:
-    rows = []
-    for size in sizes:
-        config = resolve_config({}, {"dataset": "isic", "data_root": data_root,
-                                     "image_size": size, "cache_dir": str(cache_dir)})
-        dataset = load_dataset(config)
-        cached = load_images(dataset, size, 3, cache_dir, quiet=True)  # built if missing
-        assert cached.path is not None
-        mib = cached.path.stat().st_size / 2**20
-        open_s = median_seconds(lambda: load_images(dataset, size, 3, cache_dir, quiet=True),
-                                repeats)
-        checksum_s = median_seconds(lambda: file_checksum(cached.path), repeats)
-        rows.append({"images": len(dataset), "size": size, "MiB": round(mib, 1),
-                     "open_ms": round(open_s * 1e3, 1), "checksum_ms": round(checksum_s * 1e3, 1),
-                     "checksum_GiB_per_s": round(mib / 1024 / checksum_s, 2)})
-    return rows
+    return [_cache_cost(data_root, size, cache_dir, repeats) for size in sizes]
+
+
+def _cache_cost(data_root: str, size: int, cache_dir: Path, repeats: int) -> dict[str, Any]:
+    config = resolve_config({}, {"dataset": "isic", "data_root": data_root,
+                                 "image_size": size, "cache_dir": str(cache_dir)})
+    dataset = load_dataset(config)
+    cached = load_images(dataset, size, 3, cache_dir, quiet=True)  # built if missing
+    path = cached.path
+    assert path is not None
+    mib = path.stat().st_size / 2**20
+    open_s = median_seconds(lambda: load_images(dataset, size, 3, cache_dir, quiet=True),
+                            repeats)
+    checksum_s = median_seconds(lambda: file_checksum(path), repeats)
+    return {"images": len(dataset), "size": size, "MiB": round(mib, 1),
+            "open_ms": round(open_s * 1e3, 1), "checksum_ms": round(checksum_s * 1e3, 1),
+            "checksum_GiB_per_s": round(mib / 1024 / checksum_s, 2)}
 
 
 def checkpoint_costs(backbone: str, size: int, repeats: int) -> dict[str, Any]:

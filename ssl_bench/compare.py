@@ -144,6 +144,9 @@ def _check_metrics(path: Path, metrics: Any) -> None:
                 raise _Corrupt(f"{path}: missing key {model}.{key}")
         if not isinstance(section["test"], dict):
             raise _Corrupt(f"{path}: {model}.test must be an object")
+        if not section["test"]:
+            raise _Corrupt(f"{path}: {model}.test is empty (a run made with an empty test "
+                           "set, which ssl-bench now refuses); not averaged")
         if "val" in section and not isinstance(section["val"], (dict, type(None))):
             raise _Corrupt(f"{path}: {model}.val must be an object")
 

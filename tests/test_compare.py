@@ -416,3 +416,15 @@ def test_runs_of_one_labeled_amount_with_different_labeled_counts_are_refused(tm
     with pytest.raises(UserError, match=r"labeled 0.2, seed 0: runs trained on different "
                                         r"numbers of labeled images \(1 in .*; 100 in "):
         summarize(df)
+
+
+def test_a_run_with_an_empty_test_set_is_skipped_with_a_note(tmp_path):
+    write_run(tmp_path / "runs", seed=0)
+    empty = write_run(tmp_path / "runs", seed=1)
+    record = json.loads((empty / "metrics.json").read_text())
+    for model in ("student", "best"):
+        record[model]["test"] = {}
+    (empty / "metrics.json").write_text(json.dumps(record))
+    frame, warnings = load_runs([tmp_path / "runs"])
+    assert set(frame["seed"]) == {0}
+    assert any("test is empty" in w and "not averaged" in w for w in warnings)
