@@ -149,15 +149,17 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
     """Resolve every run's configuration and check the sweep is fair; no file is written."""
     from .registry import create_method, get_method_class
 
-    for method in spec.methods:  # unknown names and bad options fail before anything runs
-        create_method(method, **spec.method_options.get(method, {}))
+    # Unknown names and bad options fail before anything runs; options are resolved with
+    # their defaults, as a run records them (so a re-run matches its stored config.json).
+    options = {method: create_method(method, **spec.method_options.get(method, {})).option_values
+               for method in spec.methods}
     runs = []
     for labeled in spec.labeled:
         for seed in spec.seeds:
             for method in spec.methods:
                 name = get_method_class(method).registry_name
                 values = {**spec.run, "method": name, "labeled": labeled, "seed": seed,
-                          "method_options": spec.method_options.get(method, {})}
+                          "method_options": options[method]}
                 config = resolve_config(config_file or {}, values)
                 output = (Path(spec.results) / spec.name / config.dataset / name
                           / f"labeled={labeled_tag(labeled)}" / f"seed={seed}")
@@ -414,6 +416,12 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
                                                 f"{exc}"}
                         finished(planned, outcome)
             q.close()
+    for planned in runs:  # busy runs another process finished meanwhile are done now
+        outcome = status.get(planned.key, {})
+        if outcome.get("status") == "busy" and RunDir(planned.output).finished:
+            status[planned.key] = {"status": "skipped", "reason": "finished by another "
+                                   f"process (pid {outcome.get('holder') or 'unknown'})"}
+            write_record()
     problems = check_same_splits(runs)
     if problems:
         for planned in runs:

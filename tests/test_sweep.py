@@ -186,3 +186,15 @@ def test_sweep_cli_with_a_spec_file(tmp_path, capsys):
     assert config["method_options"] == {"relation_weight": 2.0}
     assert main(["sweep", "--methods", "supervised", "--labeled", "0.1", "--seeds", "0"]) == 2
     assert "--name" in capsys.readouterr().err
+
+
+def test_a_finished_sweep_of_every_method_plans_and_skips_again(tmp_path):
+    """Methods with options (srcmt's relation weight) record them resolved with their
+    defaults; planning the same sweep again must match those records, not refuse them."""
+    from ssl_bench.registry import list_methods
+
+    spec = _spec(tmp_path, methods=list_methods())
+    first = run_sweep(spec, plan(spec), quiet=True)
+    assert first.count("done") == len(list_methods())
+    again = run_sweep(spec, plan(spec), quiet=True)
+    assert again.count("skipped") == len(list_methods())
