@@ -18,6 +18,8 @@ class MeanTeacher(Method):
     summary = "Mean Teacher: probability consistency with an EMA teacher"
     needs_teacher = True
     uses_unlabeled = True
+    views = {"student": "weak", "teacher": "weak"}
+    identical_views_vanish = True
 
     def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
         _, logits = ctx.student(batch.student_view)

@@ -18,6 +18,8 @@ from ssl_bench.registry import register_method
 class PiModel(Method):
     summary = "Pi-model: consistency between two perturbed student passes"
     uses_unlabeled = True
+    views = {"student": "weak", "teacher": "weak"}
+    identical_views_vanish = True
 
     def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
         # Both views in one forward pass (BatchNorm statistics are shared by the two

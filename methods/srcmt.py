@@ -99,6 +99,8 @@ class SRCMT(Method):
     summary = "SRC-MT: Mean Teacher + sample relation consistency (Liu et al., TMI 2020)"
     needs_teacher = True
     uses_unlabeled = True
+    views = {"student": "weak", "teacher": "weak"}
+    identical_views_vanish = True
     options = (
         Option("relation_weight", float, 1.0, "weight of the relation consistency term"),
     )

@@ -286,6 +286,9 @@ def command_list(argv: Sequence[str]) -> int:
                           "yes" if cls.uses_unlabeled else "no", cls.summary)
         console.print(table)
         for name, cls in method_registry.items():
+            console.print(f"  {name} {_method_contract(cls)}", highlight=False, markup=False,
+                          soft_wrap=True)
+        for name, cls in method_registry.items():
             for o in cls.options:
                 console.print(f"  {name} option {o.flag} {o.type.__name__.upper()} "
                               f"(default {o.default}): {o.help}", highlight=False,
@@ -311,6 +314,15 @@ def command_list(argv: Sequence[str]) -> int:
                               soft_wrap=True)
             console.print(f"{len(names)} backbones match {pattern!r}", highlight=False)
     return 0
+
+
+def _method_contract(cls: Any) -> str:
+    """What a method asks of the engine: its views, state and own defaults, one line."""
+    views = ", ".join(f"{n}={v.augmentation}" + ("" if v.rows == "all" else f"[{v.rows}]")
+                      for n, v in cls.view_specs().items())
+    state = ", ".join(sorted(cls().state_dict())) or "none"
+    defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "none"
+    return f"views: {views}; state: {state}; own defaults: {defaults}"
 
 
 def _backbone_line(name: str) -> str:

@@ -8,8 +8,8 @@ Finding runs
 
 Settings groups
     A run's *settings* are its resolved configuration minus what a comparison may vary
-    (:data:`VARIED_KEYS`: method, its options, the labeled amount, the seed, the split
-    file) and minus machine-only keys (:data:`MACHINE_KEYS`: where data and caches live,
+    (``config.VARIED_SETTINGS``: method, its options, the labeled amount, the seed, the split
+    file) and minus machine-only keys (``config.MACHINE_SETTINGS``: where data and caches live,
     device, workers, AMP, memory layout, ...), plus the data set's content fingerprint
     from ``config.json``. Runs whose settings differ are never averaged together; each
     group is summarised on its own and :func:`describe_differences` says what differs.
@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_bytes, atomic_write_text
+from .config import comparison_settings
 from .errors import UserError
 from .labeled import labeled_tag, parse_labeled
 from .run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
@@ -54,17 +55,6 @@ SUFFIX_FORMATS: dict[str, str] = {
 }
 TEST_NAME = "paired t-test"
 FEW_PAIRS_NOTE = "fewer than 3 paired seeds: no test"
-
-#: Configuration keys a comparison may vary: not part of the settings hash.
-VARIED_KEYS: frozenset[str] = frozenset(
-    {"method", "method_options", "labeled", "seed", "split_file"}
-)
-#: Machine-only keys (where things live, how fast they run): not part of the settings hash.
-#: ``preset`` is only a name: the values it set are in the configuration itself.
-MACHINE_KEYS: frozenset[str] = frozenset({"compile",
-    "device", "amp", "cache_dir", "workers", "image_cache", "data_root", "channels_last",
-    "deterministic", "eval_batch_size", "preset",
-})
 
 #: Columns of :func:`load_runs`'s table that are not metrics.
 ID_COLUMNS: tuple[str, ...] = (
@@ -159,9 +149,11 @@ def _settings_config(path: Path, document: Any) -> dict[str, Any]:
     dataset = document.get("dataset")
     if dataset is not None and not isinstance(dataset, dict):
         raise _Corrupt(f"{path}: 'dataset' must be an object")
-    settings = {k: v for k, v in document["config"].items()
-                if k not in VARIED_KEYS and k not in MACHINE_KEYS}
+    settings = comparison_settings(document["config"])
     settings["dataset_fingerprint"] = (dataset or {}).get("fingerprint")
+    method = document.get("method")
+    owned = method.get("defaults") if isinstance(method, dict) else None
+    settings["_method_owned"] = sorted(owned) if isinstance(owned, dict) else []
     return settings
 
 
@@ -262,6 +254,7 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     configs: dict[str, dict[str, Any]] = {}
     classes: dict[str, list[str]] = {}
     corrupt = 0
+    per_run: dict[Path, dict[str, Any]] = {}
     for path in sorted(finished):
         try:
             run_rows, digest, settings, run_classes = _read_run(path)
@@ -270,9 +263,20 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
             corrupt += 1
             continue
         rows.extend(run_rows)
-        configs[digest] = settings
+        per_run[path] = settings
         known = classes.setdefault(run_rows[0]["dataset"], [])
         known.extend(name for name in run_classes if name not in known)
+    # Settings a method declares as its own (Method.defaults, e.g. FixMatch's ramp-up)
+    # are not compared across methods: they leave every run's settings hash.
+    owned = sorted({key for settings in per_run.values()
+                    for key in settings.pop("_method_owned", ())})
+    for row in rows:
+        settings = {k: v for k, v in per_run[Path(row["path"])].items() if k not in owned}
+        row["settings"] = settings_hash(settings)
+        configs[row["settings"]] = settings
+    if owned:
+        warnings.append(f"method-specific settings, not compared across methods: "
+                        f"{', '.join(owned)} (declared by a method as its paper's default)")
     if unfinished:
         shown = ", ".join(str(p) for p in sorted(unfinished)[:3])
         more = ", ..." if len(unfinished) > 3 else ""

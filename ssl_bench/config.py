@@ -38,7 +38,12 @@ TEACHER_BUFFERS: tuple[str, ...] = ("own", "ema", "copy")
 
 @dataclass
 class RunConfig:
-    """Everything that defines one training run (method options included)."""
+    """Everything that defines one training run (method options included).
+
+    Build it with :func:`resolve_config`, which applies the preset and the method's own
+    defaults (``Method.defaults``) below files and flags; constructing it directly gets
+    the field defaults only.
+    """
 
     # what
     method: str = "srcmt"
@@ -108,6 +113,24 @@ class RunConfig:
         record = dataclasses.asdict(self)
         record["split_ratios"] = list(self.split_ratios)
         return record
+
+
+#: What a setting is to a comparison -- declared here once; resume, sweep and compare
+#: read it. ``VARIED_SETTINGS``: what a sweep varies between runs (a comparison's rows).
+#: ``MACHINE_SETTINGS``: where and how a run executes (may change on ``--resume``, never
+#: part of a comparison). Every other field defines the comparison: runs that differ in
+#: one are never averaged together.
+VARIED_SETTINGS: frozenset[str] = frozenset(
+    {"method", "method_options", "labeled", "seed", "split_file"})
+MACHINE_SETTINGS: frozenset[str] = frozenset(
+    {"device", "amp", "compile", "channels_last", "deterministic", "cache_dir", "workers",
+     "image_cache", "data_root", "eval_batch_size", "preset"})
+
+
+def comparison_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a configuration (``to_dict`` form) that define a comparison."""
+    return {k: v for k, v in config.items()
+            if k not in VARIED_SETTINGS and k not in MACHINE_SETTINGS}
 
 
 #: Presets: overrides of the field defaults. ``cpu`` trains small models from scratch in
@@ -201,14 +224,26 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def method_defaults(method: str) -> dict[str, Any]:
+    """The engine settings a method's paper sets differently (``Method.defaults``)."""
+    from .registry import get_method_class
+
+    try:
+        return dict(get_method_class(method).defaults)
+    except UserError:  # an unknown name: reported (with a hint) when the run is prepared
+        return {}
+
+
 def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:
-    """Merge preset, file and command line (in that order) and validate the result."""
+    """Merge preset, the method's defaults, file and command line (in that order) and
+    validate the result."""
     preset = cli_values.get("preset") or file_values.get("preset") or "cpu"
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     values: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {"method_options": {}, "dataset_options": {}}
-    for source in (PRESETS[preset], file_values, cli_values):
+    method = cli_values.get("method") or file_values.get("method") or RunConfig.method
+    for source in (PRESETS[preset], method_defaults(method), file_values, cli_values):
         for key, value in source.items():
             if key in tables:
                 tables[key].update(value or {})

@@ -27,13 +27,15 @@ from .backbones import Backbone, create_backbone
 from .config import RunConfig
 from .divergence import DivergenceMonitor
 from .integrity import load_verified
-from .method import Batch, StepContext
+from .method import Batch, StepContext, StepOutput
+from .method_logs import StepLogs, method_info
 from .metrics import MissingClassWarning, compute_metrics, metric_names
 from .perturb import ImagePipeline, Perturbation
 from .prepare import PreparedRun
 from .progress import TrainingProgress
 from .run_dir import BEST, CHECKPOINT, METRICS, RunDir
 from .schedules import ConsistencySchedule, EmaUpdater, ema_decay_at, lr_factor
+from .views import ViewMaker
 
 #: How often (in steps) loss values are read back for the progress bar.
 REFRESH_EVERY = 10
@@ -50,14 +52,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_models(prepared: PreparedRun) -> tuple[Backbone, Backbone | None]:
-    """Student (trainable) and, if the method needs one, its EMA teacher (no gradients)."""
+def build_models(prepared: PreparedRun) -> tuple[Backbone, nn.Module, nn.Module | None]:
+    """The backbone, the student (the method's model around it, trainable) and, if the
+    method needs one, its EMA teacher (a deep copy of the student, no gradients)."""
     config = prepared.config
-    student = create_backbone(
+    backbone = create_backbone(
         config.backbone, num_classes=prepared.task.num_classes, in_chans=prepared.in_chans,
         pretrained=config.pretrained, drop_rate=config.drop_rate, weights=config.weights,
         img_size=config.image_size,
-    ).to(prepared.device)
+    )
+    student = prepared.method.build_model(backbone).to(prepared.device)
     if prepared.device.type == "cuda" and config.channels_last:
         student = student.to(memory_format=torch.channels_last)
     teacher = None
@@ -66,17 +70,20 @@ def build_models(prepared: PreparedRun) -> tuple[Backbone, Backbone | None]:
         for parameter in teacher.parameters():
             parameter.requires_grad_(False)
         teacher.train()  # as the official code: dropout and batch statistics, no grads
-    return student, teacher
+    return backbone, student, teacher
 
 
-def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: RunConfig, *modules: nn.Module) -> torch.optim.Optimizer:
     """The configured optimiser, in its fused (one-kernel) form where torch has one.
 
     Fused Adam/AdamW/SGD do the same update as the per-parameter loop up to float
     rounding, and on 2 CPU cores take 2.5 ms instead of 17 ms for resnet10t's 5M
-    parameters (benchmarks/speed.py); older torch versions fall back to the loop.
+    parameters (benchmarks/speed.py); older torch versions fall back to the loop. Every
+    trainable parameter of ``modules`` (the student, and the method's own modules) is
+    optimised, each once.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = list({id(p): p for module in modules for p in module.parameters()
+                   if p.requires_grad}.values())
     if config.optimizer == "adam":
         cls, kwargs = torch.optim.Adam, dict(lr=config.lr, weight_decay=config.weight_decay)
     elif config.optimizer == "adamw":
@@ -119,8 +126,10 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.student, self.teacher = build_models(prepared)
-        self.optimizer = build_optimizer(self.config, self.student)
+        self.backbone, self.student, self.teacher = build_models(prepared)
+        self.method.to(self.device)
+        self.method.setup(method_info(prepared))
+        self.optimizer = build_optimizer(self.config, self.student, self.method)
         self.ema = (EmaUpdater(self.teacher, self.student, self.config.teacher_buffers)
                     if self.teacher is not None else None)
         self.scheduler = build_scheduler(self.config, self.optimizer, prepared.total_steps,
@@ -149,6 +158,12 @@ class Trainer:
             self.device,
             channels_last=self.device.type == "cuda" and self.config.channels_last,
         )
+        self.view_maker = ViewMaker(self.method.view_specs(), self.pipeline,
+                                    self.config.method, per_batch[1] > 0)
+        # dataset row -> position in its pool (the indices a Batch carries)
+        self.pool_position = np.full(len(prepared.labels), -1, dtype=np.int64)
+        for pool in (labeled, unlabeled):
+            self.pool_position[pool] = np.arange(len(pool))
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.config.seed + 7919)
         self.images = prepared.images
@@ -165,6 +180,7 @@ class Trainer:
             math.ceil(self.config.unsupervised_start * prepared.steps_per_epoch))
         self._warned: set[str] = set()
         self.monitor = DivergenceMonitor(self.config.lr, self.config.consistency_weight)
+        self.logs = StepLogs(self.task.kind)
         self.keep_best = True
         #: Optional phase timer (``ssl_bench.benchmarking.PhaseTimer``) for speed reports.
         self.timer: Any = None
@@ -195,7 +211,7 @@ class Trainer:
         return self.lambda_schedule(step)
 
     def next_batch(self) -> Batch:
-        """Sample rows, fetch their pixels (pinned, on the way to the device), perturb."""
+        """Sample rows, fetch their pixels (pinned, on the way to the device), make views."""
         timer = self.timer or _untimed
         with timer("data"):
             rows = self.sampler.next()
@@ -203,22 +219,27 @@ class Trainer:
             if self.pin:
                 images = images.pin_memory()
             targets = self.labels[torch.from_numpy(rows[: self.num_labeled]).to(self.device)]
+            positions = torch.from_numpy(self.pool_position[rows]).to(self.device)
         with timer("perturb"):
-            if self.method.views == 1:
-                student_view = self.pipeline.views(images, self.generator)[0]
-                teacher_view = student_view
-            else:
-                student_view, teacher_view = self.pipeline.views(images, self.generator)
-        return Batch(student_view, teacher_view, targets, self.num_labeled)
+            views = self.view_maker(images, self.num_labeled, self.generator)
+        self._unlabeled_rows = rows[self.num_labeled:]
+        return Batch(views, targets, self.num_labeled, positions[: self.num_labeled],
+                     positions[self.num_labeled:])
 
     def train_step(self) -> dict[str, torch.Tensor]:
-        """One optimisation step of the student, then the EMA update of the teacher."""
+        """One optimisation step of the student, then the EMA update of the teacher.
+
+        Returns the loss terms (detached); the method's logs accumulate in ``self.logs``.
+        """
         timer = self.timer or _untimed
         batch = self.next_batch()
         ctx = StepContext(self.student_call, self.teacher_call, self.task,
                           self.consistency_weight(self.step), self.step)
         with timer("method"), self._autocast():
-            losses = self.method.train_step(batch, ctx)
+            output = self.method.train_step(batch, ctx)
+        if not isinstance(output, StepOutput):
+            output = StepOutput(output)
+        losses = output.losses
         with timer("backward"):
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(losses["total"]).backward()
@@ -229,6 +250,7 @@ class Trainer:
         if self.teacher is not None:
             with timer("ema"):
                 self.ema(ema_decay_at(self.step, self.config.ema_decay))
+        self.logs.add(output, self.labels, self._unlabeled_rows)
         self.step += 1
         return {name: value.detach() for name, value in losses.items()}
 
@@ -300,6 +322,7 @@ class Trainer:
         }
         for name, total in sums.items():
             row[f"loss_{name}"] = total / max(count, 1)
+        row.update(self.logs.flush())
         for model, parts in results.items():
             for part, metrics in parts.items():
                 for key in metric_names(self.task.kind):
@@ -324,6 +347,7 @@ class Trainer:
             "best_states": self.best_states,
             "elapsed": self.elapsed,
             "divergence": self.monitor.state_dict(),
+            "method": self.method.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -345,6 +369,8 @@ class Trainer:
         self.best_states = state["best_states"]
         self.elapsed = state["elapsed"]
         self.monitor.load_state_dict(state.get("divergence"))
+        if state.get("method") is not None:
+            self.method.load_state_dict(state["method"])
 
     def resume_from(self, path: Path) -> None:
         """Continue from a checkpoint, refusing a damaged one (checksum, readable zip)."""

@@ -66,7 +66,8 @@ class Registry(Generic[T]):
             return
         self._discovered = True
         package = importlib.import_module(self.builtin_package)
-        for info in pkgutil.iter_modules(package.__path__):
+        # A package's modules are imported; a plain module registers its own built-ins.
+        for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
             if not info.name.startswith("_"):
                 importlib.import_module(f"{self.builtin_package}.{info.name}")
         for entry in importlib.metadata.entry_points(group=self.entry_point_group):

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config import MACHINE_SETTINGS, RunConfig
 from .divergence import TrainingDiverged
 from .engine import Trainer
 from .errors import UserError
@@ -31,9 +31,6 @@ from .run_dir import (
     RunDir,
 )
 from .splits import Split, load_split
-
-#: Settings that only say where/how a run executes: a resumed run may change them.
-MACHINE_SETTINGS = ("device", "amp", "cache_dir", "workers", "image_cache", "compile")
 
 
 def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
@@ -152,7 +149,12 @@ def _write_start_records(run_dir: RunDir, prepared: PreparedRun, trainer: Traine
         "config": prepared.config.to_dict(),
         "method": {"name": prepared.config.method,
                    "needs_teacher": prepared.method.needs_teacher,
-                   "uses_unlabeled": prepared.method.uses_unlabeled},
+                   "uses_unlabeled": prepared.method.uses_unlabeled,
+                   "views": {name: {"augmentation": view.augmentation, "rows": view.rows}
+                             for name, view in prepared.method.view_specs().items()},
+                   "defaults": dict(prepared.method.defaults),
+                   "own_parameters": sum(p.numel() for p in prepared.method.parameters()),
+                   "state": sorted(prepared.method.state_dict())},
         "dataset": {"name": prepared.dataset.name,
                     "kind": prepared.dataset.kind,
                     "classes": prepared.dataset.class_names,
@@ -170,7 +172,7 @@ def _write_start_records(run_dir: RunDir, prepared: PreparedRun, trainer: Traine
                      "num_labeled_per_batch": trainer.num_labeled,
                      "fused_optimizer": bool(trainer.optimizer.defaults.get("fused")),
                      "in_chans": prepared.in_chans,
-                     "weight_source": trainer.student.weight_source,
+                     "weight_source": trainer.backbone.weight_source,
                      "normalisation": {**prepared.normalisation,
                                        "mean": prepared.mean.tolist(),
                                        "std": prepared.std.tolist()}},

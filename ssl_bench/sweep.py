@@ -23,13 +23,14 @@ import queue as queue_module
 import shutil
 import time
 import traceback
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json
-from .config import FIELD_NAMES, RunConfig, read_toml, resolve_config
+from .config import FIELD_NAMES, RunConfig, comparison_settings, read_toml, resolve_config
 from .errors import UserError
 from .locks import LOCK, RunLocked, holder_of
 from .progress import TrainingProgress
@@ -37,8 +38,8 @@ from .run_dir import BEST, CONFIG, SPLIT, RunDir
 from .splits import labeled_tag, load_split, parse_labeled
 
 #: Settings a sweep varies, and settings that only say where/how a run executes.
+#: What a sweep varies itself ([run] may not set them).
 VARIED = ("method", "method_options", "labeled", "seed")
-MACHINE_ONLY = ("device", "amp", "cache_dir", "workers", "image_cache", "data_root", "compile")
 #: Outcomes of a run in a sweep, in the order the summary shows them.
 STATUSES = ("done", "resumed", "skipped", "busy", "failed")
 SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
@@ -134,10 +135,11 @@ def read_spec(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def fairness_key(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings every run of a sweep must share (all but the varied/machine ones)."""
-    return {k: v for k, v in config.items()
-            if k not in VARIED and k not in MACHINE_ONLY and k != "split_file"}
+def fairness_key(config: dict[str, Any], owned: Iterable[str] = ()) -> dict[str, Any]:
+    """The settings every run of a sweep must share: all but the varied and machine-only
+    ones, and ``owned`` (settings some method declares as its own, ``Method.defaults``)."""
+    skip = set(owned)
+    return {k: v for k, v in comparison_settings(config).items() if k not in skip}
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -164,9 +166,12 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
                 output = (Path(spec.results) / spec.name / config.dataset / name
                           / f"labeled={labeled_tag(labeled)}" / f"seed={seed}")
                 runs.append(PlannedRun(name, labeled, seed, config, output))
-    reference = fairness_key(runs[0].config.to_dict())
+    # Settings a method declares as its paper's own (Method.defaults) may differ between
+    # methods; everything else must not.
+    owned = {key for method in spec.methods for key in get_method_class(method).defaults}
+    reference = fairness_key(runs[0].config.to_dict(), owned)
     for planned in runs[1:]:
-        other = fairness_key(planned.config.to_dict())
+        other = fairness_key(planned.config.to_dict(), owned)
         if other != reference:
             raise UserError(f"unfair sweep: {planned.key} differs from {runs[0].key} in "
                             f"{_differences(reference, other)}")
@@ -342,12 +347,17 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
             status[planned.key] = {"status": "skipped", "reason": "already finished"}
         else:
             todo.append(planned)
-    shared = fairness_key(runs[0].config.to_dict())
+    from .registry import get_method_class
+
+    own = {p.method: {k: getattr(p.config, k) for k in get_method_class(p.method).defaults}
+           for p in runs}
+    shared = fairness_key(runs[0].config.to_dict(), {k for keys in own.values() for k in keys})
 
     def write_record() -> None:
         atomic_write_json(record_path, {
             "spec": spec.to_dict(),
             "shared_settings": shared,
+            "method_settings": {m: keys for m, keys in own.items() if keys},
             "fairness": "every run shares shared_settings; runs differ only in method, "
                         "method_options, labeled and seed; for a (labeled, seed) all methods "
                         "use the same split (checked from their split.json files)",

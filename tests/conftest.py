@@ -15,7 +15,9 @@ from ssl_bench.config import RunConfig  # noqa: E402
 from ssl_bench.registry import load_plugin  # noqa: E402
 
 PLUGIN = Path(__file__).parent / "plugins" / "kl_teacher.py"
-load_plugin(PLUGIN)  # registered before the registry is parametrized over
+HEAD_PLUGIN = Path(__file__).parent / "plugins" / "projection_head.py"
+for _plugin in (PLUGIN, HEAD_PLUGIN):
+    load_plugin(_plugin)  # registered before the registry is parametrized over
 
 #: Flags of a run that takes a couple of seconds on 2 CPU cores.
 TINY_FLAGS = [
@@ -30,11 +32,9 @@ def tiny_config(**overrides) -> RunConfig:
         eval_batch_size=600, drop_rate=0.0, labeled=0.1,
     )
     values.update(overrides)
-    config = RunConfig(**values)
-    from ssl_bench.config import validate
+    from ssl_bench.config import resolve_config
 
-    validate(config)
-    return config
+    return resolve_config({}, values)  # as the CLI: preset < method defaults < values
 
 
 @pytest.fixture

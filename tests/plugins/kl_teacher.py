@@ -15,6 +15,7 @@ class KLTeacher(Method):
     summary = "test plug-in: Mean Teacher with a KL consistency"
     needs_teacher = True
     uses_unlabeled = True
+    identical_views_vanish = True
     options = (Option("temperature", float, 1.0, "softening temperature"),)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
