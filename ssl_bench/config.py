@@ -127,9 +127,22 @@ MACHINE_SETTINGS: frozenset[str] = frozenset(
      "image_cache", "data_root", "eval_batch_size", "preset"})
 
 
+#: Fields added after runs were recorded whose value reproduces what older code did: a
+#: stored configuration without them counts as having this value. A missing field *not*
+#: listed here makes a stored run differ (``teacher_buffers``: older runs copied the
+#: student's batch-norm statistics, which the default ``own`` does not).
+SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False}
+
+
+def with_field_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored configuration completed with :data:`SINCE_ADDED` fields it predates."""
+    return {**{k: v for k, v in SINCE_ADDED.items() if k not in config}, **config}
+
+
 def comparison_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a configuration (``to_dict`` form) that define a comparison."""
-    return {k: v for k, v in config.items()
+    """The settings of a configuration (``to_dict`` form) that define a comparison (a
+    stored one completed by :func:`with_field_defaults`)."""
+    return {k: v for k, v in with_field_defaults(config).items()
             if k not in VARIED_SETTINGS and k not in MACHINE_SETTINGS}
 
 
@@ -261,7 +274,23 @@ def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> R
     except TypeError as exc:
         raise UserError(f"bad configuration: {exc}") from None
     validate(config)
+    _resolve_options(config)
     return config
+
+
+def _resolve_options(config: RunConfig) -> None:
+    """Canonical method name; method and data set options checked and completed with
+    their defaults, so a configuration reads the same as the run records it."""
+    from .options import coerce_options
+    from .registry import dataset_option_specs, get_method_class
+
+    method = get_method_class(config.method)
+    config.method = method.registry_name
+    config.method_options = coerce_options(method.options, config.method_options,
+                                           f"method {config.method!r}")
+    config.dataset_options = coerce_options(dataset_option_specs(config.dataset),
+                                            config.dataset_options,
+                                            f"data set {config.dataset!r}")
 
 
 #: Command-line flags whose name is not the field's (see ``cli.RUN_FLAGS``).

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .config import MACHINE_SETTINGS, RunConfig
+from .config import MACHINE_SETTINGS, RunConfig, with_field_defaults
 from .divergence import TrainingDiverged
 from .engine import Trainer
 from .errors import UserError
@@ -47,6 +47,7 @@ def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
         raise UserError(f"cannot resume: {run_dir.file(CONFIG)} has no 'config' table "
                         f"(damaged); {way_out}")
     current = prepared.config.to_dict()
+    stored = with_field_defaults(stored)
     differs = sorted(k for k in current
                      if k not in MACHINE_SETTINGS and stored.get(k) != current[k])
     if differs:
