@@ -27,6 +27,7 @@ from ssl_bench.benchmarking import (
     PHASES,
     data_path_throughput,
     interleaved_step_times,
+    median_seconds,
     phase_split,
 )
 from ssl_bench.config import resolve_config
@@ -36,14 +37,31 @@ from ssl_bench.prepare import prepare
 from ssl_bench.registry import list_methods
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-#: Targets of issue 5: step-time ratio to supervised at the same total batch size.
-RATIO_TARGETS = {"mt": 1.40, "srcmt": 1.40, "pi": 2.10}
+#: Targets (issues 5 and 10): step-time ratio to supervised at the same total batch size.
+RATIO_TARGETS = {"mt": 1.40, "srcmt": 1.40, "pi": 2.10, "fixmatch": 1.90}
+#: Issue 10: the strong augmentation may take at most this share of a FixMatch step.
+STRONG_SHARE_TARGET = 0.15
 
 
 def _machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def augmentation_costs(size: int, images: int, channels: int,
+                       device: torch.device) -> dict[str, float]:
+    """Median ms of each registered augmentation on ``images`` random images."""
+    from ssl_bench.augmentations import create_augmentation, list_augmentations
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    batch = torch.rand(images, channels, size, size, device=device)
+    costs = {}
+    for name in list_augmentations():
+        augment = create_augmentation(name)
+        costs[name] = 1000 * median_seconds(lambda a=augment: a(batch, generator), repeats=20,
+                                            warmup=2, device=device)
+    return costs
 
 
 def main() -> None:
@@ -102,6 +120,17 @@ def main() -> None:
     if "mt" in results and "srcmt" in results:
         over = results["srcmt"]["ms_per_step"] / results["mt"]["ms_per_step"] - 1
         console.print(f"relation loss: srcmt is {100 * over:+.1f}% over mt (target <= +3%)")
+    augmentation = augmentation_costs(args.size, args.batch_size - args.labeled_batch_size,
+                                      prepared.in_chans, prepared.device)
+    console.print(f"augmentation of {args.batch_size - args.labeled_batch_size} images at "
+                  f"{args.size}px: " + ", ".join(f"{name} {ms:.2f} ms"
+                                                 for name, ms in augmentation.items()),
+                  highlight=False)
+    if "fixmatch" in results:
+        share = augmentation["strong"] / results["fixmatch"]["ms_per_step"]
+        results["fixmatch"]["strong_augmentation_share"] = share
+        console.print(f"strong augmentation: {100 * share:.1f}% of a fixmatch step (target "
+                      f"<= {100 * STRONG_SHARE_TARGET:.0f}%)", highlight=False)
 
     split = Table(title="split of one step, ms (share of the step)")
     split.add_column("phase")
@@ -136,7 +165,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"setup": {**base, "machine": _machine(device),
                                                    "device": str(device)},
-                                         "methods": results, "data_path": data}, indent=2))
+                                         "methods": results, "data_path": data,
+                                         "augmentation_ms": augmentation}, indent=2))
         console.print(f"wrote {args.json}")
 
 
