@@ -188,6 +188,7 @@ def _collect(namespace: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
 
 def command_run(argv: Sequence[str]) -> int:
+    from .records import stored_config
     from .run_dir import CONFIG, RunDir
     from .runner import run
 
@@ -204,11 +205,8 @@ def command_run(argv: Sequence[str]) -> int:
         load_plugin(plugin)
     file_values: dict[str, Any] = {}
     if known.resume and known.output and (Path(known.output) / CONFIG).is_file():
-        record = RunDir(known.output).read_json(CONFIG)
-        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-            raise UserError(f"cannot resume: {Path(known.output) / CONFIG} has no 'config' "
-                            "table (damaged); pass --overwrite to start the run again")
-        file_values = dict(record["config"])
+        file_values = stored_config(RunDir(known.output),
+                                    "pass --overwrite to start the run again")
     if known.config:
         file_values.update(read_config_file(known.config))
     method = known.method or file_values.get("method") or RunConfig.method

@@ -14,7 +14,6 @@ import math
 import os
 import random
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,20 @@ import torch
 from torch import nn
 
 from .backbones import Backbone, create_backbone
+from .checkpoints import restore_trainer, trainer_state
 from .config import RunConfig
 from .divergence import DivergenceMonitor
+from .evaluation import Evaluator
 from .integrity import load_verified
 from .method import Batch, StepContext, StepOutput
 from .method_logs import StepLogs, method_info
-from .metrics import MissingClassWarning, compute_metrics, metric_names
-from .perturb import ImagePipeline, Perturbation
+from .metrics import metric_names
 from .prepare import PreparedRun
 from .progress import TrainingProgress
+from .records import metrics_record
 from .run_dir import BEST, CHECKPOINT, METRICS, RunDir
 from .schedules import ConsistencySchedule, EmaUpdater, ema_decay_at, lr_factor
-from .views import ViewMaker
+from .training_batches import BatchMaker
 
 #: How often (in steps) loss values are read back for the progress bar.
 REFRESH_EVERY = 10
@@ -107,13 +108,18 @@ def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, total_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def amp_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
+    """Mixed precision on CUDA only: bf16 where supported, else fp16 (with a scaler)."""
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 class Trainer:
     """Runs one prepared configuration; owns models, optimiser, sampler and records."""
 
     def __init__(self, prepared: PreparedRun, run_dir: RunDir | None = None,
                  progress: TrainingProgress | None = None) -> None:
-        from .batches import TwoStreamSampler
-
         self.p = prepared
         self.config = prepared.config
         self.method = prepared.method
@@ -134,52 +140,26 @@ class Trainer:
                     if self.teacher is not None else None)
         self.scheduler = build_scheduler(self.config, self.optimizer, prepared.total_steps,
                                          prepared.steps_per_epoch)
-        self.amp_dtype = self._amp_dtype()
+        self.amp_dtype = amp_dtype(self.config, self.device)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp_dtype == torch.float16)
-        labeled, unlabeled = prepared.parts["labeled"], prepared.parts["unlabeled"]
-        # Labeled-only methods get either a fully labeled batch or, as the official
-        # baseline (--ema_consistency 0), the SSL methods' two-stream batch.
-        two_stream = self.method.uses_unlabeled or self.config.supervised_batch == "two-stream"
-        if two_stream and len(unlabeled) > 0:
-            per_batch = (self.config.labeled_batch_size,
-                         self.config.batch_size - self.config.labeled_batch_size)
-        else:
-            per_batch = (self.config.batch_size, 0)
-        self.num_labeled = per_batch[0]
-        self.sampler = TwoStreamSampler(labeled, unlabeled, *per_batch, seed=self.config.seed)
-        hflip = self.config.hflip
-        if hflip is None:
-            hflip = bool(prepared.dataset.recommended.get("hflip", True))
-        self.pipeline = ImagePipeline(
-            prepared.mean, prepared.std,
-            Perturbation(self.config.rotation, self.config.translate, hflip,
-                         self.config.noise_std),
-            self.device,
-            channels_last=self.device.type == "cuda" and self.config.channels_last,
-        )
-        self.view_maker = ViewMaker(self.method.view_specs(), self.pipeline,
-                                    self.config.method, per_batch[1] > 0)
-        # dataset row -> position in its pool (the indices a Batch carries)
-        self.pool_position = np.full(len(prepared.labels), -1, dtype=np.int64)
-        for pool in (labeled, unlabeled):
-            self.pool_position[pool] = np.arange(len(pool))
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(self.config.seed + 7919)
-        self.images = prepared.images
-        self.pin = self.device.type == "cuda"
-        self.labels = prepared.labels.to(self.device)
+        self.batches = BatchMaker(prepared, self.method, self.device)
+        # (the sampler, pipeline, generator and labels live in the batch maker)
+        self.sampler = self.batches.sampler
+        self.pipeline = self.batches.pipeline
+        self.generator = self.batches.generator
+        self.labels = self.batches.labels
+        self.num_labeled = self.batches.num_labeled
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        self.best: dict[str, dict[str, Any]] = {}
-        self.best_states: dict[str, dict[str, torch.Tensor]] = {}
         self.elapsed = 0.0
         self.lambda_schedule = ConsistencySchedule(
             self.config.consistency_weight, self.config.rampup * prepared.total_steps,
             prepared.steps_per_epoch, self.config.rampup_per_epoch,
             math.ceil(self.config.unsupervised_start * prepared.steps_per_epoch))
-        self._warned: set[str] = set()
         self.monitor = DivergenceMonitor(self.config.lr, self.config.consistency_weight)
+        self.evaluator = Evaluator(prepared, self.task, self.pipeline, self._autocast,
+                                   self.monitor, self._message)
         self.logs = StepLogs(self.task.kind)
         self.keep_best = True
         #: Optional phase timer (``ssl_bench.benchmarking.PhaseTimer``) for speed reports.
@@ -194,15 +174,14 @@ class Trainer:
                 self.teacher_call = torch.compile(self.teacher)
 
     # -- helpers ------------------------------------------------------------------
-    def _amp_dtype(self) -> torch.dtype | None:
-        if not self.config.amp or self.device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _message(self, text: str) -> None:
+        if self.progress:
+            self.progress.message(text)
 
     def models(self) -> dict[str, nn.Module]:
         return {"student": self.student, **({"teacher": self.teacher} if self.teacher else {})}
@@ -211,20 +190,8 @@ class Trainer:
         return self.lambda_schedule(step)
 
     def next_batch(self) -> Batch:
-        """Sample rows, fetch their pixels (pinned, on the way to the device), make views."""
-        timer = self.timer or _untimed
-        with timer("data"):
-            rows = self.sampler.next()
-            images = self.images.take(rows)
-            if self.pin:
-                images = images.pin_memory()
-            targets = self.labels[torch.from_numpy(rows[: self.num_labeled]).to(self.device)]
-            positions = torch.from_numpy(self.pool_position[rows]).to(self.device)
-        with timer("perturb"):
-            views = self.view_maker(images, self.num_labeled, self.generator)
-        self._unlabeled_rows = rows[self.num_labeled:]
-        return Batch(views, targets, self.num_labeled, positions[: self.num_labeled],
-                     positions[self.num_labeled:])
+        """The next training batch (see :class:`~ssl_bench.training_batches.BatchMaker`)."""
+        return self.batches.next(self.timer or _untimed)
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One optimisation step of the student, then the EMA update of the teacher.
@@ -250,66 +217,13 @@ class Trainer:
         if self.teacher is not None:
             with timer("ema"):
                 self.ema(ema_decay_at(self.step, self.config.ema_decay))
-        self.logs.add(output, self.labels, self._unlabeled_rows)
+        self.logs.add(output, self.labels, self.batches.unlabeled_rows)
         self.step += 1
         return {name: value.detach() for name, value in losses.items()}
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, rows: np.ndarray) -> np.ndarray:
-        """Probabilities of ``model`` (eval mode, no perturbation) on image ``rows``."""
-        was_training = model.training
-        model.eval()
-        out = []
-        size = self.config.eval_batch_size
-        for start in range(0, len(rows), size):
-            chunk = self.images.take(rows[start : start + size])
-            with self._autocast():
-                _, logits = model(self.pipeline.clean(chunk))
-            out.append(self.task.probabilities(logits).cpu())
-        model.train(was_training)
-        if not out:
-            return np.zeros((0, self.task.num_classes), dtype=np.float32)
-        return torch.cat(out).numpy()
-
     def evaluate(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Metrics of every model on validation and test: ``[model][part] -> metrics``."""
-        results: dict[str, dict[str, dict[str, Any]]] = {}
-        for name, model in self.models().items():
-            results[name] = {}
-            for part in ("val", "test"):
-                rows = self.p.parts[part]
-                if len(rows) == 0:
-                    results[name][part] = {}
-                    continue
-                probs = self.predict(model, rows)
-                self.monitor.check_predictions(self.step, name, part, probs, self.task.kind)
-                targets = self.p.labels[torch.from_numpy(rows)].numpy()
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", MissingClassWarning)
-                    results[name][part] = compute_metrics(
-                        probs, targets, self.task.kind, self.p.dataset.class_names)
-                for warning in caught:  # the same part lacks the same class at every eval
-                    text = f"{part} set: {warning.message}"
-                    if text not in self._warned:
-                        self._warned.add(text)
-                        if self.progress:
-                            self.progress.message(f"warning: {text}")
-        return results
-
-    def _select(self, results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-        """Update best-validation records; return the models that improved."""
-        improved = []
-        metric = self.config.selection_metric
-        for name, parts in results.items():
-            value = parts["val"].get(metric)
-            score = -math.inf if value is None else value
-            if name not in self.best or score > self.best[name]["score"]:
-                self.best[name] = {"score": score, "best_step": self.step,
-                                   "val": parts["val"], "test": parts["test"]}
-                self.best_states[name] = {k: v.detach().cpu().clone()
-                                          for k, v in self.models()[name].state_dict().items()}
-                improved.append(name)
-        return improved
+        """Metrics of every model on validation and test (see :class:`Evaluator`)."""
+        return self.evaluator.evaluate(self.models(), self.step)
 
     def _history_row(self, sums: dict[str, float], count: int,
                      results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -329,48 +243,12 @@ class Trainer:
                     row[f"{part}_{model}_{key}"] = metrics.get(key)
         return row
 
-    # -- checkpoints --------------------------------------------------------------
+    # -- checkpoints (the layout lives in ssl_bench/checkpoints.py) -----------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "student": self.student.state_dict(),
-            "teacher": None if self.teacher is None else self.teacher.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "history": self.history,
-            "best": self.best,
-            "best_states": self.best_states,
-            "elapsed": self.elapsed,
-            "divergence": self.monitor.state_dict(),
-            "method": self.method.state_dict(),
-        }
+        return trainer_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = state["step"]
-        self.student.load_state_dict(state["student"])
-        if self.teacher is not None:
-            self.teacher.load_state_dict(state["teacher"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
-        # RNG states are CPU byte tensors, whatever map_location moved them to.
-        self.generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        self.history = state["history"]
-        self.best = state["best"]
-        self.best_states = state["best_states"]
-        self.elapsed = state["elapsed"]
-        self.monitor.load_state_dict(state.get("divergence"))
-        if state.get("method") is not None:
-            self.method.load_state_dict(state["method"])
+        restore_trainer(self, state)
 
     def resume_from(self, path: Path) -> None:
         """Continue from a checkpoint, refusing a damaged one (checksum, readable zip)."""
@@ -419,7 +297,7 @@ class Trainer:
             if at_eval:
                 self.elapsed = time.perf_counter() - started
                 results = self.evaluate()
-                improved = self._select(results)
+                improved = self.evaluator.select(self.models(), results, self.step)
                 self.history.append(self._history_row(sums, count, results))
                 sums, count = {}, 0
                 last_val = results[self._lead()]["val"].get(self.config.selection_metric)
@@ -432,61 +310,20 @@ class Trainer:
         return "teacher" if self.teacher is not None else "student"
 
     def _record(self, improved: list[str], results: dict[str, Any]) -> None:
-        metric = self.config.selection_metric
-        parts = []
-        for name, res in results.items():
-            value = res["val"].get(metric)
-            mark = "*" if name in improved else ""
-            parts.append(f"{name} val_{metric}={'n/a' if value is None else f'{value:.4f}'}{mark}")
         if self.progress:
-            self.progress.evaluation(self.step, "  ".join(parts))
+            self.progress.evaluation(self.step, self.evaluator.describe(results, improved))
         if self.run_dir is None:
             return
         self.run_dir.write_history(self.history)
         if improved and self.keep_best:
-            self.run_dir.save(BEST, {
-                "backbone": self.config.backbone,
-                "steps": {k: v["best_step"] for k, v in self.best.items()},
-                **self.best_states,
-            })
+            self.run_dir.save(BEST, self.evaluator.best_weights())
         self.run_dir.save(CHECKPOINT, self.state_dict())
 
     def summary(self) -> dict[str, Any]:
-        """Test metrics at each model's best-validation step, the overall pick, the report.
-
-        ``best`` is whichever of student and teacher has the higher validation metric (a
-        pick only teacher methods get); ``reported`` is the model ``report_model`` names
-        (``best``, ``student``, or ``teacher`` -- the student for methods without one).
-        """
-        metric = self.config.selection_metric
-        out: dict[str, Any] = {
-            "selection": {"split": "val", "metric": metric,
-                          "rule": "highest validation metric; earliest step on ties"},
-        }
-        for name, record in self.best.items():
-            out[name] = {k: v for k, v in record.items() if k != "score"}
-        pick = max(self.best, key=lambda n: (self.best[n]["score"], n == "teacher"))
-        out["best"] = {"model": pick, **out[pick]}
-        report = self.config.report_model
-        reported = out["best"] if report == "best" else {
-            "model": report if report in self.best else "student",
-            **out[report if report in self.best else "student"]}
-        out["reported"] = {"rule": report, **reported}
-        return out
+        return self.evaluator.summary()
 
     def _finish(self) -> dict[str, Any]:
-        summary = self.summary()
-        metrics = {
-            "finished": True,
-            "method": self.config.method,
-            "dataset": self.p.dataset.name,
-            "labeled": self.config.labeled,
-            "num_labeled": len(self.p.parts["labeled"]),
-            "seed": self.config.seed,
-            "steps": self.step,
-            "train_seconds": round(self.elapsed, 2),
-            **summary,
-        }
+        metrics = metrics_record(self.p, self.step, self.elapsed, self.summary())
         if self.run_dir is not None:
             self.run_dir.write_json(METRICS, metrics)
             self.run_dir.file(CHECKPOINT).unlink(missing_ok=True)

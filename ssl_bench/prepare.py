@@ -8,6 +8,7 @@ problem is a :class:`UserError` raised here, so a bad run leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -124,7 +125,13 @@ def load_dataset_with_bad_rows(config: RunConfig) -> tuple[ImageDataset, list[di
 
 
 def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) -> PreparedRun:
-    """Resolve names, build the split and load images; raise UserError on any problem."""
+    """Resolve names, build the split and load images; raise UserError on any problem.
+
+    ``config`` is not changed: the prepared run holds a resolved copy (canonical names,
+    options with their defaults, the labeled amount a split file declares).
+    """
+    config = dataclasses.replace(config, method_options=dict(config.method_options),
+                                 dataset_options=dict(config.dataset_options))
     method_cls = get_method_class(config.method)
     method = create_method(config.method, **config.method_options)
     config.method = method_cls.registry_name

@@ -19,7 +19,7 @@ from .errors import UserError
 from .locks import FolderLock
 from .prepare import PreparedRun, prepare
 from .progress import TrainingProgress
-from .provenance import environment
+from .records import config_record, failure_record, stored_config
 from .run_dir import (
     CHECKPOINT,
     CONFIG,
@@ -41,11 +41,7 @@ def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
     and the stored split must hold exactly the ids the configuration gives.
     """
     way_out = "pass --overwrite to start the run again"
-    record = run_dir.read_json(CONFIG)
-    stored = record.get("config") if isinstance(record, dict) else None
-    if not isinstance(stored, dict):
-        raise UserError(f"cannot resume: {run_dir.file(CONFIG)} has no 'config' table "
-                        f"(damaged); {way_out}")
+    stored = stored_config(run_dir, way_out)
     current = prepared.config.to_dict()
     stored = with_field_defaults(stored)
     differs = sorted(k for k in current
@@ -146,43 +142,7 @@ def _remove_empty_parents(path: Path, top: Path) -> None:
 def _write_start_records(run_dir: RunDir, prepared: PreparedRun, trainer: Trainer,
                          progress: TrainingProgress) -> None:
     """``config.json``, ``split.json`` and the lists of left-out images and rows."""
-    run_dir.write_json(CONFIG, {
-        "config": prepared.config.to_dict(),
-        "method": {"name": prepared.config.method,
-                   "needs_teacher": prepared.method.needs_teacher,
-                   "uses_unlabeled": prepared.method.uses_unlabeled,
-                   "views": {name: {"augmentation": view.augmentation, "rows": view.rows}
-                             for name, view in prepared.method.view_specs().items()},
-                   "defaults": dict(prepared.method.defaults),
-                   "own_parameters": sum(p.numel() for p in prepared.method.parameters()),
-                   "state": sorted(prepared.method.state_dict())},
-        "dataset": {"name": prepared.dataset.name,
-                    "kind": prepared.dataset.kind,
-                    "classes": prepared.dataset.class_names,
-                    "fingerprint": prepared.dataset.fingerprint(),
-                    "split_fingerprint": prepared.split.fingerprint,
-                    "split_digest": prepared.split.digest,
-                    "size": len(prepared.dataset),
-                    "skipped_images": len(prepared.bad_images),
-                    "skipped_rows": len(prepared.bad_rows),
-                    "info": prepared.dataset.info,
-                    "images": prepared.cache},
-        "schedule": {"total_steps": prepared.total_steps,
-                     "steps_per_epoch": prepared.steps_per_epoch,
-                     "eval_every": prepared.eval_every,
-                     "num_labeled_per_batch": trainer.num_labeled,
-                     "fused_optimizer": bool(trainer.optimizer.defaults.get("fused")),
-                     "in_chans": prepared.in_chans,
-                     "weight_source": trainer.backbone.weight_source,
-                     "normalisation": {**prepared.normalisation,
-                                       "mean": prepared.mean.tolist(),
-                                       "std": prepared.std.tolist()}},
-        "loss": {name: None if weights is None else [round(float(w), 6) for w in weights]
-                 for name, weights in (
-                     ("class_weights", prepared.task.class_weights),
-                     ("consistency_class_weights", prepared.task.consistency_weights))},
-        "environment": environment(str(prepared.device)),
-    })
+    run_dir.write_json(CONFIG, config_record(prepared, trainer))
     run_dir.write_json(SPLIT, prepared.split.to_dict())
     if prepared.bad_images:
         run_dir.write_json(SKIPPED, {
@@ -210,10 +170,5 @@ def _record_failure(run_dir: RunDir, trainer: Trainer, exc: TrainingDiverged) ->
     """
     if trainer.history:
         run_dir.write_history(trainer.history)
-    run_dir.write_json(FAILED, {
-        "failed": True, "reason": "diverged", "cause": exc.cause, "step": exc.step,
-        "error": str(exc), "method": trainer.config.method,
-        "dataset": trainer.p.dataset.name, "labeled": trainer.config.labeled,
-        "seed": trainer.config.seed,
-    })
+    run_dir.write_json(FAILED, failure_record(trainer.p, exc))
     run_dir.file(CHECKPOINT).unlink(missing_ok=True)

@@ -92,7 +92,7 @@ def test_cpu_fallbacks_of_the_gpu_path():
     from ssl_bench.prepare import resolve_device
 
     trainer = Trainer(prepare(tiny_config(method="mt", amp=True, channels_last=True)))
-    assert trainer.amp_dtype is None and not trainer.pin  # AMP and pinning only on CUDA
+    assert trainer.amp_dtype is None and not trainer.batches.pin  # AMP and pinning only on CUDA
     assert trainer.optimizer.defaults.get("fused") in (True, None, False)
     if not torch_cuda_available():
         with pytest.raises(UserError, match="no CUDA GPU"):

@@ -1,0 +1,60 @@
+"""What a resume checkpoint holds, and how a trainer is put back exactly where it was.
+
+Everything that decides the rest of a run is saved: models, optimiser, schedule, scaler,
+the batch sampler, every random generator (augmentations', torch's, CUDA's), the history,
+the best-validation records, the divergence baseline and the method's own state. A
+resumed run is bit-identical to an uninterrupted one (``tests/test_engine.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from .engine import Trainer
+
+
+def trainer_state(trainer: Trainer) -> dict[str, Any]:
+    """The resume state of ``trainer`` (written as ``checkpoint.pt`` at every evaluation)."""
+    return {
+        "step": trainer.step,
+        "student": trainer.student.state_dict(),
+        "teacher": None if trainer.teacher is None else trainer.teacher.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "sampler": trainer.sampler.state_dict(),
+        "generator": trainer.generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "history": trainer.history,
+        **trainer.evaluator.state_dict(),
+        "elapsed": trainer.elapsed,
+        "divergence": trainer.monitor.state_dict(),
+        "method": trainer.method.state_dict(),
+    }
+
+
+def restore_trainer(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Put ``trainer`` back in ``state`` (from :func:`trainer_state`)."""
+    trainer.step = state["step"]
+    trainer.student.load_state_dict(state["student"])
+    if trainer.teacher is not None:
+        trainer.teacher.load_state_dict(state["teacher"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.scaler.load_state_dict(state["scaler"])
+    trainer.sampler.load_state_dict(state["sampler"])
+    # RNG states are CPU byte tensors, whatever map_location moved them to.
+    trainer.generator.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    trainer.history = state["history"]
+    trainer.evaluator.load_state_dict(state)
+    trainer.elapsed = state["elapsed"]
+    trainer.monitor.load_state_dict(state.get("divergence"))
+    if state.get("method") is not None:
+        trainer.method.load_state_dict(state["method"])

@@ -1,0 +1,154 @@
+"""Evaluation and model selection: predict, score, keep the best-validation records.
+
+:class:`Evaluator` scores every model (student, teacher) on the validation and test
+parts with the clean (unperturbed) view, keeps for each model the step with the highest
+validation metric (earliest on ties) with its test metrics and weights, and turns those
+records into a run's summary. Test metrics are recorded at every evaluation but never
+choose anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .divergence import DivergenceMonitor
+from .metrics import MissingClassWarning, compute_metrics
+from .perturb import ImagePipeline
+from .prepare import PreparedRun
+from .tasks import Task
+
+Results = dict[str, dict[str, dict[str, Any]]]  # [model][part] -> metrics
+
+
+class Evaluator:
+    """Scores models on val/test and keeps each model's best-validation record."""
+
+    def __init__(self, prepared: PreparedRun, task: Task, pipeline: ImagePipeline,
+                 autocast: Callable[[], contextlib.AbstractContextManager],
+                 monitor: DivergenceMonitor, message: Callable[[str], None]) -> None:
+        self.p = prepared
+        self.config: RunConfig = prepared.config
+        self.task = task
+        self.pipeline = pipeline
+        self.autocast = autocast
+        self.monitor = monitor
+        self.message = message
+        self.best: dict[str, dict[str, Any]] = {}
+        self.best_states: dict[str, dict[str, torch.Tensor]] = {}
+        self._warned: set[str] = set()
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, rows: np.ndarray) -> np.ndarray:
+        """Probabilities of ``model`` (eval mode, no perturbation) on image ``rows``."""
+        was_training = model.training
+        model.eval()
+        out = []
+        size = self.config.eval_batch_size
+        for start in range(0, len(rows), size):
+            chunk = self.p.images.take(rows[start : start + size])
+            with self.autocast():
+                _, logits = model(self.pipeline.clean(chunk))
+            out.append(self.task.probabilities(logits).cpu())
+        model.train(was_training)
+        if not out:
+            return np.zeros((0, self.task.num_classes), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def evaluate(self, models: dict[str, nn.Module], step: int) -> Results:
+        """Metrics of every model on validation and test: ``[model][part] -> metrics``."""
+        results: Results = {}
+        for name, model in models.items():
+            results[name] = {}
+            for part in ("val", "test"):
+                rows = self.p.parts[part]
+                if len(rows) == 0:
+                    results[name][part] = {}
+                    continue
+                probs = self.predict(model, rows)
+                self.monitor.check_predictions(step, name, part, probs, self.task.kind)
+                targets = self.p.labels[torch.from_numpy(rows)].numpy()
+                with self._collect_missing_class_warnings(part):
+                    results[name][part] = compute_metrics(
+                        probs, targets, self.task.kind, self.p.dataset.class_names)
+        return results
+
+    @contextlib.contextmanager
+    def _collect_missing_class_warnings(self, part: str) -> Iterator[None]:
+        """Say once per run that a part lacks a class (it lacks it at every evaluation)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingClassWarning)
+            yield
+        for warning in caught:
+            text = f"{part} set: {warning.message}"
+            if text not in self._warned:
+                self._warned.add(text)
+                self.message(f"warning: {text}")
+
+    def select(self, models: dict[str, nn.Module], results: Results, step: int) -> list[str]:
+        """Update best-validation records; return the models that improved."""
+        improved = []
+        metric = self.config.selection_metric
+        for name, parts in results.items():
+            value = parts["val"].get(metric)
+            score = -math.inf if value is None else value
+            if name not in self.best or score > self.best[name]["score"]:
+                self.best[name] = {"score": score, "best_step": step,
+                                   "val": parts["val"], "test": parts["test"]}
+                self.best_states[name] = {k: v.detach().cpu().clone()
+                                          for k, v in models[name].state_dict().items()}
+                improved.append(name)
+        return improved
+
+    def describe(self, results: Results, improved: list[str]) -> str:
+        """One progress line: each model's validation metric, ``*`` where it improved."""
+        metric = self.config.selection_metric
+        parts = []
+        for name, res in results.items():
+            value = res["val"].get(metric)
+            shown = "n/a" if value is None else f"{value:.4f}"
+            parts.append(f"{name} val_{metric}={shown}{'*' if name in improved else ''}")
+        return "  ".join(parts)
+
+    def summary(self) -> dict[str, Any]:
+        """Test metrics at each model's best-validation step, the overall pick, the report.
+
+        ``best`` is whichever of student and teacher has the higher validation metric (a
+        pick only teacher methods get); ``reported`` is the model ``report_model`` names
+        (``best``, ``student``, or ``teacher`` -- the student for methods without one).
+        """
+        metric = self.config.selection_metric
+        out: dict[str, Any] = {
+            "selection": {"split": "val", "metric": metric,
+                          "rule": "highest validation metric; earliest step on ties"},
+        }
+        for name, record in self.best.items():
+            out[name] = {k: v for k, v in record.items() if k != "score"}
+        pick = max(self.best, key=lambda n: (self.best[n]["score"], n == "teacher"))
+        out["best"] = {"model": pick, **out[pick]}
+        report = self.config.report_model
+        chosen = report if report in self.best else "student"
+        reported = out["best"] if report == "best" else {"model": chosen, **out[chosen]}
+        out["reported"] = {"rule": report, **reported}
+        return out
+
+    def best_weights(self) -> dict[str, Any]:
+        """What ``best.pt`` holds: each model's weights at its best-validation step."""
+        return {"backbone": self.config.backbone,
+                "steps": {k: v["best_step"] for k, v in self.best.items()},
+                **self.best_states}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_states": self.best_states}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+        self.best_states = state["best_states"]

@@ -1,0 +1,85 @@
+"""Training batches: two-stream rows -> pixels on the device -> the method's named views.
+
+:class:`BatchMaker` owns the index sampler (labeled rows first, then unlabeled), the
+image pipeline (uint8 -> float, normalisation), the view maker and the generator the
+augmentations draw from, and turns each step's rows into a :class:`~ssl_bench.method.Batch`
+carrying every view and the rows' positions in their pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batches import TwoStreamSampler
+from .method import Batch, Method
+from .perturb import ImagePipeline, Perturbation
+from .prepare import PreparedRun
+from .views import ViewMaker
+
+Timer = Callable[[str], AbstractContextManager[Any]]
+
+
+def batch_composition(prepared: PreparedRun, method: Method) -> tuple[int, int]:
+    """(labeled, unlabeled) rows per step.
+
+    Labeled-only methods get either a fully labeled batch or, as the official SRC-MT
+    baseline (``--ema_consistency 0``), the SSL methods' two-stream batch.
+    """
+    config = prepared.config
+    two_stream = method.uses_unlabeled or config.supervised_batch == "two-stream"
+    if two_stream and len(prepared.parts["unlabeled"]) > 0:
+        return config.labeled_batch_size, config.batch_size - config.labeled_batch_size
+    return config.batch_size, 0
+
+
+class BatchMaker:
+    """Makes the training batches of one run (see module docstring)."""
+
+    def __init__(self, prepared: PreparedRun, method: Method, device: torch.device) -> None:
+        config = prepared.config
+        labeled, unlabeled = prepared.parts["labeled"], prepared.parts["unlabeled"]
+        self.num_labeled, num_unlabeled = batch_composition(prepared, method)
+        self.sampler = TwoStreamSampler(labeled, unlabeled, self.num_labeled, num_unlabeled,
+                                        seed=config.seed)
+        hflip = config.hflip
+        if hflip is None:
+            hflip = bool(prepared.dataset.recommended.get("hflip", True))
+        self.pipeline = ImagePipeline(
+            prepared.mean, prepared.std,
+            Perturbation(config.rotation, config.translate, hflip, config.noise_std),
+            device, channels_last=device.type == "cuda" and config.channels_last,
+        )
+        self.view_maker = ViewMaker(method.view_specs(), self.pipeline, config.method,
+                                    num_unlabeled > 0)
+        # dataset row -> position in its pool (the indices a Batch carries)
+        self.pool_position = np.full(len(prepared.labels), -1, dtype=np.int64)
+        for pool in (labeled, unlabeled):
+            self.pool_position[pool] = np.arange(len(pool))
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(config.seed + 7919)
+        self.images = prepared.images
+        self.pin = device.type == "cuda"
+        self.labels = prepared.labels.to(device)
+        self.device = device
+        #: Rows of the last batch's unlabeled part (their hidden labels score pseudo-labels).
+        self.unlabeled_rows = np.zeros(0, dtype=np.int64)
+
+    def next(self, timer: Timer) -> Batch:
+        """Sample rows, fetch their pixels (pinned, on the way to the device), make views."""
+        with timer("data"):
+            rows = self.sampler.next()
+            images = self.images.take(rows)
+            if self.pin:
+                images = images.pin_memory()
+            targets = self.labels[torch.from_numpy(rows[: self.num_labeled]).to(self.device)]
+            positions = torch.from_numpy(self.pool_position[rows]).to(self.device)
+        with timer("perturb"):
+            views = self.view_maker(images, self.num_labeled, self.generator)
+        self.unlabeled_rows = rows[self.num_labeled:]
+        return Batch(views, targets, self.num_labeled, positions[: self.num_labeled],
+                     positions[self.num_labeled:])
