@@ -41,10 +41,11 @@ Deliberate differences:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ssl_bench.method import Batch, Method, Option, StepContext, StepOutput, View
+from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.registry import register_method
+from ssl_bench.tasks import Task
 
 
 @register_method("fixmatch")
@@ -90,26 +91,26 @@ class FixMatch(Method):
     def single_label_loss(self, logits_weak: torch.Tensor, logits_strong: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masked CE of the strong view against weak-view pseudo-labels; labels, mask."""
-        probs = torch.softmax(logits_weak.float(), dim=1)
-        confidence, labels = probs.max(dim=1)
-        mask = confidence >= self.threshold
-        if self.hard_label:
-            loss = F.cross_entropy(logits_strong.float(), labels, reduction="none")
-        else:
-            target = torch.softmax(logits_weak.float() / self.temperature, dim=1)
-            loss = -(target * F.log_softmax(logits_strong.float(), dim=1)).sum(dim=1)
-        return (loss * mask.float()).mean(), labels, mask
+        return self._loss(logits_weak, logits_strong, SINGLE, self.threshold)
 
     def multilabel_loss(self, logits_weak: torch.Tensor, logits_strong: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-class masked BCE on confident positives/negatives; labels, mask."""
-        probs = torch.sigmoid(logits_weak.float())
-        negative = (self.negative_threshold if self.negative_threshold >= 0
-                    else 1.0 - self.threshold)
-        mask = (probs >= self.threshold) | (probs <= negative)
-        labels = (probs >= 0.5).float()
-        target = labels if self.hard_label else torch.sigmoid(
+        return self._loss(logits_weak, logits_strong, MULTI, self.threshold)
+
+    def _loss(self, logits_weak: torch.Tensor, logits_strong: torch.Tensor, task: Task,
+              threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        probs = task.probabilities(logits_weak)
+        labels = hard_labels(probs, task)
+        if task.multilabel:
+            negative = (self.negative_threshold if self.negative_threshold >= 0
+                        else 1.0 - threshold)
+            mask = (probs >= threshold) | (probs <= negative)
+        else:
+            mask = confidence(probs, task) >= threshold
+        targets = labels if self.hard_label else task.probabilities(
             logits_weak.float() / self.temperature)
-        loss = F.binary_cross_entropy_with_logits(logits_strong.float(), target,
-                                                  reduction="none")
-        return (loss * mask.float()).mean(), labels, mask
+        return masked_mean(target_loss(logits_strong, targets, task), mask), labels, mask
+
+
+SINGLE, MULTI = Task("single", 2), Task("multi", 2)  # kinds only: losses need no weights

@@ -320,7 +320,9 @@ def _method_contract(cls: Any) -> str:
                       for n, v in cls.view_specs().items())
     state = ", ".join(sorted(cls().state_dict())) or "none"
     defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "none"
-    return f"views: {views}; state: {state}; own defaults: {defaults}"
+    kinds = ", ".join({"single": "single-label", "multi": "multi-label"}[k]
+                      for k in cls.task_kinds)
+    return f"tasks: {kinds}; views: {views}; state: {state}; own defaults: {defaults}"
 
 
 def _backbone_line(name: str) -> str:

@@ -153,6 +153,10 @@ class Method(nn.Module):
     views: ClassVar[Mapping[str, View | str] | int] = {"student": "weak", "teacher": "weak"}
     #: Engine settings (RunConfig fields) where the method's paper differs.
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Task kinds the method supports ("single", "multi"); another kind is a user error
+    #: at start-up, naming ``unsupported_reason``.
+    task_kinds: ClassVar[tuple[str, ...]] = ("single", "multi")
+    unsupported_reason: ClassVar[str] = ""
     #: Opt-in property checked by the test suite: with identical views and student ==
     #: teacher, every unsupervised term is zero (consistency methods).
     identical_views_vanish: ClassVar[bool] = False
@@ -184,6 +188,15 @@ class Method(nn.Module):
             raise UserError(f"method {cls.registry_name!r} declares no views")
         return {name: View(spec) if isinstance(spec, str) else spec
                 for name, spec in declared.items()}
+
+    @classmethod
+    def check_task_kind(cls, kind: str, dataset: str) -> None:
+        """Refuse a data set of a task kind the method does not support (one line)."""
+        if kind not in cls.task_kinds:
+            label = {"single": "single-label", "multi": "multi-label"}.get(kind, kind)
+            why = f": {cls.unsupported_reason}" if cls.unsupported_reason else ""
+            raise UserError(f"method {cls.registry_name!r} does not support {label} data "
+                            f"sets such as {dataset!r}{why}")
 
     def build_model(self, backbone: nn.Module) -> nn.Module:
         """The trained network (student; the teacher is its copy): the backbone itself, or a

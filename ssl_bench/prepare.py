@@ -137,6 +137,7 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     config.method = method_cls.registry_name
     config.method_options = method.option_values
     dataset, bad_rows = load_dataset_with_bad_rows(config)
+    method_cls.check_task_kind(dataset.kind, dataset.name)
     device = resolve_device(config.device)
     pretrained = config.pretrained or config.weights is not None
     if config.pretrained and config.weights is None:

@@ -37,6 +37,14 @@ def tiny_config(**overrides) -> RunConfig:
     return resolve_config({}, values)  # as the CLI: preset < method defaults < values
 
 
+def supports(method: str, dataset: str) -> bool:
+    """Whether ``method`` supports the task kind of the test data set ``dataset``."""
+    from ssl_bench.registry import get_method_class
+
+    kind = "multi" if dataset.endswith("multilabel") else "single"
+    return kind in get_method_class(method).task_kinds
+
+
 @pytest.fixture
 def tiny():
     return tiny_config
