@@ -35,6 +35,8 @@ class PhaseTimer:
         self.totals: dict[str, float] = defaultdict(float)
         self._hooks: list[Any] = []
         self._forward_start: dict[int, float] = {}
+        #: Images through watched forwards: ``trained`` (with gradients) / ``forward_only``.
+        self.images: dict[str, int] = defaultdict(int)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -56,6 +58,9 @@ class PhaseTimer:
         def before(module: nn.Module, args: Any) -> None:
             self._sync()
             self._forward_start[id(module)] = time.perf_counter()
+            if args and isinstance(args[0], torch.Tensor):
+                kind = "trained" if torch.is_grad_enabled() else "forward_only"
+                self.images[kind] += int(args[0].shape[0])
 
         def after(module: nn.Module, args: Any, output: Any) -> None:
             self._sync()
@@ -112,8 +117,11 @@ def interleaved_step_times(trainers: dict[str, Any], rounds: int, steps: int,
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def phase_split(trainer: Any, steps: int) -> dict[str, float]:
-    """Milliseconds per step spent in each phase, over ``steps`` timed steps."""
+def phase_split(trainer: Any, steps: int, images: dict[str, float] | None = None
+                ) -> dict[str, float]:
+    """Milliseconds per step spent in each phase, over ``steps`` timed steps; ``images``,
+    if given, receives the images per step through forward passes with gradients
+    (``trained``) and without (``forward_only``)."""
     timer = PhaseTimer(trainer.device)
     timer.watch(trainer.student, "student_forward")
     if trainer.teacher is not None:
@@ -125,6 +133,9 @@ def phase_split(trainer: Any, steps: int) -> dict[str, float]:
     finally:
         timer.close()
         trainer.timer = None
+    if images is not None:
+        images.update({kind: timer.images.get(kind, 0) / steps
+                       for kind in ("trained", "forward_only")})
     return timer.split(steps)
 
 
