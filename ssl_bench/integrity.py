@@ -25,7 +25,9 @@ ALGORITHM = "xxh3_128 over every tensor's dtype, shape and bytes and every value
 
 def _feed(digest: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu().contiguous().reshape(-1)
+        # clone: a one-element tensor with a non-unit stride counts as contiguous, but
+        # viewing its bytes needs stride 1 (e.g. a buffer made by ``x[:, 0].clone()``)
+        tensor = value.detach().cpu().reshape(-1).clone(memory_format=torch.contiguous_format)
         digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().data)
     elif isinstance(value, np.ndarray):

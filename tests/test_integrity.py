@@ -33,6 +33,8 @@ def test_digest_covers_every_value_and_ignores_its_own_record():
     assert content_digest({**state, "w": flipped}) != digest
     assert content_digest({**state, "w": state["w"].reshape(3, 2)}) != digest  # same bytes
     assert content_digest({**state, "w": state["w"].double()}) != digest
+    odd = torch.arange(6.0).reshape(1, 6)[:, 0].clone()  # one element, non-unit stride
+    assert content_digest({"t": odd}) == content_digest({"t": torch.tensor([0.0])})
 
 
 def test_round_trip_and_refusals(tmp_path):

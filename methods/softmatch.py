@@ -1,0 +1,120 @@
+"""SoftMatch (Chen et al., ICLR 2023): truncated-Gaussian sample weights instead of a
+hard confidence threshold, with uniform alignment.
+
+The weak-view probabilities are first aligned (``distribution_alignment``) towards a
+uniform class distribution by an EMA of the model's mean prediction on unlabeled data.
+The mean ``mu_t`` and (unbiased) variance ``sigma_t^2`` of the aligned max-confidence
+are EMAs (momentum ``ema_momentum``, 0.999; start 1/K and 1) over unlabeled batches,
+and each image is weighted by
+``exp(-max(mu_t - p_max, 0)^2 / (2 sigma_t^2 / n_sigma^2))`` (1 above the mean).
+Loss = supervised CE + ``unlabeled_weight * lambda(t)`` x the weighted CE of the strong
+view against the aligned weak-view hard pseudo-label, averaged over all unlabeled rows.
+
+Follows the paper and USB (``semilearn/algorithms/softmatch``, SoftMatchWeightingHook,
+DistAlignEMAHook, ``config/classic_cv/softmatch``): n_sigma 2, ``ema_p`` 0.999, hard
+labels, ``dist_align`` + ``dist_uniform`` true, ``per_class`` false, unlabeled weight 1;
+the statistics are updated with the batch *before* weighting it (unbiased variance);
+the model's mean prediction starts at the first batch's mean (a ``seen`` flag, so
+resuming is exact); no ramp-up (``defaults``: ``rampup = 0``); statistics are buffers,
+checkpointed.
+
+Deliberate differences: the alignment uses the shared
+``ssl_bench.pseudo_labels.distribution_alignment`` (``p * target / max(model, 1e-6)``;
+USB adds 1e-6 to both); a batch with a single unlabeled row adds variance 0 (USB: NaN,
+which would poison the EMA); as FixMatch, the run's shared batch (CPU preset 12 labeled
++ 36 unlabeled), optimiser and schedule, the SRC-MT affine + flip weak view and the
+``strong`` view, and the EMA teacher for evaluation only.
+
+Multi-label (no reference has it): each class is its own two-class SoftMatch: per-class
+EMA mean/variance of the entry confidence ``max(p, 1 - p)`` (starting at 1/2 and 1) and
+per-entry weights, BCE summed over entries divided by their number. The alignment
+target of a binary class cannot sensibly be uniform (p = 1/2 would inflate rare
+findings), so ``alignment auto`` aligns each class to its positive rate among the
+labeled images (clamped to [0.001, 0.999]); ``alignment uniform`` forces 1/2.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ssl_bench.method import Batch, Method, MethodInfo, Option, StepContext, StepOutput, View
+from ssl_bench.pseudo_labels import distribution_alignment, masked_mean, target_loss
+from ssl_bench.registry import register_method
+from ssl_bench.tasks import Task
+from ssl_bench.thresholds import (
+    ema_,
+    forward_weak_strong,
+    grouped_labels,
+    groups,
+    pseudo_targets,
+    step_output,
+    ungroup,
+)
+
+
+@register_method("softmatch", aliases=("soft-match",))
+class SoftMatch(Method):
+    summary = ("SoftMatch: truncated-Gaussian pseudo-label weights with uniform alignment "
+               "(Chen et al., 2023)")
+    needs_teacher = True  # the EMA model, evaluated; not in the loss
+    uses_unlabeled = True
+    views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
+    defaults = {"rampup": 0.0}
+    options = (
+        Option("n_sigma", float, 2.0, "width of the Gaussian: variance / n_sigma^2"),
+        Option("ema_momentum", float, 0.999, "momentum of the confidence statistics"),
+        Option("unlabeled_weight", float, 1.0, "weight of the unlabeled loss (times lambda)"),
+        Option("alignment", str, "auto", "distribution alignment target (auto: uniform, "
+               "multi-label: labeled positive rate)",
+               choices=("auto", "uniform", "labeled", "none")),
+    )
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        for name in ("conf_mean", "conf_var", "model_mean", "target_mean"):
+            self.register_buffer(name, torch.zeros(0))
+        self.register_buffer("model_mean_seen", torch.zeros((), dtype=torch.bool))
+
+    def setup(self, info: MethodInfo) -> None:
+        num_groups, outcomes = groups(Task(info.kind, info.num_classes))
+        device, multi = info.device, info.kind == "multi"
+        self.conf_mean = torch.full((num_groups,), 1.0 / outcomes, device=device)
+        self.conf_var = torch.ones(num_groups, device=device)
+        self.model_mean = torch.full((info.num_classes,), 1.0 / outcomes, device=device)
+        counts = torch.tensor(info.labeled_class_counts, dtype=torch.float, device=device)
+        labeled = self.alignment == "labeled" or (self.alignment == "auto" and multi)
+        if not labeled:
+            self.target_mean = torch.full_like(self.model_mean, 1.0 / outcomes)
+        elif multi:
+            self.target_mean = (counts / max(info.num_labeled, 1)).clamp(1e-3, 1 - 1e-3)
+        else:
+            self.target_mean = counts / counts.sum().clamp_min(1.0)
+
+    def unlabeled_loss(self, logits_weak: torch.Tensor, logits_strong: torch.Tensor,
+                       task: Task) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Align, update the statistics, weight; returns loss, labels, weights (task shapes)."""
+        probs = task.probabilities(logits_weak)
+        with torch.no_grad():
+            if self.alignment != "none":
+                batch_mean = probs.mean(dim=0)
+                ema_(self.model_mean, batch_mean, self.ema_momentum)
+                self.model_mean.copy_(torch.where(self.model_mean_seen, self.model_mean,
+                                                  batch_mean))
+                self.model_mean_seen.fill_(True)
+                probs = distribution_alignment(probs, self.model_mean, self.target_mean, task)
+            conf, labels = grouped_labels(probs, task)
+            ema_(self.conf_mean, conf.mean(dim=0), self.ema_momentum)
+            rows = conf.shape[0]  # unbiased as USB; one row (undefined) counts as 0
+            ema_(self.conf_var, conf.var(dim=0, correction=int(rows > 1)), self.ema_momentum)
+            gap = (conf - self.conf_mean).clamp(max=0.0)
+            weights = ungroup(torch.exp(-gap.square() / (2 * self.conf_var / self.n_sigma ** 2)),
+                              task)
+        targets = pseudo_targets(labels, task)
+        return masked_mean(target_loss(logits_strong, targets, task), weights), targets, weights
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> StepOutput:
+        supervised, weak, strong = forward_weak_strong(batch, ctx)
+        loss, labels, weights = self.unlabeled_loss(weak, strong, ctx.task)
+        return step_output(supervised, {"unsupervised": loss},
+                           {"unsupervised": self.unlabeled_weight * ctx.consistency_weight},
+                           labels, weights, self.conf_mean)

@@ -1,0 +1,141 @@
+"""UDA (Xie et al., Unsupervised Data Augmentation for Consistency Training, NeurIPS
+2020): a strongly augmented view is trained towards the sharpened prediction on a weak
+view, where that prediction is confident.
+
+For each unlabeled image the detached weak-view prediction, sharpened by ``temperature``
+(0.4: ``softmax(logits / T)``), is the soft target of its strong view (RandAugment +
+Cutout, ``ssl_bench.augmentations`` ``strong``) where the weak view's top probability
+reaches ``threshold`` (0.8). Loss = supervised CE (optionally with training-signal
+annealing) + ``unlabeled_weight * lambda(t)`` x the masked soft CE averaged over *all*
+unlabeled rows.
+
+Follows the paper's official code (``google-research/uda``) and USB
+(``semilearn/algorithms/uda``):
+- one forward pass over labeled weak, unlabeled weak and unlabeled strong views
+  concatenated (USB's ``use_cat``);
+- targets ``softmax(weak logits / 0.4)``, detached; confidence mask ``max p >= 0.8`` on
+  the unsharpened weak prediction; ``(loss * mask).mean()`` over the unlabeled rows;
+- the unlabeled loss is the soft cross-entropy ``-sum q log p_strong`` (USB's ``ce``).
+  The paper's KL divergence ``KL(q || p_strong)`` differs from it by the entropy of the
+  detached target ``q``, a constant: same gradients, the logged value is larger by
+  ``H(q)`` on masked-in rows;
+- unlabeled weight 1 and no ramp-up (``defaults``: ``rampup = 0``; lambda(t) is
+  ``--consistency-weight``, 1 by default, from the first step);
+- training-signal annealing (``tsa``: ``none`` (USB's default), ``linear``, ``log``,
+  ``exp``): threshold ``eta_t = alpha_t (1 - 1/K) + 1/K`` over the run's steps; a labeled
+  example whose *correct-class* probability exceeds ``eta_t`` is dropped from the
+  supervised loss, which averages over the examples kept (at least 1), as the official
+  code (``tf.reduce_sum(loss * mask) / max(tf.reduce_sum(mask), 1)``). USB masks on the
+  *maximum* probability and averages over all labeled rows; with ``none`` (the default)
+  all three agree: the plain supervised loss (class weights included);
+- the mask ratio, the pseudo-labels' accuracy (arg-max of the weak view, masked) and the
+  fraction of labeled examples kept by TSA are logged.
+
+Deliberate differences:
+- unlabeled-to-labeled ratio, optimiser and learning-rate schedule are the run's, shared
+  by every method of a comparison (the paper: ratio 7 on CIFAR-10, SGD, cosine decay);
+- the EMA teacher (``--ema-decay``) is kept for evaluation only, as USB evaluates its EMA
+  model; the run reports the model chosen on validation (``--report-model``);
+- the weak view is the SRC-MT perturbation (random affine + flip) rather than flip +
+  crop; the strong view is the shared RandAugment + Cutout (the paper's RandAugment
+  without Cutout in its CIFAR-10 code, USB's RandAugment with Cutout);
+- with TSA and class weights, the kept examples' weighted mean is used;
+- multi-label tasks (no reference implementation): every (image, class) entry is a
+  binary problem: targets ``sigmoid(logit / T)``, masked where ``max(p, 1 - p) >=
+  threshold``, BCE with the soft target, averaged over all entries; TSA drops entries
+  whose correct-side probability exceeds ``eta_t`` computed with K = 2, and the BCE is
+  averaged over the entries kept.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ssl_bench.errors import UserError
+from ssl_bench.method import Batch, Method, MethodInfo, Option, StepContext, StepOutput, View
+from ssl_bench.mixing import TSA_SCHEDULES, tsa_threshold
+from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
+from ssl_bench.registry import register_method
+from ssl_bench.tasks import Task
+
+
+@register_method("uda")
+class UDA(Method):
+    summary = ("UDA: sharpened confident weak-view predictions train the strong view, "
+               "optional training-signal annealing (Xie et al., 2020)")
+    needs_teacher = True  # the EMA model, for evaluation only (as USB); not in the loss
+    uses_unlabeled = True
+    views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
+    defaults = {"rampup": 0.0}
+    options = (
+        Option("threshold", float, 0.8, "confidence of the weak-view prediction a row needs "
+               "to enter the unlabeled loss"),
+        Option("temperature", float, 0.4, "sharpening temperature of the soft targets"),
+        Option("unlabeled_weight", float, 1.0, "weight of the unlabeled loss (times lambda)"),
+        Option("tsa", str, "none", "training-signal annealing schedule of the supervised "
+               "loss", choices=TSA_SCHEDULES),
+    )
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise UserError(f"option 'threshold' of method 'uda' must be in [0, 1]; "
+                            f"got {self.threshold}")
+        if not self.temperature > 0:
+            raise UserError(f"option 'temperature' of method 'uda' must be > 0; "
+                            f"got {self.temperature}")
+        if self.unlabeled_weight < 0:
+            raise UserError("option 'unlabeled_weight' of method 'uda' must be >= 0; "
+                            f"got {self.unlabeled_weight}")
+        self.total_steps = 1
+
+    def setup(self, info: MethodInfo) -> None:
+        self.total_steps = info.total_steps
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> StepOutput:
+        labeled = batch.num_labeled
+        weak, strong = batch.views["weak"], batch.views["strong"]
+        _, logits = ctx.student(torch.cat([weak, strong]))
+        logits_labeled = logits[:labeled]
+        logits_weak, logits_strong = logits[labeled: weak.shape[0]], logits[weak.shape[0]:]
+        supervised, kept = self.supervised_loss(logits_labeled, batch.targets, ctx.task,
+                                                ctx.step)
+        unsupervised, labels, mask = self.unlabeled_loss(logits_weak.detach(), logits_strong,
+                                                         ctx.task)
+        total = supervised + self.unlabeled_weight * ctx.consistency_weight * unsupervised
+        return StepOutput(
+            losses={"total": total, "supervised": supervised, "unsupervised": unsupervised},
+            logs={"mask_ratio": mask.float().mean(), "tsa_kept": kept},
+            pseudo_labels=(labels, mask),
+        )
+
+    def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor, task: Task,
+                        step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labeled loss with TSA; returns (loss, fraction of examples/entries kept)."""
+        if self.tsa == "none":
+            return task.supervised_loss(logits, targets), torch.ones((), device=logits.device)
+        classes = 2 if task.multilabel else task.num_classes
+        eta = tsa_threshold(self.tsa, step, self.total_steps, classes)
+        probs = task.probabilities(logits.detach())
+        if task.multilabel:
+            correct = torch.where(targets.float() >= 0.5, probs, 1.0 - probs)
+            keep = (correct <= eta).float()
+            loss = target_loss(logits, targets, task)
+            return (loss * keep).sum() / keep.sum().clamp_min(1.0), keep.mean()
+        correct = probs.gather(1, targets.long().view(-1, 1)).squeeze(1)
+        keep = correct <= eta
+        if not keep.any():
+            return logits.sum() * 0.0, keep.float().mean()
+        return task.supervised_loss(logits[keep], targets[keep]), keep.float().mean()
+
+    def unlabeled_loss(self, logits_weak: torch.Tensor, logits_strong: torch.Tensor,
+                       task: Task) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Masked soft CE of the strong view against sharpened weak-view targets (per
+        entry for multi-label); returns (loss, arg-max labels, mask)."""
+        probs = task.probabilities(logits_weak)
+        mask = confidence(probs, task) >= self.threshold
+        # softmax(logits / T) (sigmoid per entry): sharpen(p, T) without the power's
+        # underflow
+        targets = task.probabilities(logits_weak.detach().float() / self.temperature)
+        loss = masked_mean(target_loss(logits_strong, targets, task), mask)
+        return loss, hard_labels(probs, task), mask
