@@ -62,7 +62,7 @@ class Perturbation:
 
 
 class ImagePipeline:
-    """uint8 NHWC batches -> normalised float NCHW views, with or without perturbation."""
+    """uint8 NHWC batches -> normalised float NCHW images (views: ``ssl_bench.views``)."""
 
     def __init__(
         self,
@@ -89,17 +89,3 @@ class ImagePipeline:
     def clean(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """Evaluation view: no perturbation."""
         return self.normalise(self.to_float(images_uint8))
-
-    def views(
-        self, images_uint8: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independently perturbed views (student, teacher) of the same images."""
-        base = self.to_float(images_uint8)
-        # One grid_sample over both views: independent draws, one kernel launch.
-        both = self.perturbation.affine(torch.cat([base, base]), generator)
-        both = self.perturbation.noise(self.normalise(both), generator)
-        student, teacher = both.chunk(2)
-        return (
-            student.contiguous(memory_format=self.memory_format),
-            teacher.contiguous(memory_format=self.memory_format),
-        )

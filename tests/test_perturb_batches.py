@@ -7,18 +7,29 @@ import torch
 
 from ssl_bench.batches import TwoStreamSampler
 from ssl_bench.images import ArrayImages
+from ssl_bench.method import View
 from ssl_bench.perturb import ImagePipeline, Perturbation
 from ssl_bench.prepare import _train_stats
+from ssl_bench.views import ViewMaker
 
 
 def _pipeline(perturbation: Perturbation) -> ImagePipeline:
     return ImagePipeline(torch.zeros(3), torch.ones(3), perturbation, torch.device("cpu"))
 
 
+def _views(pipeline: ImagePipeline, images: torch.Tensor,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two weak views through the engine's view maker (student, teacher)."""
+    maker = ViewMaker({"student": View("weak"), "teacher": View("weak")}, pipeline, "test",
+                      has_unlabeled=False)
+    views = maker(images, len(images), generator)
+    return views["student"], views["teacher"]
+
+
 def test_views_are_independent_and_shaped():
     images = torch.randint(0, 256, (6, 20, 20, 3), dtype=torch.uint8)
     generator = torch.Generator().manual_seed(0)
-    student, teacher = _pipeline(Perturbation()).views(images, generator)
+    student, teacher = _views(_pipeline(Perturbation()), images, generator)
     assert student.shape == teacher.shape == (6, 3, 20, 20)
     assert not torch.allclose(student, teacher)
 
@@ -28,7 +39,7 @@ def test_identity_perturbation_is_exact():
     pipeline = ImagePipeline(torch.zeros(1), torch.ones(1),
                              Perturbation(rotation=0, translate=0, hflip=False),
                              torch.device("cpu"))
-    student, teacher = pipeline.views(images, torch.Generator().manual_seed(0))
+    student, teacher = _views(pipeline, images, torch.Generator().manual_seed(0))
     expected = images.permute(0, 3, 1, 2).float() / 255
     torch.testing.assert_close(student, expected)
     torch.testing.assert_close(teacher, expected)
@@ -38,7 +49,7 @@ def test_flip_only_mirrors_images():
     images = torch.arange(16, dtype=torch.uint8).view(1, 4, 4, 1).repeat(64, 1, 1, 1)
     pipeline = _pipeline(Perturbation(rotation=0, translate=0, hflip=True))
     pipeline.mean, pipeline.std = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
-    out, _ = pipeline.views(images, torch.Generator().manual_seed(1))
+    out, _ = _views(pipeline, images, torch.Generator().manual_seed(1))
     base = images.permute(0, 3, 1, 2).float() / 255
     flipped = torch.flip(base, dims=[3])
     is_base = torch.isclose(out, base, atol=1e-5).flatten(1).all(1)
@@ -51,8 +62,8 @@ def test_noise_changes_views_and_is_seeded():
     images = torch.full((2, 4, 4, 1), 128, dtype=torch.uint8)
     pipeline = ImagePipeline(torch.zeros(1), torch.ones(1),
                              Perturbation(0, 0, False, noise_std=0.5), torch.device("cpu"))
-    a = pipeline.views(images, torch.Generator().manual_seed(3))
-    b = pipeline.views(images, torch.Generator().manual_seed(3))
+    a = _views(pipeline, images, torch.Generator().manual_seed(3))
+    b = _views(pipeline, images, torch.Generator().manual_seed(3))
     torch.testing.assert_close(a[0], b[0])
     assert a[0].std() > 0.1
 
