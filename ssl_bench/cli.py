@@ -395,7 +395,15 @@ def command_sweep(argv: Sequence[str]) -> int:
     """Run methods x labeled fractions x seeds with identical settings otherwise."""
     from rich.console import Console
 
-    from .sweep import make_spec, plan, print_summary, read_spec, remove_sweep, run_sweep
+    from .sweep import (
+        make_spec,
+        overridden_defaults,
+        plan,
+        print_summary,
+        read_spec,
+        remove_sweep,
+        run_sweep,
+    )
 
     pre = _Parser(prog="ssl-bench sweep", add_help=False)
     pre.add_argument("--dataset")
@@ -454,6 +462,8 @@ def command_sweep(argv: Sequence[str]) -> int:
     spec = make_spec(values, known.spec or "command line")
     runs = plan(spec)
     console = Console()
+    for note in overridden_defaults(spec):
+        console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
     console.print(f"sweep {spec.name}: {len(spec.methods)} methods x {len(spec.labeled)} "
                   f"labeled x {len(spec.seeds)} seeds = {len(runs)} runs on "
                   f"{runs[0].config.dataset} -> {Path(spec.results) / spec.name}",

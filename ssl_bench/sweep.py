@@ -193,6 +193,22 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
     return runs
 
 
+def overridden_defaults(spec: SweepSpec) -> list[str]:
+    """One line per method whose own engine default (``Method.defaults``, its paper's value)
+    the spec's shared settings override, so a sweep author sees it before hours of runs."""
+    from .registry import get_method_class
+
+    notes = []
+    for method in spec.methods:
+        cls = get_method_class(method)
+        for key, own in cls.defaults.items():
+            if key in spec.run and spec.run[key] != own:
+                notes.append(f"{key} = {spec.run[key]!r} in [run] (or its flag) overrides "
+                             f"{cls.registry_name}'s own default {key} = {own!r}; leave it "
+                             "out to use each method's paper value")
+    return notes
+
+
 # -- executing one run (in this process or a worker process) -----------------------------
 class _StepReporter(TrainingProgress):
     """Forwards a run's step count to the sweep display (in-process or through a queue)."""

@@ -9,7 +9,7 @@ import pytest
 
 from ssl_bench.cli import main
 from ssl_bench.errors import UserError
-from ssl_bench.sweep import check_same_splits, make_spec, plan, run_sweep
+from ssl_bench.sweep import check_same_splits, make_spec, overridden_defaults, plan, run_sweep
 
 TINY_RUN = {"image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
             "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
@@ -50,6 +50,23 @@ def test_bad_method_options_fail_before_anything_runs(tmp_path):
     with pytest.raises(UserError, match="expects float"):
         plan(spec)
     assert not (tmp_path / "results").exists()
+
+
+def test_a_shared_setting_that_overrides_a_methods_own_default_is_reported(tmp_path, capsys):
+    # FixMatch declares rampup = 0 (its paper's); a shared rampup = 0.3 silently replaced it
+    # in the isic2018-mini-cpu reference runs, so the sweep now says so before running.
+    spec = _spec(tmp_path, methods=["supervised", "fixmatch"],
+                 run={**TINY_RUN, "rampup": 0.3})
+    notes = overridden_defaults(spec)
+    assert len(notes) == 1
+    assert "rampup = 0.3" in notes[0] and "fixmatch's own default rampup = 0.0" in notes[0]
+    assert overridden_defaults(_spec(tmp_path, methods=["supervised", "fixmatch"])) == []
+    same = _spec(tmp_path, methods=["fixmatch"], run={**TINY_RUN, "rampup": 0.0})
+    assert overridden_defaults(same) == []
+    assert main(["sweep", "--name", "t", "--methods", "supervised,fixmatch", "--labeled",
+                 "0.1", "--seeds", "0", "--rampup", "0.3", "--results",
+                 str(tmp_path / "r"), "--dry-run"]) == 0
+    assert "overrides fixmatch's own default" in capsys.readouterr().out
 
 
 def test_sweep_layout_fairness_and_records(tmp_path):
