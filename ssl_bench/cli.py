@@ -483,7 +483,7 @@ def command_compare(argv: Sequence[str]) -> int:
     """Tables and plots from finished runs: mean ± std over seeds, gains, paired tests."""
     from rich.console import Console
 
-    from .compare import FORMATS, MODELS, compare_command
+    from .compare import FORMATS, MODELS, compare_command, parse_pairs
 
     parser = _Parser(prog="ssl-bench compare", description=(
         "Read every finished run under FOLDERS and report mean ± std over seeds per data "
@@ -501,9 +501,15 @@ def command_compare(argv: Sequence[str]) -> int:
                         help="write PNG plots (learning curves, per-class AUC) here")
     parser.add_argument("--fraction", type=parse_labeled,
                         help="labeled fraction of the per-class plot (default: the largest)")
+    parser.add_argument("--baseline", help="method every other is tested against, runs "
+                        "paired by seed, Holm-corrected (default: supervised)")
+    parser.add_argument("--pairs", help="further paired tests, METHOD:METHOD,... "
+                        "(default: srcmt:mt where both ran; 'none' for none)")
     args = parser.parse_args(argv)
+    pairs = parse_pairs(args.pairs) if args.pairs is not None else None
     return compare_command(args.folders, args.metric, args.model, args.fmt, args.output,
-                           args.plot_dir, args.fraction, Console())
+                           args.plot_dir, args.fraction, Console(), baseline=args.baseline,
+                           pairs=pairs)
 
 
 COMMANDS = {"run": command_run, "list": command_list, "split": command_split,

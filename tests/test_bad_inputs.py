@@ -133,6 +133,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("compare-nothing-finished", ["compare", "{w}/empty"], "no finished run"),
     ("compare-output-read-only", ["compare", "{w}/finished", "--output", "{ro}/t.md"],
      "{ro}"),
+    ("compare-baseline-absent", ["compare", "{w}/finished", "--baseline", "fixmatch"],
+     "--baseline: no runs of method 'fixmatch'"),
+    ("compare-pairs-malformed", ["compare", "{w}/finished", "--pairs", "srcmt-mt"],
+     "--pairs: 'srcmt-mt' is not METHOD:METHOD"),
+    ("compare-pairs-absent", ["compare", "{w}/finished", "--pairs", "srcmt:mt"],
+     "--pairs: no runs of method"),
 ]
 
 

@@ -21,6 +21,7 @@ from ssl_bench.compare import (
     compare_command,
     describe_differences,
     load_runs,
+    pair_table,
     plot_learning_curves,
     plot_per_class,
     print_summary,
@@ -118,6 +119,14 @@ def _row(summary: pd.DataFrame, method: str, tag: str) -> pd.Series:
     return rows.iloc[0]
 
 
+def _pair(summary: pd.DataFrame, first: str, second: str, tag: str) -> pd.Series:
+    pairs = pair_table(summary)
+    rows = pairs[(pairs["first"] == first) & (pairs["second"] == second)
+                 & (pairs["labeled_tag"] == tag)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
 def test_tidy_table_has_one_row_per_run_and_model(sweep):
     df, warnings = load_runs([sweep])
     assert warnings == []
@@ -162,12 +171,13 @@ def test_aggregation_math_by_hand(sweep):
     assert ssl["p_value"] == pytest.approx(expected.pvalue)
     assert ssl["statistic"] == pytest.approx(expected.statistic)
     versus_mt = stats.ttest_rel(SRCMT[:3], MT)
-    assert ssl["srcmt_vs_mt_p_value"] == pytest.approx(versus_mt.pvalue)
-    assert ssl["srcmt_vs_mt_n_pairs"] == 3
-    assert ssl["srcmt_vs_mt_gain"] == pytest.approx(sum(SRCMT) / 4 - sum(MT) / 3)
+    pair = _pair(summary, "srcmt", "mt", "0.2")
+    assert pair["p_value"] == pytest.approx(versus_mt.pvalue)
+    assert pair["n_pairs"] == 3
+    assert pair["gain"] == pytest.approx(sum(SRCMT) / 4 - sum(MT) / 3)
+    assert pair["p_holm"] == pytest.approx(versus_mt.pvalue)  # a family of one pair
     mt = _row(summary, "mt", "0.2")
     assert mt["gain"] == pytest.approx(sum(MT) / 3 - sum(SUP) / 3)
-    assert pd.isna(mt["srcmt_vs_mt_p_value"])
     # the teacher model: supervised has none, its rows are absent and noted
     teacher = summarize(df, metric="auc", model="teacher")
     assert "supervised" not in set(teacher["method"])
@@ -183,7 +193,7 @@ def test_fewer_than_three_seeds_gives_no_test(sweep):
     assert row["std"] == pytest.approx(statistics.stdev([0.66, 0.65]))
     assert row["gain"] == pytest.approx((0.66 + 0.65) / 2 - (0.60 + 0.62) / 2)
     assert pd.isna(row["p_value"]) and row["test_note"] == FEW_PAIRS_NOTE
-    assert row["srcmt_vs_mt_note"] == "no mt runs at this labeled amount"
+    assert _pair(summary, "srcmt", "mt", "0.1")["note"] == "no mt runs at this labeled amount"
     assert any(FEW_PAIRS_NOTE in note for note in summary.attrs["notes"])
     # one seed: no std
     single = sweep / "one"
@@ -211,7 +221,7 @@ def test_mixed_settings_are_kept_apart_with_a_note(tmp_path):
     text = render(summary, "md")
     assert "image_size=32, iterations=800" in text and "image_size=64" in text
     buffer = io.StringIO()
-    print_summary(summary, Console(file=buffer, width=160), "auc", "best")
+    print_summary(summary, Console(file=buffer, width=160))
     printed = buffer.getvalue()
     assert "image_size=32, iterations=800" in printed and "paired t-test" in printed
 
@@ -300,27 +310,47 @@ def _md_cells(line: str) -> list[str]:
     return re.split(r"(?<!\\)\|", line.strip())[1:-1]
 
 
+def _md_tables(md: str) -> list[list[str]]:
+    tables: list[list[str]] = []
+    previous = False
+    for line in md.splitlines():
+        is_row = line.startswith("|")
+        if is_row and not previous:
+            tables.append([])
+        if is_row:
+            tables[-1].append(line)
+        previous = is_row
+    return tables
+
+
 def _check_formats(summary: pd.DataFrame) -> None:
+    pairs = pair_table(summary)
     md = render(summary, "md")
-    table = [line for line in md.splitlines() if line.startswith("|")]
-    assert len(table) == 2 + len(summary)
-    assert len({len(_md_cells(line)) for line in table}) == 1
+    tables = _md_tables(md)
+    assert [len(t) for t in tables] == [2 + len(summary)] + ([2 + len(pairs)] if len(pairs)
+                                                            else [])
+    for table in tables:
+        assert len({len(_md_cells(line)) for line in table}) == 1
     assert "±" in md or summary["std"].isna().all()
     csv = pd.read_csv(io.StringIO(render(summary, "csv")))
     assert len(csv) == len(summary) and list(csv.columns) == list(summary.columns)
     assert csv["mean"].tolist() == pytest.approx(summary["mean"].astype(float).tolist())
     document = json.loads(render(summary, "json"))
     assert len(document["rows"]) == len(summary) and document["test"] == "paired t-test"
+    assert document["correction"] == "Holm" and len(document["pairs"]) == len(pairs)
     assert [r["mean"] for r in document["rows"]] == pytest.approx(
         summary["mean"].astype(float).tolist())
     latex = render(summary, "latex")
-    spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", latex)
-    assert spec and r"\end{tabular}" in latex
-    body = latex[latex.index(r"\begin{tabular}"):latex.index(r"\end{tabular}")]
-    rows = [line for line in body.splitlines() if line.endswith(r"\\")]
-    assert len(rows) == 1 + len(summary)
-    for line in rows:
-        assert len(re.findall(r"(?<!\\)&", line)) == len(spec.group(1)) - 1
+    starts = [m.start() for m in re.finditer(r"\\begin\{tabular\}", latex)]
+    assert len(starts) == (2 if len(pairs) else 1)
+    for start, expected in zip(starts, [len(summary), len(pairs)], strict=False):
+        spec = re.match(r"\\begin\{tabular\}\{([lrc]+)\}", latex[start:])
+        assert spec
+        body = latex[start:latex.index(r"\end{tabular}", start)]
+        rows = [line for line in body.splitlines() if line.endswith(r"\\")]
+        assert len(rows) == 1 + expected
+        for line in rows:
+            assert len(re.findall(r"(?<!\\)&", line)) == len(spec.group(1)) - 1
 
 
 def test_every_output_format_parses_back(sweep, tmp_path):

@@ -1,0 +1,97 @@
+"""``ssl-bench compare``: load runs, summarise, print or write the tables, draw the plots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_text
+from ..errors import UserError
+from .plots import plot_learning_curves, plot_per_class
+from .render import FORMATS, SUFFIX_FORMATS, pair_csv, print_summary, render
+from .runs import load_runs
+from .summary import summarize
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """``"srcmt:mt,fixmatch:supervised"`` -> ``[("srcmt", "mt"), ("fixmatch", "supervised")]``
+    (``""`` or ``"none"``: no pairs)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    pairs = []
+    for item in text.split(","):
+        parts = [part.strip() for part in item.split(":")]
+        if len(parts) != 2 or not all(parts):
+            raise UserError(f"--pairs: {item.strip()!r} is not METHOD:METHOD "
+                            "(e.g. --pairs srcmt:mt,fixmatch:supervised)")
+        if parts[0] == parts[1]:
+            raise UserError(f"--pairs: {item.strip()!r} compares a method with itself")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+def _output_format(output: Path, fmt: str | None) -> str:
+    if output.is_dir():
+        raise UserError(f"output {output} is a folder; give a file name")
+    if fmt is not None:
+        return fmt
+    found = SUFFIX_FORMATS.get(output.suffix.lower())
+    if found is None:
+        raise UserError(f"cannot tell the format of {output} from its suffix; pass a format "
+                        f"({', '.join(FORMATS)})")
+    return found
+
+
+def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: str = "reported",
+                    fmt: str | None = None, output: str | Path | None = None,
+                    plot_dir: str | Path | None = None,
+                    fraction: str | float | int | None = None, console: Any = None,
+                    baseline: str | None = None,
+                    pairs: Sequence[tuple[str, str]] | None = None) -> int:
+    """Load, summarise, print/write, plot. Returns 0; problems raise :class:`UserError`.
+
+    With ``fmt`` and no ``output`` the chosen format goes to stdout (warnings to stderr);
+    otherwise the rich tables are printed. ``output`` is written atomically in ``fmt`` or
+    the format its suffix names (a CSV output gets its pair table beside it, as
+    ``<name>-pairs.csv``). Every check runs before anything is written.
+    """
+    from rich.console import Console
+
+    console = console if console is not None else Console()
+    if fmt is not None and fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    output = Path(output) if output is not None else None
+    fmt_out = _output_format(output, fmt) if output is not None else None
+    if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
+        raise UserError(f"plot folder {plot_dir} exists and is not a folder")
+    df, warnings = load_runs([Path(f) for f in folders])
+    summary = summarize(df, metric=metric, model=model, baseline=baseline, pairs=pairs)
+    if summary.empty:
+        raise UserError(f"no {metric} values for the {model} model in the runs found"
+                        + "".join(f"; {note}" for note in summary.attrs.get("notes", [])))
+    to_stdout = fmt is not None and output is None
+    messages = Console(stderr=True) if to_stdout else console
+    for warning in warnings:
+        messages.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    if to_stdout:
+        console.out(render(summary, fmt), highlight=False, end="")
+    else:
+        print_summary(summary, console)
+    if output is not None and fmt_out is not None:
+        atomic_write_text(output, render(summary, fmt_out))
+        messages.print(f"wrote {output}", markup=False, highlight=False)
+        pairs_text = pair_csv(summary) if fmt_out == "csv" else ""
+        if pairs_text:
+            beside = output.with_name(f"{output.stem}-pairs{output.suffix}")
+            atomic_write_text(beside, pairs_text)
+            messages.print(f"wrote {beside}", markup=False, highlight=False)
+    if plot_dir is not None:
+        baseline_name = summary.attrs["baseline"]
+        paths = plot_learning_curves(df, plot_dir, metric=metric, model=model,
+                                     baseline=baseline_name)
+        paths += plot_per_class(df, plot_dir, model=model, fraction=fraction,
+                                baseline=baseline_name)
+        for path in paths:
+            messages.print(f"wrote {path}", markup=False, highlight=False)
+    return 0
