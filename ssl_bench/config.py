@@ -77,6 +77,7 @@ class RunConfig:
     supervised_batch: str = "labeled"
     eval_batch_size: int = 256
     eval_every: int = 0
+    test_at: str = "best"
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -124,7 +125,7 @@ VARIED_SETTINGS: frozenset[str] = frozenset(
     {"method", "method_options", "labeled", "seed", "split_file"})
 MACHINE_SETTINGS: frozenset[str] = frozenset(
     {"device", "amp", "compile", "channels_last", "deterministic", "cache_dir", "workers",
-     "image_cache", "data_root", "eval_batch_size", "preset"})
+     "image_cache", "data_root", "eval_batch_size", "test_at", "preset"})
 
 
 #: Fields added after runs were recorded whose value reproduces what older code did: a
@@ -199,6 +200,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection_metric": ("auc", "accuracy", "balanced_accuracy", "f1_macro"),
     "preset": tuple(PRESETS),
     "split_mode": ("grouped", "paper"),
+    "test_at": ("best", "every"),
 }
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))

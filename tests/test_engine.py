@@ -68,6 +68,31 @@ def _comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "train_seconds"}
 
 
+def test_scoring_test_only_at_best_steps_reports_the_same_numbers(tmp_path):
+    """test_at = best skips the test part where no model improved; nothing reported changes."""
+    config = dict(method="mt", iterations=8, eval_every=1)
+    every = run(tiny_config(**config, test_at="every"), tmp_path / "every", quiet=True)
+    best = run(tiny_config(**config, test_at="best"), tmp_path / "best", quiet=True)
+    assert _comparable(best) == _comparable(every)
+    with open(tmp_path / "every" / "history.csv") as handle:
+        every_rows = list(csv.DictReader(handle))
+    with open(tmp_path / "best" / "history.csv") as handle:
+        best_rows = list(csv.DictReader(handle))
+    skipped = 0
+    for model in ("student", "teacher"):
+        top = -1.0
+        for full, lean in zip(every_rows, best_rows, strict=True):
+            assert lean[f"val_{model}_auc"] == full[f"val_{model}_auc"]
+            value = float(full[f"val_{model}_auc"])
+            if value > top:  # a new best: its test numbers are there, as in the full run
+                top = value
+                assert lean[f"test_{model}_auc"] == full[f"test_{model}_auc"]
+            else:
+                assert lean[f"test_{model}_auc"] == "" != full[f"test_{model}_auc"]
+                skipped += 1
+    assert skipped > 0  # 8 evaluations of a tiny run do not all improve
+
+
 @pytest.mark.parametrize("dataset", ["digits", "digits-multilabel"])
 @pytest.mark.parametrize("method", METHODS)
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, method, dataset):
