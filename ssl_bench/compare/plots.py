@@ -46,6 +46,22 @@ def _prepare_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+
+
+def method_styles(methods: list[str]) -> dict[str, dict[str, Any]]:
+    """One distinct colour and marker per method, the same in every plot of a comparison
+    (tab10 up to ten methods, tab20 beyond: the default cycle repeats after ten)."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    # tab20 comes in dark/light pairs: the ten dark ones first, so neighbours differ in hue
+    order = list(range(0, palette.N, 2)) + list(range(1, palette.N, 2)) if palette.N == 20 \
+        else list(range(palette.N))
+    return {method: {"color": palette(order[i % len(order)]),
+                     "marker": MARKERS[i % len(MARKERS)]} for i, method in enumerate(methods)}
+
+
 def plot_learning_curves(df: pd.DataFrame, out_dir: str | Path, metric: str = "auc",
                          model: str = "reported", baseline: str | None = None) -> list[Path]:
     """``metric`` against the labeled amount, one line per method (error bars: std).
@@ -62,9 +78,11 @@ def plot_learning_curves(df: pd.DataFrame, out_dir: str | Path, metric: str = "a
         for counts, part in ((False, group[~is_count]), (True, group[is_count])):
             if part.empty:
                 continue
-            figure = _figure(6.4, 4.4)
+            figure = _figure(6.4 if part["method"].nunique() <= 6 else 8.0, 4.8)
             axes = figure.add_subplot()
-            for method in method_order(part["method"], summary.attrs.get("baseline", "")):
+            methods = method_order(part["method"], summary.attrs.get("baseline", ""))
+            styles = method_styles(methods)
+            for method in methods:
                 rows = part[part["method"] == method]
                 order = sorted(range(len(rows)),
                                key=lambda i: labeled_order(rows["labeled_tag"].iloc[i]))
@@ -72,7 +90,7 @@ def plot_learning_curves(df: pd.DataFrame, out_dir: str | Path, metric: str = "a
                 x = rows["labeled_tag"].astype(float).to_numpy()
                 y = rows["mean"].astype(float).to_numpy()
                 err = rows["std"].astype(float).fillna(0.0).to_numpy()
-                axes.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
+                axes.errorbar(x, y, yerr=err, capsize=3, label=method, **styles[method])
             ticks = sorted(set(part["labeled_tag"]), key=labeled_order)
             axes.set_xticks([float(t) for t in ticks], ticks)
             axes.set_xlabel("labeled images (count)" if counts else "labeled fraction")
@@ -81,7 +99,7 @@ def plot_learning_curves(df: pd.DataFrame, out_dir: str | Path, metric: str = "a
             note = part["settings_note"].iloc[0]
             axes.set_title(title + (f"\n{note}" if note else ""), fontsize=9)
             axes.grid(alpha=0.3)
-            axes.legend(fontsize=8)
+            axes.legend(fontsize=8, ncol=1 if len(methods) <= 6 else 2)
             name = f"{dataset}_{settings}_{metric}_{model}_curve{'_counts' if counts else ''}"
             paths.append(_save(figure, out_dir / f"{_safe_name(name)}.png"))
     return paths
@@ -128,7 +146,8 @@ def plot_per_class(df: pd.DataFrame, out_dir: str | Path, model: str = "reported
             continue
         runs = group[group["labeled_tag"] == tag]
         methods = method_order(runs["method"], baseline)
-        figure = _figure(max(6.4, 0.6 * len(classes) * max(1, len(methods)) / 2 + 2), 4.4)
+        styles = method_styles(methods)
+        figure = _figure(min(16.0, max(6.4, 0.12 * len(classes) * len(methods) + 2)), 4.8)
         axes = figure.add_subplot()
         width = 0.8 / len(methods)
         positions = np.arange(len(classes), dtype=float)
@@ -140,7 +159,8 @@ def plot_per_class(df: pd.DataFrame, out_dir: str | Path, model: str = "reported
             stds = np.nan_to_num(stds, nan=0.0)
             offset = (i - (len(methods) - 1) / 2) * width
             axes.bar(positions + offset, np.nan_to_num(means, nan=0.0), width, yerr=stds,
-                     capsize=2, label=f"{method} (n={len(per_seed)})")
+                     capsize=2, label=f"{method} (n={len(per_seed)})",
+                     color=styles[method]["color"])
             for position in positions[np.isnan(means)]:
                 axes.text(position + offset, 0.02, "n/a", rotation=90, ha="center",
                           va="bottom", fontsize=7)
@@ -151,7 +171,7 @@ def plot_per_class(df: pd.DataFrame, out_dir: str | Path, model: str = "reported
         diffs = differences.get(settings, "")
         axes.set_title(title + (f"\n{diffs}" if diffs else ""), fontsize=9)
         axes.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
-        axes.legend(fontsize=8)
+        axes.legend(fontsize=7, ncol=1 if len(methods) <= 6 else 3)
         name = f"{dataset}_{settings}_{model}_per_class_labeled={tag}"
         paths.append(_save(figure, out_dir / f"{_safe_name(name)}.png"))
     if wanted is not None and not paths:
