@@ -94,6 +94,11 @@ def test_holm_over_the_methods_tested_against_the_baseline(many):
     # the default pair srcmt:mt is tested at 0.2 and noted as missing its partner at 0.1
     pairs = pair_table(summary)
     assert list(pairs["labeled_tag"]) == ["0.1", "0.2"]
+    # at 0.1 only srcmt ran: one note per absent reference, naming the labeled amount
+    absent = [n for n in summary.attrs["notes"] if "runs at labeled" in n]
+    assert sorted(n.split(": ", 1)[1] for n in absent) == [
+        "no mt runs at labeled 0.1: no gain or test against mt there",
+        "no supervised runs at labeled 0.1: no gain or test against supervised there"]
     assert pairs.iloc[1]["p_value"] == pytest.approx(
         stats.ttest_rel(values["srcmt"], values["mt"]).pvalue)
 

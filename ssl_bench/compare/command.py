@@ -89,7 +89,7 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
     if plot_dir is not None:
         baseline_name = summary.attrs["baseline"]
         paths = plot_learning_curves(df, plot_dir, metric=metric, model=model,
-                                     baseline=baseline_name)
+                                     baseline=baseline_name, summary=summary)
         paths += plot_per_class(df, plot_dir, model=model, fraction=fraction,
                                 baseline=baseline_name)
         for path in paths:

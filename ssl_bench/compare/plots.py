@@ -63,13 +63,15 @@ def method_styles(methods: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def plot_learning_curves(df: pd.DataFrame, out_dir: str | Path, metric: str = "auc",
-                         model: str = "reported", baseline: str | None = None) -> list[Path]:
+                         model: str = "reported", baseline: str | None = None,
+                         summary: pd.DataFrame | None = None) -> list[Path]:
     """``metric`` against the labeled amount, one line per method (error bars: std).
 
     One PNG per data set x settings group (and a separate one for labeled *counts* when
     a group mixes fractions and counts).
     """
-    summary = summarize(df, metric=metric, model=model, baseline=baseline, pairs=[])
+    if summary is None:  # compare_command passes the one it printed
+        summary = summarize(df, metric=metric, model=model, baseline=baseline, pairs=[])
     out_dir = _prepare_dir(out_dir)
     paths = []
     for (dataset, settings), group in summary.groupby(["dataset", "settings"], sort=True):

@@ -138,6 +138,7 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
     _check_labeled_counts(chosen)
     rows: list[dict[str, Any]] = []
     pair_rows: list[dict[str, Any]] = []
+    absent_at: dict[tuple[str, str, str], list[str]] = {}  # (dataset, settings, method)
     undefined_total = 0
     for (dataset, settings), group in chosen.groupby(["dataset", "settings"], sort=True):
         if group[metric].isna().all():
@@ -173,6 +174,8 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
                     row.update({**PairedResult(0).to_dict(), "gain": None, "note": "baseline"})
                 else:
                     row.update(_compare(values, per_seed.get((baseline, tag)), baseline))
+                    if (baseline, tag) not in per_seed:
+                        absent_at.setdefault((dataset, settings, baseline), []).append(tag)
                 row["test_note"] = row.pop("note")
                 rows.append(row)
             for first, second in pairs:
@@ -187,12 +190,16 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
                 if missing is not None:
                     pair.update({**PairedResult(0).to_dict(), "gain": None,
                                  "note": f"no {missing} runs at this labeled amount"})
+                    absent_at.setdefault((dataset, settings, missing), []).append(tag)
                 else:
                     pair.update(_compare(a, b, second))
                 pair_rows.append(pair)
     _apply_holm(rows, ("dataset", "settings", "labeled_tag"))
     _apply_holm(pair_rows, ("dataset", "settings", "labeled_tag"))
-    notes.extend(_missing_notes(rows, pair_rows, baseline))
+    for (dataset, settings, name), tags in absent_at.items():
+        shown = ", ".join(sorted(set(tags), key=labeled_order))
+        notes.append(f"{dataset} (settings {settings}): no {name} runs at labeled {shown}: "
+                     f"no gain or test against {name} there")
     if undefined_total:
         notes.append(f"{undefined_total} undefined {metric} value(s) (None in {METRICS}) "
                      "dropped; see column n_undefined")
@@ -212,24 +219,3 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
 def pair_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The pairs tested beside a :func:`summarize` table, one row per pair and cell."""
     return pd.DataFrame(summary.attrs.get("pair_rows", []), columns=list(PAIR_COLUMNS))
-
-
-def _missing_notes(rows: list[dict[str, Any]], pair_rows: list[dict[str, Any]],
-                   baseline: str) -> list[str]:
-    """One note per (data set, settings, absent method) naming the labeled amounts."""
-    missing: dict[tuple[str, str, str], list[str]] = {}
-    for row in rows:
-        if row["test_note"] == f"no {baseline} runs at this labeled amount":
-            missing.setdefault((row["dataset"], row["settings"], baseline), []).append(
-                row["labeled_tag"])
-    for row in pair_rows:
-        if row["note"].startswith("no ") and row["note"].endswith(" at this labeled amount"):
-            name = row["note"][3:-len(" runs at this labeled amount")]
-            missing.setdefault((row["dataset"], row["settings"], name), []).append(
-                row["labeled_tag"])
-    notes = []
-    for (dataset, settings, name), tags in missing.items():
-        tags = sorted(set(tags), key=labeled_order)
-        notes.append(f"{dataset} (settings {settings}): no {name} runs at labeled "
-                     f"{', '.join(tags)}: no gain or test against {name} there")
-    return notes
