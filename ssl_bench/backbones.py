@@ -17,7 +17,8 @@ Weights come from the registry of weight sources in :mod:`ssl_bench.weights`:
   cache (``hub``), downloaded only when the hub is reachable -- otherwise a
   :class:`UserError` says how to provide them, within seconds.
 
-``Backbone.weight_source`` records which one was used.
+``Backbone.weight_source`` records which one was used. ``frozen_groups`` freezes the
+first layer groups for partial fine-tuning (:mod:`ssl_bench.freezing`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import timm
 from torch import Tensor, nn
 
 from .errors import UserError
+from .freezing import freeze_groups
 from .weights import WEIGHT_SUFFIXES, load_pretrained, load_weights_file
 from .weights._common import per_channel, reason
 
@@ -115,6 +117,7 @@ def create_backbone(
     weights: str | Path | None = None,
     *,
     img_size: int | None = None,
+    frozen_groups: int = 0,
 ) -> Backbone:
     """Create a timm model ``name`` and wrap it in a :class:`Backbone`.
 
@@ -130,10 +133,13 @@ def create_backbone(
         img_size: input size, for architectures built for one fixed size (ViT, Swin, ...;
             timm resamples their pretrained position embeddings). Ignored by the others,
             which take any size.
+        frozen_groups: freeze the first this many of timm's coarse layer groups (stem,
+            stages), batch-norm statistics included; 0 trains everything.
 
     Raises:
         UserError: unknown architecture, bad sizes, a missing or unloadable weight file,
-            or published weights that are not cached while the hub cannot be used.
+            published weights that are not cached while the hub cannot be used, or more
+            frozen groups than the architecture has below its classifier.
     """
     name = str(name).strip()
     _check_name(name)
@@ -154,19 +160,19 @@ def create_backbone(
         if _fixed_input_size(name):
             kwargs["img_size"] = img_size
 
+    path = None
     if weights is not None and str(weights).strip():
         model, path, source = load_weights_file(name, kwargs, weights)
-        return _wrap(model, name, kwargs, source, weights=path)
-
-    if pretrained:
+    elif pretrained:
         model, source = load_pretrained(name, kwargs)
-        return _wrap(model, name, kwargs, source)
-
-    try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
-    except Exception as exc:
-        raise UserError(f"could not create backbone {name}: {reason(exc)}") from None
-    return _wrap(model, name, kwargs, "none")
+    else:
+        try:
+            model = timm.create_model(name, pretrained=False, **kwargs)
+        except Exception as exc:
+            raise UserError(f"could not create backbone {name}: {reason(exc)}") from None
+        source = "none"
+    freeze_groups(model, frozen_groups, name)
+    return _wrap(model, name, kwargs, source, weights=path)
 
 
 def _wrap(

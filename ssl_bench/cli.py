@@ -73,6 +73,9 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--pretrained", "pretrained", _bool, "ImageNet weights from timm's cache (true/false)"),
     ("--weights", "weights", str, "local .pth/.safetensors weights file (implies pretrained)"),
     ("--drop-rate", "drop_rate", float, "dropout before the classifier; default 0.2"),
+    ("--frozen-groups", "frozen_groups", int,
+     "freeze the backbone's first N layer groups (timm's stem and stages, batch-norm "
+     "statistics included) for partial fine-tuning; default 0 (train every layer)"),
     ("--image-size", "image_size", int, "square image size in pixels; default 32 (cpu)"),
     ("--iterations", "iterations", int, "training steps (instead of --epochs); default 400"),
     ("--epochs", "epochs", float, "training length in epochs (see --epoch-length)"),

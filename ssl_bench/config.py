@@ -67,6 +67,7 @@ class RunConfig:
     pretrained: bool = False
     weights: str | None = None
     drop_rate: float = 0.2
+    frozen_groups: int = 0
     image_size: int = 32
     # budget and batches
     iterations: int | None = 400
@@ -132,7 +133,7 @@ MACHINE_SETTINGS: frozenset[str] = frozenset(
 #: stored configuration without them counts as having this value. A missing field *not*
 #: listed here makes a stored run differ (``teacher_buffers``: older runs copied the
 #: student's batch-norm statistics, which the default ``own`` does not).
-SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False}
+SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0}
 
 
 def with_field_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -338,6 +339,7 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
     ("lr", lambda v, c: v > 0, "be positive"),
     ("ema_decay", lambda v, c: 0 <= v < 1, "lie in [0, 1)"),
     ("drop_rate", lambda v, c: 0 <= v < 1, "lie in [0, 1)"),
+    ("frozen_groups", lambda v, c: v >= 0, "be >= 0 (0 = fine-tune every layer)"),
     ("rampup", lambda v, c: 0 <= v <= 1, "be a fraction of training in [0, 1]"),
     ("lr_decay", lambda v, c: 0 < v <= 1, "be a factor per epoch in (0, 1]"),
     ("unsupervised_start", lambda v, c: v >= 0, "be a number of epochs >= 0"),

@@ -60,7 +60,7 @@ def build_models(prepared: PreparedRun) -> tuple[Backbone, nn.Module, nn.Module 
     backbone = create_backbone(
         config.backbone, num_classes=prepared.task.num_classes, in_chans=prepared.in_chans,
         pretrained=config.pretrained, drop_rate=config.drop_rate, weights=config.weights,
-        img_size=config.image_size,
+        img_size=config.image_size, frozen_groups=config.frozen_groups,
     )
     student = prepared.method.build_model(backbone).to(prepared.device)
     if prepared.device.type == "cuda" and config.channels_last:

@@ -57,6 +57,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("ema-decay-nan", [*RUN, "--ema-decay", "nan"], "--ema-decay"),
     ("rampup-negative", [*RUN, "--rampup", "-0.1"], "--rampup"),
     ("drop-rate-above-one", [*RUN, "--drop-rate", "1.5"], "--drop-rate"),
+    ("frozen-groups-negative", [*RUN, "--frozen-groups", "-1"], "--frozen-groups"),
+    ("frozen-groups-all", [*RUN, "--frozen-groups", "6"], "--frozen-groups"),
     ("weight-decay-negative", [*RUN, "--weight-decay", "-1"], "--weight-decay"),
     ("hflip-not-a-bool", [*RUN, "--hflip", "maybe"], "--hflip"),
     # -- the split ------------------------------------------------------------------------
