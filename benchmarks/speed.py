@@ -94,6 +94,19 @@ def augmentation_costs(size: int, images: int, channels: int,
     return costs
 
 
+def evaluation_costs(trainer: Trainer, batch_sizes: tuple[int, ...],
+                     images: int = 512) -> dict[int, float]:
+    """Milliseconds per image of scoring the validation part, per evaluation batch size:
+    what each evaluation costs a run besides its training steps."""
+    rows = trainer.p.parts["val"][:images]
+    costs = {}
+    for size in batch_sizes:
+        trainer.evaluator.config.eval_batch_size = size
+        seconds = median_seconds(lambda: trainer.evaluator.predict(trainer.student, rows), 3)
+        costs[size] = 1000 * seconds / len(rows)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="isic")
@@ -101,6 +114,16 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(list_methods()))
     parser.add_argument("--backbone", default="resnet10t")
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--pretrained", action="store_true",
+                        help="the packaged ImageNet weights (see `ssl-bench list --weights`)")
+    parser.add_argument("--frozen-groups", type=int, default=0,
+                        help="freeze the backbone's first N layer groups (partial fine-tuning)")
+    parser.add_argument("--channels-last", default="true", choices=("true", "false"),
+                        help="channels-last memory format of models and views")
+    parser.add_argument("--eval-batch-sizes", default="256,64",
+                        help="evaluation batch sizes whose cost per image is measured")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 = one job of --jobs 2")
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--labeled-batch-size", type=int, default=12)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per method and round")
@@ -112,12 +135,15 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the models")
     parser.add_argument("--json", type=Path, help="write all measurements here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     console = Console()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if "supervised" not in methods:
         methods.insert(0, "supervised")
     base = dict(dataset=args.dataset, data_root=args.data_root, backbone=args.backbone,
-                image_size=args.size, batch_size=args.batch_size,
+                image_size=args.size, batch_size=args.batch_size, pretrained=args.pretrained,
+                frozen_groups=args.frozen_groups, channels_last=args.channels_last == "true",
                 labeled_batch_size=args.labeled_batch_size, iterations=10_000, labeled=0.2,
                 device=args.device, amp=args.amp == "true", compile=args.compile)
     trainers = {}
@@ -135,7 +161,9 @@ def main() -> None:
     add_floors(results)
     device = prepared.device
     supervised_ms = results["supervised"]["ms_per_step"]
-    title = (f"{args.backbone} at {args.size}px, batch {args.batch_size} "
+    frozen = f", first {args.frozen_groups} layer groups frozen" if args.frozen_groups else ""
+    title = (f"{args.backbone}{' (pretrained)' if args.pretrained else ''}{frozen} at "
+             f"{args.size}px, batch {args.batch_size} "
              f"({args.labeled_batch_size} labeled for SSL methods) on {args.dataset}; "
              f"{_machine(device)}")
     table = Table(title=f"training speed: {title}")
@@ -206,11 +234,16 @@ def main() -> None:
             path.add_row(f"{data['decode_images_per_s']:,.0f}",
                          f"{data['cache_images_per_s']:,.0f}", f"{data['ratio']:.1f}x")
             console.print(path)
+    evaluation = evaluation_costs(trainers["supervised"], batch_sizes=tuple(
+        int(size) for size in args.eval_batch_sizes.split(",")))
+    console.print("evaluation (one model, clean view, no gradients): " + ", ".join(
+        f"batch {size}: {ms:.2f} ms/image" for size, ms in evaluation.items()), highlight=False)
     if args.json:
         args.json.write_text(json.dumps({"setup": {**base, "machine": _machine(device),
                                                    "device": str(device)},
                                          "methods": results, "data_path": data,
-                                         "augmentation_ms": augmentation}, indent=2))
+                                         "augmentation_ms": augmentation,
+                                         "evaluation_ms_per_image": evaluation}, indent=2))
         console.print(f"wrote {args.json}")
 
 

@@ -88,12 +88,14 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--supervised-batch", "supervised_batch", str,
      "batch of labeled-only methods: labeled (--batch-size labeled images; default) or "
      "two-stream (the SSL batch, loss on its labeled images, as the official baseline)"),
-    ("--eval-batch-size", "eval_batch_size", int, "images per evaluation batch; default 256"),
+    ("--eval-batch-size", "eval_batch_size", int,
+     "images per evaluation batch; default 64 (on CPUs faster per image than larger ones)"),
     ("--eval-every", "eval_every", int,
      "steps between evaluations; 0 = 10 per run (or once per epoch with --epochs)"),
     ("--test-at", "test_at", str,
-     "best (score the test part only at a model's new best-validation step, which is all "
-     "a run reports; default) or every (at every evaluation: test curves in history.csv)"),
+     "when the test part is scored (never changing what a run reports): end (once, with "
+     "each model's best-validation weights; default), best (at each new best-validation "
+     "step) or every (at every evaluation: test curves in history.csv)"),
     ("--optimizer", "optimizer", str, f"one of {', '.join(CHOICES['optimizer'])}; default adam"),
     ("--lr", "lr", float, "learning rate; default 1e-3 (cpu) / 1e-4 (paper)"),
     ("--weight-decay", "weight_decay", float, "weight decay; default 5e-4"),

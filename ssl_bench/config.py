@@ -76,9 +76,9 @@ class RunConfig:
     batch_size: int = 48
     labeled_batch_size: int = 12
     supervised_batch: str = "labeled"
-    eval_batch_size: int = 256
+    eval_batch_size: int = 64
     eval_every: int = 0
-    test_at: str = "best"
+    test_at: str = "end"
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -201,7 +201,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection_metric": ("auc", "accuracy", "balanced_accuracy", "f1_macro"),
     "preset": tuple(PRESETS),
     "split_mode": ("grouped", "paper"),
-    "test_at": ("best", "every"),
+    "test_at": ("end", "best", "every"),
 }
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))

@@ -52,7 +52,7 @@ class BatchMaker:
         self.pipeline = ImagePipeline(
             prepared.mean, prepared.std,
             Perturbation(config.rotation, config.translate, hflip, config.noise_std),
-            device, channels_last=device.type == "cuda" and config.channels_last,
+            device, channels_last=config.channels_last,
         )
         self.view_maker = ViewMaker(method.view_specs(), self.pipeline, config.method,
                                     num_unlabeled > 0)
