@@ -5,194 +5,26 @@ User mistakes (:class:`UserError`, bad flags) print one line and exit with code 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from .config import CHOICES, PRESETS, RunConfig, read_config_file, resolve_config
+from .config import PRESETS, RunConfig, read_config_file, resolve_config
 from .errors import UserError
-from .registry import dataset_registry, get_method_class, load_plugin, method_registry
+from .flags import (
+    RUN_FLAGS,
+    Parser,
+    add_dataset_options,
+    add_flags,
+    add_run_arguments,
+    collect_options,
+    parse_bool,
+)
+from .registry import dataset_registry, load_plugin, method_registry
 from .splits import labeled_tag, parse_labeled
 
 EXIT_USER_ERROR = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line (and exit code 2) like every user error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(f"{message} (see '{self.prog} --help')")
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _ratios(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected three numbers like 0.7,0.1,0.2: {text!r}") from None
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected three numbers like 0.7,0.1,0.2: {text!r}")
-    return parts  # type: ignore[return-value]
-
-
-#: (flag, config field, type, help). Defaults come from RunConfig and the preset.
-RUN_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--dataset", "dataset", str, "data set name (ssl-bench list --datasets); default digits"),
-    ("--data-root", "data_root", str, "folder of the data set (or $SSL_BENCH_DATA)"),
-    ("--labeled", "labeled", parse_labeled,
-     "labeled images: a fraction in (0, 1] (0.2) or a count (250); default 0.2"),
-    ("--seed", "seed", int, "seed of the split, initialisation and batches; default 0"),
-    ("--split-ratios", "split_ratios", _ratios, "train,val,test fractions; default 0.7,0.1,0.2"),
-    ("--split-mode", "split_mode", str,
-     "grouped (default: a patient/lesion never spans two parts) or paper (ungrouped random "
-     "split, as in SRC-MT)"),
-    ("--split", "split_file", str,
-     "reuse a split file from 'ssl-bench split' (its parts and labeled set)"),
-    ("--cache-dir", "cache_dir", str,
-     "folder of decoded-image caches; default $SSL_BENCH_CACHE or ~/.cache/ssl-bench"),
-    ("--image-cache", "image_cache", _bool,
-     "decode images once into the cache (default true); false decodes them at every step"),
-    ("--skip-bad-images", "skip_bad_images", "flag",
-     "leave out missing/unreadable images (listed in skipped_images.json) instead of failing"),
-    ("--skip-bad-rows", "skip_bad_rows", "flag",
-     "leave out CSV rows with missing/NaN-like/invalid labels (listed in skipped_rows.json) "
-     "instead of failing"),
-    ("--workers", "workers", int, "threads that decode images; default: CPU count, at most 8"),
-    ("--backbone", "backbone", str, "any timm architecture; default resnet10t (cpu preset)"),
-    ("--pretrained", "pretrained", _bool, "ImageNet weights from timm's cache (true/false)"),
-    ("--weights", "weights", str, "local .pth/.safetensors weights file (implies pretrained)"),
-    ("--drop-rate", "drop_rate", float, "dropout before the classifier; default 0.2"),
-    ("--frozen-groups", "frozen_groups", int,
-     "freeze the backbone's first N layer groups (timm's stem and stages, batch-norm "
-     "statistics included) for partial fine-tuning; default 0 (train every layer)"),
-    ("--image-size", "image_size", int, "square image size in pixels; default 32 (cpu)"),
-    ("--iterations", "iterations", int, "training steps (instead of --epochs); default 400"),
-    ("--epochs", "epochs", float, "training length in epochs (see --epoch-length)"),
-    ("--epoch-length", "epoch_length", str,
-     "train (one pass over the training part in batches of --batch-size; default) or "
-     "labeled (labeled images // --labeled-batch-size steps, the official SRC-MT epoch)"),
-    ("--batch-size", "batch_size", int, "images per step (labeled + unlabeled); default 48"),
-    ("--labeled-batch-size", "labeled_batch_size", int,
-     "labeled images per step for SSL methods; default 12"),
-    ("--supervised-batch", "supervised_batch", str,
-     "batch of labeled-only methods: labeled (--batch-size labeled images; default) or "
-     "two-stream (the SSL batch, loss on its labeled images, as the official baseline)"),
-    ("--eval-batch-size", "eval_batch_size", int,
-     "images per evaluation batch; default 64 (on CPUs faster per image than larger ones)"),
-    ("--eval-every", "eval_every", int,
-     "steps between evaluations; 0 = 10 per run (or once per epoch with --epochs)"),
-    ("--test-at", "test_at", str,
-     "when the test part is scored (never changing what a run reports): end (once, with "
-     "each model's best-validation weights; default), best (at each new best-validation "
-     "step) or every (at every evaluation: test curves in history.csv)"),
-    ("--optimizer", "optimizer", str, f"one of {', '.join(CHOICES['optimizer'])}; default adam"),
-    ("--lr", "lr", float, "learning rate; default 1e-3 (cpu) / 1e-4 (paper)"),
-    ("--weight-decay", "weight_decay", float, "weight decay; default 5e-4"),
-    ("--lr-schedule", "lr_schedule", str,
-     "constant, cosine, or exponential (lr * lr_decay^epoch, official SRC-MT); "
-     "default constant (cpu) / exponential (paper)"),
-    ("--lr-decay", "lr_decay", float,
-     "learning-rate factor per epoch of --lr-schedule exponential; default 0.9"),
-    ("--class-weights", "class_weights", str,
-     "none, balanced (N/(K n_c)) or inverse_frequency (N/n_c) weights of the single-label "
-     "cross-entropy, counted on the labeled images; default none (cpu) / inverse_frequency "
-     "(paper)"),
-    ("--ema-decay", "ema_decay", float, "teacher EMA decay; default 0.99"),
-    ("--teacher-buffers", "teacher_buffers", str,
-     "the teacher's batch-norm statistics: own (its own train-mode forwards, as the "
-     "official code; default), ema (EMA of the student's) or copy (the student's)"),
-    ("--consistency-weight", "consistency_weight", float,
-     "maximum weight lambda of unsupervised terms; default 1"),
-    ("--consistency-class-weights", "consistency_class_weights", str,
-     "none, balanced or inverse_frequency: per-class weights of the probability consistency "
-     "(official SRC-MT: inverse_frequency); default none (cpu) / inverse_frequency (paper)"),
-    ("--rampup", "rampup", float,
-     "sigmoid ramp-up length as a fraction of training; default 0.3"),
-    ("--rampup-per-epoch", "rampup_per_epoch", _bool,
-     "evaluate the ramp-up at the start of each epoch, as the official code; default false "
-     "(cpu) / true (paper)"),
-    ("--unsupervised-start", "unsupervised_start", float,
-     "epochs of labeled loss only before unsupervised terms count (official: 21); "
-     "default 0 (cpu) / 21 (paper)"),
-    ("--rotation", "rotation", float, "max random rotation in degrees; default 10"),
-    ("--translate", "translate", float, "max random shift as a fraction of size; default 0.02"),
-    ("--hflip", "hflip", _bool, "random horizontal flips (default: the data set's advice)"),
-    ("--noise-std", "noise_std", float, "Gaussian noise added to normalised views; default 0"),
-    ("--selection-metric", "selection_metric", str,
-     "validation metric that picks the checkpoint; default auc"),
-    ("--report-model", "report_model", str,
-     "the model a run reports: best (higher validation metric of student and teacher; "
-     "default), student (official SRC-MT; paper preset) or teacher"),
-    ("--device", "device", str, "auto, cpu, cuda or mps; default auto"),
-    ("--amp", "amp", _bool, "mixed precision on CUDA (bf16 where supported); default true"),
-    ("--compile", "compile", "flag", "torch.compile the student and teacher (slow start)"),
-    ("--deterministic", "deterministic", _bool, "deterministic algorithms; default true"),
-]
-
-
-def _add_run_arguments(parser: argparse.ArgumentParser, method: str | None) -> None:
-    parser.add_argument("--method", help="method name (ssl-bench list --methods); default srcmt")
-    parser.add_argument("--config", help="TOML file of run settings (flags override it)")
-    parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="cpu (default: small models, minutes) or paper (SRC-MT, GPU)")
-    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
-                        help="Python file registering extra methods/data sets (repeatable)")
-    parser.add_argument("--output", "-o", help="run directory; default "
-                        "runs/<dataset>/<method>/labeled=<l>/seed=<s>")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the unfinished run in --output (an empty or new "
-                        "--output starts it, so a requeued job can always pass --resume)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    group = parser.add_argument_group("run settings")
-    _add_flags(group, RUN_FLAGS)
-    if method:
-        cls = get_method_class(method)
-        _add_options(parser, f"options of method {cls.registry_name!r}", cls.options, "method")
-
-
-def _add_flags(group: Any, flags: list[tuple[str, str, Any, str]]) -> None:
-    for flag, dest, kind, text in flags:
-        if kind == "flag":
-            group.add_argument(flag, dest=dest, action="store_const", const=True, default=None,
-                               help=text)
-        else:
-            group.add_argument(flag, dest=dest, type=kind, default=None, help=text)
-
-
-def _add_options(parser: argparse.ArgumentParser, title: str, options: Sequence[Any],
-                 prefix: str) -> None:
-    """Declared method/data set options as flags; their values land in ``prefix:name``."""
-    group = parser.add_argument_group(title)
-    for option in options:
-        group.add_argument(option.flag, dest=f"{prefix}:{option.name}", default=None,
-                           metavar=option.type.__name__.upper(),
-                           help=f"{option.help} (default {option.default})")
-
-
-def _dataset_flags(parser: argparse.ArgumentParser, dataset: str) -> None:
-    from .registry import dataset_option_specs, dataset_registry
-
-    name = dataset_registry.resolve(dataset)
-    specs = dataset_option_specs(name)
-    if specs:
-        _add_options(parser, f"options of data set {name!r}", specs, "dataset")
-
-
-def _collect(namespace: argparse.Namespace, prefix: str) -> dict[str, Any]:
-    return {k.split(":", 1)[1]: v for k, v in vars(namespace).items()
-            if k.startswith(prefix + ":") and v is not None}
 
 
 def command_run(argv: Sequence[str]) -> int:
@@ -201,7 +33,7 @@ def command_run(argv: Sequence[str]) -> int:
     from .runner import run
 
     # Phase 1: which method (and plug-ins) -- its options become flags in phase 2.
-    pre = _Parser(prog="ssl-bench run", add_help=False)
+    pre = Parser(prog="ssl-bench run", add_help=False)
     pre.add_argument("--method")
     pre.add_argument("--dataset")
     pre.add_argument("--config")
@@ -220,14 +52,14 @@ def command_run(argv: Sequence[str]) -> int:
     method = known.method or file_values.get("method") or RunConfig.method
     dataset = known.dataset or file_values.get("dataset") or RunConfig.dataset
 
-    parser = _Parser(prog="ssl-bench run", description="Train and evaluate one method.")
-    _add_run_arguments(parser, method)
-    _dataset_flags(parser, dataset)
+    parser = Parser(prog="ssl-bench run", description="Train and evaluate one method.")
+    add_run_arguments(parser, method)
+    add_dataset_options(parser, dataset)
     args = parser.parse_args(argv)
     run_fields = {dest for _, dest, _, _ in RUN_FLAGS} | {"method", "preset"}
     cli_config = {k: v for k, v in vars(args).items() if k in run_fields}
-    cli_config["method_options"] = _collect(args, "method")
-    cli_config["dataset_options"] = _collect(args, "dataset")
+    cli_config["method_options"] = collect_options(args, "method")
+    cli_config["dataset_options"] = collect_options(args, "dataset")
     config = resolve_config(file_values, cli_config)
     output = args.output or (
         Path("runs") / config.dataset / config.method / f"labeled={labeled_tag(config.labeled)}"
@@ -270,7 +102,7 @@ def command_list(argv: Sequence[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    parser = _Parser(prog="ssl-bench list", description="List methods, data sets, backbones.")
+    parser = Parser(prog="ssl-bench list", description="List methods, data sets, backbones.")
     parser.add_argument("--methods", action="store_true", help="list methods and their options")
     parser.add_argument("--datasets", action="store_true", help="list data sets")
     parser.add_argument("--backbones", nargs="?", const="*", metavar="PATTERN",
@@ -360,25 +192,25 @@ def command_split(argv: Sequence[str]) -> int:
     from .prepare import load_dataset
     from .splits import make_split, save_split
 
-    pre = _Parser(prog="ssl-bench split", add_help=False)
+    pre = Parser(prog="ssl-bench split", add_help=False)
     pre.add_argument("--dataset", default=RunConfig.dataset)
     pre.add_argument("--plugin", action="append", default=[])
     known, _ = pre.parse_known_args(argv)
     for plugin in known.plugin:
         load_plugin(plugin)
-    parser = _Parser(prog="ssl-bench split",
+    parser = Parser(prog="ssl-bench split",
                      description="Make a train/val/test split with a nested labeled subset.")
     parser.add_argument("--dataset", default=RunConfig.dataset, help="data set name")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
     parser.add_argument("--output", "-o", required=True, help="split file to write (JSON)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    _add_flags(parser, SPLIT_FLAGS)
-    _dataset_flags(parser, known.dataset)
+    add_flags(parser, SPLIT_FLAGS)
+    add_dataset_options(parser, known.dataset)
     args = parser.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None and ":" not in k and k in {
         "dataset", "data_root", "labeled", "seed", "split_ratios", "split_mode",
         "skip_bad_rows"}}
-    values["dataset_options"] = _collect(args, "dataset")
+    values["dataset_options"] = collect_options(args, "dataset")
     config = resolve_config({}, values)
     output = Path(args.output)
     if output.exists() and not args.overwrite:
@@ -413,7 +245,7 @@ def command_sweep(argv: Sequence[str]) -> int:
         run_sweep,
     )
 
-    pre = _Parser(prog="ssl-bench sweep", add_help=False)
+    pre = Parser(prog="ssl-bench sweep", add_help=False)
     pre.add_argument("--dataset")
     pre.add_argument("--plugin", action="append", default=[])
     known, _ = pre.parse_known_args(argv)
@@ -423,7 +255,7 @@ def command_sweep(argv: Sequence[str]) -> int:
     values = read_spec(known.spec) if known.spec else {}
     dataset = known.dataset or values.get("run", {}).get("dataset") or RunConfig.dataset
 
-    parser = _Parser(prog="ssl-bench sweep", description=(
+    parser = Parser(prog="ssl-bench sweep", description=(
         "Run every method x labeled fraction x seed on the same split, backbone and budget. "
         "Takes a TOML spec (see benchmarks/) and/or lists; any run setting applies to all."))
     parser.add_argument("spec", nargs="?", help="TOML sweep spec (benchmarks/*.toml), first")
@@ -438,7 +270,7 @@ def command_sweep(argv: Sequence[str]) -> int:
                         help="runs in parallel on this machine (CPU threads are divided)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per run; default CPU count / jobs")
-    parser.add_argument("--keep-checkpoints", type=_bool, default=None,
+    parser.add_argument("--keep-checkpoints", type=parse_bool, default=None,
                         help="keep best.pt of every run (default true; false for "
                         "reference results)")
     parser.add_argument("--overwrite", action="store_true", help="delete the sweep's folder "
@@ -447,15 +279,15 @@ def command_sweep(argv: Sequence[str]) -> int:
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
     parser.add_argument("--preset", choices=sorted(PRESETS))
     group = parser.add_argument_group("run settings shared by every run")
-    _add_flags(group, [f for f in RUN_FLAGS if f[1] not in {"labeled", "seed", "split_file"}])
-    _dataset_flags(parser, dataset)
+    add_flags(group, [f for f in RUN_FLAGS if f[1] not in {"labeled", "seed", "split_file"}])
+    add_dataset_options(parser, dataset)
     args = parser.parse_args(argv)
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run_values = dict(values.get("run", {}))
     run_fields = {dest for _, dest, _, _ in RUN_FLAGS} | {"preset"}
     run_values.update({k: v for k, v in vars(args).items() if k in run_fields and v is not None})
-    dataset_options = _collect(args, "dataset")
+    dataset_options = collect_options(args, "dataset")
     if dataset_options:
         run_values["dataset_options"] = {**run_values.get("dataset_options", {}),
                                          **dataset_options}
@@ -493,7 +325,7 @@ def command_compare(argv: Sequence[str]) -> int:
 
     from .compare import FORMATS, MODELS, compare_command, parse_pairs
 
-    parser = _Parser(prog="ssl-bench compare", description=(
+    parser = Parser(prog="ssl-bench compare", description=(
         "Read every finished run under FOLDERS and report mean ± std over seeds per data "
         "set x method x labeled fraction, the gain over supervised and paired tests."))
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding runs")

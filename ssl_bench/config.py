@@ -296,7 +296,7 @@ def _resolve_options(config: RunConfig) -> None:
                                             f"data set {config.dataset!r}")
 
 
-#: Command-line flags whose name is not the field's (see ``cli.RUN_FLAGS``).
+#: Command-line flags whose name is not the field's (see ``flags.RUN_FLAGS``).
 _FLAGS = {"split_file": "--split"}
 #: Fields with checks of their own (parse_labeled, the ratio check, the option tables).
 _OWN_CHECKS = frozenset({"labeled", "split_ratios", "method_options", "dataset_options"})

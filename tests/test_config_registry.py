@@ -64,7 +64,7 @@ def test_precedence_file_then_flags_and_iterations_vs_epochs():
 def test_invalid_settings(values, message):
     with pytest.raises(UserError, match=message):
         config = resolve_config({}, values)
-        from ssl_bench.splits import _check_ratios
+        from ssl_bench.splits.record import check_ratios as _check_ratios
 
         _check_ratios(config.split_ratios)
 
