@@ -391,6 +391,7 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
     overall = progress.add_task(f"sweep {spec.name}", total=len(runs),
                                 completed=len(runs) - len(todo))
     current: dict[str, Any] = {}
+    started, ran = time.monotonic(), [0]
 
     def report(item: tuple[str, int, int]) -> None:
         key, step, total = item
@@ -403,11 +404,17 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
         if planned.key in current:
             progress.remove_task(current.pop(planned.key))
         progress.advance(overall)
-        line = f"{planned.key}: {outcome['status']} ({outcome.get('seconds', 0):.0f} s)"
+        ran[0] += 1
+        done = len(runs) - len(todo) + ran[0]
+        line = (f"[{done}/{len(runs)}] {planned.key}: {outcome['status']} "
+                f"({outcome.get('seconds', 0):.0f} s)")
+        if done < len(runs):  # for logs, where the progress bar's estimate is not shown
+            left = (time.monotonic() - started) / ran[0] * (len(runs) - done)
+            line += f"; about {_duration(left)} left at this sweep's pace so far"
         if outcome["status"] in ("failed", "busy"):
             line += f" -- {outcome['error']}"
         if not quiet:
-            progress.console.print(line, highlight=False)
+            progress.console.print(line, highlight=False, soft_wrap=True)
         write_record()
 
     with progress:
@@ -458,6 +465,14 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
         for planned in runs:
             (planned.output / BEST).unlink(missing_ok=True)
     return SweepResult(status, record_path)
+
+
+def _duration(seconds: float) -> str:
+    """``2 h 05 min`` / ``7 min``: a rough remaining time for a log line."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under 1 min"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def print_summary(result: SweepResult, console: Any) -> None:

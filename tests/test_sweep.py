@@ -196,8 +196,13 @@ def test_sweep_cli_with_a_spec_file(tmp_path, capsys):
     assert main(["sweep", str(spec_file), "--dry-run"]) == 0
     assert "2 runs" in capsys.readouterr().out
     assert main(["sweep", str(spec_file), "--seeds", "1"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "quick" in out
+    # progress for logs (no terminal): a count and a remaining-time estimate per run
+    assert "[1/2] supervised/labeled=0.1/seed=1: done (" in captured.err
+    assert "left at this sweep's pace so far\n" in captured.err  # one line, unwrapped
+    assert "[2/2] srcmt/labeled=0.1/seed=1: done (" in captured.err
     config = json.loads((tmp_path / "results/quick/digits/srcmt/labeled=0.1/seed=1/"
                          "config.json").read_text())["config"]
     assert config["method_options"] == {"relation_weight": 2.0}
