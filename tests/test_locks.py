@@ -107,7 +107,7 @@ def test_two_identical_sweeps_at_once_train_every_run_once(tmp_path):
     for _, err in outputs:
         for line in err.splitlines():
             if ": done (" in line:
-                key = line.split(":")[0]
+                key = line.split(":")[0].split("] ", 1)[-1]  # "[1/2] key: done (...)"
                 trained[key] = trained.get(key, 0) + 1
     assert trained == {"supervised/labeled=0.1/seed=0": 1, "mt/labeled=0.1/seed=0": 1}, outputs
 
