@@ -42,7 +42,15 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.method import Batch, Method, Option, StepContext, StepOutput, View
+from ssl_bench.method import (
+    EMA_MODEL_DEFAULTS,
+    Batch,
+    Method,
+    Option,
+    StepContext,
+    StepOutput,
+    View,
+)
 from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.registry import register_method
 from ssl_bench.tasks import Task
@@ -55,7 +63,7 @@ class FixMatch(Method):
     needs_teacher = True  # the EMA model, evaluated (the paper reports it); not in the loss
     uses_unlabeled = True
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
-    defaults = {"rampup": 0.0}
+    defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
         Option("threshold", float, 0.95, "confidence a weak-view prediction needs to become "
                "a pseudo-label"),

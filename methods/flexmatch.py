@@ -37,7 +37,16 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.method import Batch, Method, MethodInfo, Option, StepContext, StepOutput, View
+from ssl_bench.method import (
+    EMA_MODEL_DEFAULTS,
+    Batch,
+    Method,
+    MethodInfo,
+    Option,
+    StepContext,
+    StepOutput,
+    View,
+)
 from ssl_bench.pseudo_labels import masked_mean, target_loss
 from ssl_bench.registry import register_method
 from ssl_bench.tasks import Task
@@ -59,7 +68,7 @@ class FlexMatch(Method):
     needs_teacher = True  # the EMA model, evaluated; not in the loss
     uses_unlabeled = True
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
-    defaults = {"rampup": 0.0}
+    defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
         Option("threshold", float, 0.95, "tau: the upper threshold, scaled per class"),
         Option("unlabeled_weight", float, 1.0, "weight of the unlabeled loss (times lambda)"),

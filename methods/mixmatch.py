@@ -64,7 +64,15 @@ from __future__ import annotations
 import torch
 
 from ssl_bench.errors import UserError
-from ssl_bench.method import Batch, Method, Option, StepContext, StepOutput, View
+from ssl_bench.method import (
+    EMA_MODEL_DEFAULTS,
+    Batch,
+    Method,
+    Option,
+    StepContext,
+    StepOutput,
+    View,
+)
 from ssl_bench.mixing import (
     frozen_batchnorm_stats,
     probability_mse,
@@ -81,6 +89,7 @@ class MixMatch(Method):
     summary = ("MixMatch: sharpened label guesses over K=2 weak views, MixUp of labeled and "
                "unlabeled images (Berthelot et al., 2019)")
     needs_teacher = True  # the EMA model, for evaluation only (as USB); not in the loss
+    defaults = dict(EMA_MODEL_DEFAULTS)  # its batch-norm statistics: as USB's EMA model
     uses_unlabeled = True
     # The first weak view covers every row: its labeled rows are the labeled inputs, its
     # unlabeled rows the first unlabeled view (the same draw as every method's first weak

@@ -40,7 +40,7 @@ Deliberate differences:
 from __future__ import annotations
 
 from ssl_bench.errors import UserError
-from ssl_bench.method import Batch, Method, Option, StepContext, StepOutput
+from ssl_bench.method import EMA_MODEL_DEFAULTS, Batch, Method, Option, StepContext, StepOutput
 from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.registry import register_method
 from ssl_bench.tasks import Task
@@ -51,6 +51,7 @@ class PseudoLabel(Method):
     summary = ("Pseudo-Label: the model's confident predictions become hard labels of its "
                "unlabeled images (Lee, 2013)")
     needs_teacher = True  # the EMA model, for evaluation only (as USB); not in the loss
+    defaults = dict(EMA_MODEL_DEFAULTS)  # its batch-norm statistics: as USB's EMA model
     uses_unlabeled = True
     views = {"weak": "weak"}
     options = (

@@ -37,7 +37,16 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.method import Batch, Method, MethodInfo, Option, StepContext, StepOutput, View
+from ssl_bench.method import (
+    EMA_MODEL_DEFAULTS,
+    Batch,
+    Method,
+    MethodInfo,
+    Option,
+    StepContext,
+    StepOutput,
+    View,
+)
 from ssl_bench.pseudo_labels import distribution_alignment, masked_mean, target_loss
 from ssl_bench.registry import register_method
 from ssl_bench.tasks import Task
@@ -59,7 +68,7 @@ class SoftMatch(Method):
     needs_teacher = True  # the EMA model, evaluated; not in the loss
     uses_unlabeled = True
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
-    defaults = {"rampup": 0.0}
+    defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
         Option("n_sigma", float, 2.0, "width of the Gaussian: variance / n_sigma^2"),
         Option("ema_momentum", float, 0.999, "momentum of the confidence statistics"),

@@ -52,7 +52,16 @@ from __future__ import annotations
 import torch
 
 from ssl_bench.errors import UserError
-from ssl_bench.method import Batch, Method, MethodInfo, Option, StepContext, StepOutput, View
+from ssl_bench.method import (
+    EMA_MODEL_DEFAULTS,
+    Batch,
+    Method,
+    MethodInfo,
+    Option,
+    StepContext,
+    StepOutput,
+    View,
+)
 from ssl_bench.mixing import TSA_SCHEDULES, tsa_threshold
 from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.registry import register_method
@@ -66,7 +75,7 @@ class UDA(Method):
     needs_teacher = True  # the EMA model, for evaluation only (as USB); not in the loss
     uses_unlabeled = True
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
-    defaults = {"rampup": 0.0}
+    defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
         Option("threshold", float, 0.8, "confidence of the weak-view prediction a row needs "
                "to enter the unlabeled loss"),

@@ -31,8 +31,8 @@ else:  # pragma: no cover
 CLASS_WEIGHTINGS: tuple[str, ...] = ("none", "balanced", "inverse_frequency")
 #: What the EMA teacher's buffers (batch-norm statistics) follow: ``own`` its own
 #: train-mode forwards (official SRC-MT / Mean Teacher code), ``ema`` an EMA of the
-#: student's buffers (timm's ModelEmaV3), ``copy`` a copy of the student's (ssl-bench
-#: before v0.2; kept to reproduce older results).
+#: student's buffers (timm's ModelEmaV3), ``copy`` a copy of the student's (USB's EMA
+#: model, the default of methods whose teacher is only evaluated: ``EMA_MODEL_DEFAULTS``).
 TEACHER_BUFFERS: tuple[str, ...] = ("own", "ema", "copy")
 
 

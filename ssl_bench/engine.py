@@ -26,6 +26,7 @@ from .backbones import Backbone, create_backbone
 from .checkpoints import restore_trainer, trainer_state
 from .config import RunConfig
 from .divergence import DivergenceMonitor
+from .errors import UserError
 from .evaluation import Evaluator
 from .integrity import load_verified
 from .method import Batch, StepContext, StepOutput
@@ -35,7 +36,13 @@ from .prepare import PreparedRun
 from .progress import TrainingProgress
 from .records import metrics_record
 from .run_dir import BEST, CHECKPOINT, METRICS, RunDir
-from .schedules import ConsistencySchedule, EmaUpdater, ema_decay_at, lr_factor
+from .schedules import (
+    ConsistencySchedule,
+    EmaUpdater,
+    ema_decay_at,
+    frozen_statistics,
+    lr_factor,
+)
 from .training_batches import BatchMaker
 
 #: How often (in steps) loss values are read back for the progress bar.
@@ -219,7 +226,19 @@ class Trainer:
                 self.ema(ema_decay_at(self.step, self.config.ema_decay))
         self.logs.add(output, self.labels, self.batches.unlabeled_rows)
         self.step += 1
+        if self.step == 1 and self.teacher is not None and self.config.teacher_buffers == "own":
+            self._check_teacher_statistics()
         return {name: value.detach() for name, value in losses.items()}
+
+    def _check_teacher_statistics(self) -> None:
+        """``own`` batch-norm statistics need a teacher that runs in training; one that is
+        only evaluated (an EMA model) would keep its initial statistics for good."""
+        if frozen_statistics(self.teacher, self.student):
+            name = self.config.method
+            raise UserError(
+                f"teacher_buffers (--teacher-buffers) own leaves the EMA teacher of {name} with "
+                f"its initial batch-norm statistics, because {name} never runs its teacher in "
+                "training; use copy (the student's, as USB's EMA model) or ema")
 
     def evaluate(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Metrics of every model on validation and test (see :class:`Evaluator`)."""

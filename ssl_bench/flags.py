@@ -110,7 +110,8 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--ema-decay", "ema_decay", float, "teacher EMA decay; default 0.99"),
     ("--teacher-buffers", "teacher_buffers", str,
      "the teacher's batch-norm statistics: own (its own train-mode forwards, as the "
-     "official code; default), ema (EMA of the student's) or copy (the student's)"),
+     "official SRC-MT code; default), ema (EMA of the student's) or copy (the student's, "
+     "as USB's EMA model; the default of methods whose teacher is only evaluated)"),
     ("--consistency-weight", "consistency_weight", float,
      "maximum weight lambda of unsupervised terms; default 1"),
     ("--consistency-class-weights", "consistency_class_weights", str,

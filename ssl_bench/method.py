@@ -137,6 +137,14 @@ class StepOutput:
     pseudo_labels: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
+#: ``Method.defaults`` of a method whose EMA teacher is only evaluated (USB's "EMA model",
+#: never run in training): its batch-norm statistics are the student's, copied after
+#: every step as USB's ``EMAHook`` does (``ema_model.load_state_dict(model.state_dict())``,
+#: then the averaged parameters). With ``own`` they would keep their initial values, as
+#: such a teacher never runs a train-mode forward (the engine refuses that at step 1).
+EMA_MODEL_DEFAULTS: Mapping[str, Any] = {"teacher_buffers": "copy"}
+
+
 class Method(nn.Module):
     """Base class of every SSL method (see module docstring)."""
 

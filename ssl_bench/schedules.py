@@ -73,8 +73,10 @@ class EmaUpdater:
       the official SRC-MT and Mean Teacher code do (they average parameters only).
     * ``ema``: floating-point buffers are averaged like parameters, integer ones
       (``num_batches_tracked``) copied, as timm's ``ModelEmaV3``.
-    * ``copy``: copied from the student, normalising the teacher with statistics of other
-      weights (ssl-bench before v0.2; kept only to reproduce those results).
+    * ``copy``: copied from the student, as USB's EMA model (``EMAHook``): the default of
+      methods whose teacher is only evaluated and never runs in training
+      (``method.EMA_MODEL_DEFAULTS``); for a teacher that does run, it normalises the
+      teacher with statistics of other weights (ssl-bench before v0.2).
 
     One fused multi-tensor ``lerp`` over all parameters (no Python loop of small
     kernels); the tensor lists are gathered once, not at every step.
@@ -104,6 +106,16 @@ class EmaUpdater:
             torch._foreach_lerp_(self.lerp_t, self.lerp_s, 1.0 - decay)
         if self.copy_t:
             torch._foreach_copy_(self.copy_t, self.copy_s)
+
+
+def frozen_statistics(teacher: nn.Module, student: nn.Module) -> bool:
+    """Whether the teacher's batch norms have never updated their running statistics
+    while the student's have (a teacher that is not run in train mode)."""
+    def counts(model: nn.Module) -> list[int]:
+        return [int(b) for n, b in model.named_buffers() if n.endswith("num_batches_tracked")]
+
+    teacher_counts, student_counts = counts(teacher), counts(student)
+    return bool(teacher_counts) and max(teacher_counts) == 0 and max(student_counts) > 0
 
 
 def ema_update(teacher: nn.Module, student: nn.Module, decay: float,

@@ -303,6 +303,6 @@ def test_bad_options_are_one_line_user_errors(method, options):
 
 def test_defaults():
     assert create_method("uda").tsa == "none"
-    assert type(create_method("uda")).defaults == {"rampup": 0.0}
-    assert type(create_method("pseudo-label")).defaults == {}
-    assert type(create_method("mixmatch")).defaults == {}
+    assert type(create_method("uda")).defaults == {"rampup": 0.0, "teacher_buffers": "copy"}
+    assert type(create_method("pseudo-label")).defaults == {"teacher_buffers": "copy"}
+    assert type(create_method("mixmatch")).defaults == {"teacher_buffers": "copy"}
