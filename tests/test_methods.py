@@ -78,6 +78,8 @@ def test_method_contract(method: str, dataset: str):
     trainer.step = 5
     before_student = _params(trainer.student)
     before_teacher = _params(trainer.teacher) if trainer.teacher is not None else None
+    teacher_buffers_before = ({k: v.clone() for k, v in trainer.teacher.named_buffers()}
+                              if trainer.teacher is not None else {})
     buffers_before_ema: dict[str, torch.Tensor] = {}
     if trainer.ema is not None:
         real_ema = trainer.ema
@@ -105,6 +107,11 @@ def test_method_contract(method: str, dataset: str):
                 assert torch.equal(t_buf, buffers_before_ema[name]), f"EMA changed {name}"
             else:  # the EMA update makes them the student's
                 assert torch.equal(t_buf, student_buffers[name]), f"EMA did not copy {name}"
+        # Either way the statistics follow training: a teacher that is only evaluated must
+        # not keep ``own`` ones, which would stay at their initial values (issue 12).
+        moved = [k for k, v in trainer.teacher.named_buffers()
+                 if k.endswith("running_mean") and not torch.equal(v, teacher_buffers_before[k])]
+        assert moved, f"{method}'s teacher kept its batch-norm statistics through a step"
 
 
 VANISHING = [m for m in METHODS if get_method_class(m).identical_views_vanish]
