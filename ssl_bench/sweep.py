@@ -16,200 +16,40 @@ the shared settings and the status of every run.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import queue as queue_module
 import shutil
 import time
 import traceback
-from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json
-from .config import FIELD_NAMES, RunConfig, comparison_settings, read_toml, resolve_config
 from .errors import UserError
 from .locks import LOCK, RunLocked, holder_of
 from .progress import TrainingProgress
-from .run_dir import BEST, CONFIG, SPLIT, RunDir
-from .splits import labeled_tag, load_split, parse_labeled
+from .run_dir import BEST, RunDir
+from .sweep_plan import (  # re-exported: the planning half of a sweep
+    SPEC_KEYS,
+    STATUSES,
+    VARIED,
+    PlannedRun,
+    SweepSpec,
+    check_same_splits,
+    fairness_key,
+    make_spec,
+    overridden_defaults,
+    plan,
+    read_spec,
+)
 
-#: Settings a sweep varies, and settings that only say where/how a run executes.
-#: What a sweep varies itself ([run] may not set them).
-VARIED = ("method", "method_options", "labeled", "seed")
-#: Outcomes of a run in a sweep, in the order the summary shows them.
-STATUSES = ("done", "resumed", "skipped", "busy", "failed")
-SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
-             "results", "keep_checkpoints")
+__all__ = ["SPEC_KEYS", "STATUSES", "VARIED", "PlannedRun", "SweepResult", "SweepSpec",
+           "check_same_splits", "fairness_key", "make_spec", "overridden_defaults", "plan",
+           "print_summary", "read_spec", "remove_sweep", "run_sweep"]
 
-
-@dataclass
-class SweepSpec:
-    """What to run: methods x labeled x seeds with one table of shared run settings."""
-
-    name: str
-    methods: list[str]
-    labeled: list[float | int]
-    seeds: list[int]
-    run: dict[str, Any] = field(default_factory=dict)
-    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    results: str = "results"
-    keep_checkpoints: bool = True
-    description: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in SPEC_KEYS}
-
-
-@dataclass
-class PlannedRun:
-    method: str
-    labeled: float | int
-    seed: int
-    config: RunConfig
-    output: Path
-
-    @property
-    def key(self) -> str:
-        return f"{self.method}/labeled={labeled_tag(self.labeled)}/seed={self.seed}"
-
-
-def _as_list(value: Any, what: str, source: str) -> list[Any]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, list) or not value:
-        raise UserError(f"{source}: {what} must be a non-empty list")
-    return value
-
-
-def make_spec(values: dict[str, Any], source: str) -> SweepSpec:
-    """Validate a spec dict (from TOML or the command line) into a :class:`SweepSpec`."""
-    unknown = sorted(set(values) - set(SPEC_KEYS))
-    if unknown:
-        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; "
-                        f"a sweep spec has {', '.join(SPEC_KEYS)}")
-    for key in ("name", "methods", "labeled", "seeds"):
-        if key not in values:
-            raise UserError(f"{source}: missing {key!r}")
-    name = str(values["name"])
-    if not name or "/" in name or name.startswith("."):
-        raise UserError(f"{source}: name {name!r} must be a plain folder name")
-    methods = [str(m) for m in _as_list(values["methods"], "methods", source)]
-    labeled = [parse_labeled(v) for v in _as_list(values["labeled"], "labeled", source)]
-    try:
-        seeds = [int(s) for s in _as_list(values["seeds"], "seeds", source)]
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: seeds must be integers") from None
-    run = {k.replace("-", "_"): v for k, v in dict(values.get("run", {})).items()}
-    bad = sorted(set(run) - set(FIELD_NAMES))
-    if bad:
-        raise UserError(f"{source}: unknown run setting(s) {', '.join(bad)}")
-    varied = sorted(set(run) & set(VARIED))
-    if varied:
-        raise UserError(f"{source}: [run] may not set {', '.join(varied)}: a sweep varies "
-                        "them (use methods/labeled/seeds and [method_options.<method>])")
-    options = values.get("method_options", {})
-    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
-        raise UserError(f"{source}: method_options must be tables [method_options.<method>]")
-    strays = sorted(set(options) - set(methods))
-    if strays:
-        raise UserError(f"{source}: method_options for {', '.join(strays)}, which the sweep "
-                        "does not run")
-    for what, items in (("methods", methods), ("labeled", labeled), ("seeds", seeds)):
-        if len(set(map(str, items))) != len(items):
-            raise UserError(f"{source}: {what} lists a value twice")
-    return SweepSpec(name=name, methods=methods, labeled=labeled, seeds=seeds, run=run,
-                     method_options=options, results=str(values.get("results", "results")),
-                     keep_checkpoints=bool(values.get("keep_checkpoints", True)),
-                     description=str(values.get("description", "")))
-
-
-def read_spec(path: str | Path) -> dict[str, Any]:
-    """The raw values of a TOML sweep spec (``name`` defaults to the file's stem)."""
-    path = Path(path)
-    values = read_toml(path, "sweep spec")
-    values.setdefault("name", path.stem)
-    return values
-
-
-def fairness_key(config: dict[str, Any], owned: Iterable[str] = ()) -> dict[str, Any]:
-    """The settings every run of a sweep must share: all but the varied and machine-only
-    ones, and ``owned`` (settings some method declares as its own, ``Method.defaults``)."""
-    skip = set(owned)
-    return {k: v for k, v in comparison_settings(config).items() if k not in skip}
-
-
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> str:
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
-
-
-def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[PlannedRun]:
-    """Resolve every run's configuration and check the sweep is fair; no file is written."""
-    from .registry import create_method, get_method_class
-
-    # Unknown names and bad options fail before anything runs; options are resolved with
-    # their defaults, as a run records them (so a re-run matches its stored config.json).
-    options = {method: create_method(method, **spec.method_options.get(method, {})).option_values
-               for method in spec.methods}
-    runs = []
-    for labeled in spec.labeled:
-        for seed in spec.seeds:
-            for method in spec.methods:
-                name = get_method_class(method).registry_name
-                values = {**spec.run, "method": name, "labeled": labeled, "seed": seed,
-                          "method_options": options[method]}
-                config = resolve_config(config_file or {}, values)
-                output = (Path(spec.results) / spec.name / config.dataset / name
-                          / f"labeled={labeled_tag(labeled)}" / f"seed={seed}")
-                runs.append(PlannedRun(name, labeled, seed, config, output))
-    # Settings a method declares as its paper's own (Method.defaults) may differ between
-    # methods; everything else must not.
-    owned = {key for method in spec.methods for key in get_method_class(method).defaults}
-    reference = fairness_key(runs[0].config.to_dict(), owned)
-    for planned in runs[1:]:
-        other = fairness_key(planned.config.to_dict(), owned)
-        if other != reference:
-            raise UserError(f"unfair sweep: {planned.key} differs from {runs[0].key} in "
-                            f"{_differences(reference, other)}")
-    for planned in runs:
-        stored_path = planned.output / CONFIG
-        if stored_path.is_file():
-            try:
-                stored = json.loads(stored_path.read_text(encoding="utf-8"))["config"]
-            except (OSError, ValueError, KeyError):
-                continue  # an unreadable partial run is simply run again
-            wanted = fairness_key(planned.config.to_dict())
-            have = fairness_key(stored)
-            if have != wanted or stored.get("method_options") != planned.config.method_options:
-                have = {**have, "method_options": stored.get("method_options")}
-                wanted = {**wanted, "method_options": planned.config.method_options}
-                raise UserError(
-                    f"{planned.output} holds a run made with other settings "
-                    f"({_differences(have, wanted)}); change the sweep name or remove it")
-    return runs
-
-
-def overridden_defaults(spec: SweepSpec) -> list[str]:
-    """One line per method whose own engine default (``Method.defaults``, its paper's value)
-    the spec's shared settings override, so a sweep author sees it before hours of runs."""
-    from .registry import get_method_class
-
-    notes = []
-    for method in spec.methods:
-        cls = get_method_class(method)
-        for key, own in cls.defaults.items():
-            if key in spec.run and spec.run[key] != own:
-                notes.append(f"{key} = {spec.run[key]!r} in [run] (or its flag) overrides "
-                             f"{cls.registry_name}'s own default {key} = {own!r}; leave it "
-                             "out to use each method's paper value")
-    return notes
-
-
-# -- executing one run (in this process or a worker process) -----------------------------
 class _StepReporter(TrainingProgress):
     """Forwards a run's step count to the sweep display (in-process or through a queue)."""
 
@@ -311,31 +151,6 @@ class SweepResult:
     def busy(self) -> list[str]:
         """Runs another process was training (left to it; the next sweep picks them up)."""
         return [k for k, s in self.status.items() if s["status"] == "busy"]
-
-
-def check_same_splits(runs: list[PlannedRun]) -> list[str]:
-    """Problems where methods of one (fraction, seed) did not get the same split.
-
-    A run that started (``config.json`` exists) must have a readable, valid
-    ``split.json``: an unreadable one is a problem, not a run to leave out.
-    """
-    problems = []
-    by_cell: dict[tuple[str, int], dict[str, str]] = {}
-    for planned in runs:
-        if not (planned.output / CONFIG).is_file():
-            continue  # never started (or failed before writing its records)
-        try:
-            digest = load_split(planned.output / SPLIT).digest
-        except UserError as exc:
-            problems.append(f"{planned.key}: {exc}")
-            continue
-        by_cell.setdefault((labeled_tag(planned.labeled), planned.seed), {})[
-            planned.method] = digest
-    for (tag, seed), digests in sorted(by_cell.items()):
-        if len(set(digests.values())) > 1:
-            problems.append(f"labeled={tag} seed={seed}: methods got different splits "
-                            f"({', '.join(f'{m}={d}' for m, d in sorted(digests.items()))})")
-    return problems
 
 
 def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
