@@ -79,6 +79,16 @@ Where we differ, and why:
 - on CUDA the forward passes run under bf16 autocast (``--amp false`` for fp32, as the
   official code); losses are computed in float32 either way.
 
+Several processes (``torchrun``, DDP): each rank forwards its shard of the batch, but the
+relation matrix must span the whole batch, as the official code's did (``DataParallel``
+computes the loss on all GPUs' outputs together). Student and teacher features are
+gathered from every rank (``ssl_bench.distributed.gather_rows``, an autograd-aware
+all-gather whose backward returns each rank the gradient of its own rows), so every rank
+computes the B x B relation loss of the global B and DDP's gradient average is exactly its
+gradient; this is what keeps SRC-MT faithful under DDP (``tests/test_distributed.py``
+checks it against one process on the same global batch). The consistency term is a
+per-row ``sum / B`` and needs no gathering.
+
 ChestX-ray14: the official repository has no runnable training code for it (its loader
 returns 3-tuples where the training script unpacks 4, and the 7-class weights cannot
 broadcast to 14 classes), so ``benchmarks/paper-chestxray14.toml`` is this project's own
@@ -89,6 +99,7 @@ from __future__ import annotations
 
 import torch
 
+from ssl_bench.distributed import gather_rows
 from ssl_bench.losses import consistency_mse, relation_consistency
 from ssl_bench.method import Batch, LossDict, Method, Option, StepContext
 from ssl_bench.registry import register_method
@@ -97,6 +108,7 @@ from ssl_bench.registry import register_method
 @register_method("srcmt", aliases=("src-mt",))
 class SRCMT(Method):
     summary = "SRC-MT: Mean Teacher + sample relation consistency (Liu et al., TMI 2020)"
+    data_parallel = True
     needs_teacher = True
     uses_unlabeled = True
     views = {"student": "weak", "teacher": "weak"}
@@ -111,7 +123,8 @@ class SRCMT(Method):
             teacher_features, teacher_logits = ctx.teacher(batch.teacher_view)
         supervised = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
         consistency = consistency_mse(logits, teacher_logits, ctx.task)
-        relation = relation_consistency(features, teacher_features)
+        # The relation matrix spans the global batch on several processes (see docstring).
+        relation = relation_consistency(gather_rows(features), gather_rows(teacher_features))
         unsupervised = consistency + self.relation_weight * relation
         total = supervised + ctx.consistency_weight * unsupervised
         return {

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import distributed
+from .errors import UserError
+
 if TYPE_CHECKING:
     from .engine import Trainer
 
@@ -26,9 +29,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict(),
         "sampler": trainer.sampler.state_dict(),
-        "generator": trainer.generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        **_random_states(trainer),
         "history": trainer.history,
         **trainer.evaluator.state_dict(),
         "elapsed": trainer.elapsed,
@@ -47,14 +48,45 @@ def restore_trainer(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.scheduler.load_state_dict(state["scheduler"])
     trainer.scaler.load_state_dict(state["scaler"])
     trainer.sampler.load_state_dict(state["sampler"])
-    # RNG states are CPU byte tensors, whatever map_location moved them to.
-    trainer.generator.set_state(state["generator"].cpu())
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    _restore_random_states(trainer, state)
     trainer.history = state["history"]
     trainer.evaluator.load_state_dict(state)
     trainer.elapsed = state["elapsed"]
     trainer.monitor.load_state_dict(state.get("divergence"))
     if state.get("method") is not None:
         trainer.method.load_state_dict(state["method"])
+
+
+def _random_states(trainer: Trainer) -> dict[str, Any]:
+    """The augmentation generator's, torch's and CUDA's random states; on several
+    processes one per rank, in rank order (a collective: every rank must call it)."""
+    states = {
+        "generator": trainer.generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+    if not distributed.current().distributed:
+        return states
+    per_rank = distributed.gather_objects(states)
+    return {"ranks": len(per_rank),
+            **{name: [rank[name] for rank in per_rank] for name in states}}
+
+
+def _restore_random_states(trainer: Trainer, state: dict[str, Any]) -> None:
+    world = distributed.current()
+    ranks = state.get("ranks", 1)
+    if ranks != world.size:
+        raise UserError(
+            f"cannot resume: the checkpoint was written by {ranks} process(es) and this run "
+            f"has {world.size}; resume with torchrun --nproc_per_node {ranks}"
+            if ranks > 1 else
+            f"cannot resume: the checkpoint was written by one process and this run has "
+            f"{world.size}; resume it without torchrun")
+    if ranks > 1:
+        state = {name: state[name][world.rank] for name in ("generator", "torch_rng",
+                                                             "cuda_rng")}
+    # RNG states are CPU byte tensors, whatever map_location moved them to.
+    trainer.generator.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])

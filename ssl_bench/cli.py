@@ -28,6 +28,7 @@ EXIT_USER_ERROR = 2
 
 
 def command_run(argv: Sequence[str]) -> int:
+    from . import distributed
     from .records import stored_config
     from .run_dir import CONFIG, RunDir
     from .runner import run
@@ -65,9 +66,15 @@ def command_run(argv: Sequence[str]) -> int:
         Path("runs") / config.dataset / config.method / f"labeled={labeled_tag(config.labeled)}"
         / f"seed={config.seed}"
     )
-    metrics = run(config, output, overwrite=args.overwrite, resume=args.resume, quiet=args.quiet)
+    world = distributed.setup(config.device)  # torchrun: one rank of a DDP run
+    try:
+        metrics = run(config, output, overwrite=args.overwrite, resume=args.resume,
+                      quiet=args.quiet or not world.is_main)
+    finally:
+        distributed.teardown()
     assert metrics is not None
-    _print_result(metrics, Path(output))
+    if world.is_main:
+        _print_result(metrics, Path(output))
     return 0
 
 

@@ -68,6 +68,7 @@ class RunConfig:
     weights: str | None = None
     drop_rate: float = 0.2
     frozen_groups: int = 0
+    sync_bn: bool = False
     image_size: int = 32
     # budget and batches
     iterations: int | None = 400
@@ -133,7 +134,7 @@ MACHINE_SETTINGS: frozenset[str] = frozenset(
 #: stored configuration without them counts as having this value. A missing field *not*
 #: listed here makes a stored run differ (``teacher_buffers``: older runs copied the
 #: student's batch-norm statistics, which the default ``own`` does not).
-SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0}
+SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0, "sync_bn": False}
 
 
 def with_field_defaults(config: dict[str, Any]) -> dict[str, Any]:

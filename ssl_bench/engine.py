@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .backbones import Backbone, create_backbone
 from .checkpoints import restore_trainer, trainer_state
 from .config import RunConfig
@@ -43,10 +44,20 @@ from .schedules import (
     frozen_statistics,
     lr_factor,
 )
-from .training_batches import BatchMaker
+from .training_batches import RANK_SEED_STRIDE, BatchMaker
 
 #: How often (in steps) loss values are read back for the progress bar.
 REFRESH_EVERY = 10
+
+
+def _averaged_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Loss sums averaged over ranks (the global batch's), so that the history and the
+    divergence checks agree on every rank. The identity for one process."""
+    if not distributed.current().distributed or not values:
+        return values
+    names = sorted(values)
+    stacked = torch.stack([torch.as_tensor(values[n], dtype=torch.float32) for n in names])
+    return dict(zip(names, distributed.mean_over_ranks(stacked), strict=True))
 
 
 @contextlib.contextmanager
@@ -70,6 +81,11 @@ def build_models(prepared: PreparedRun) -> tuple[Backbone, nn.Module, nn.Module 
         img_size=config.image_size, frozen_groups=config.frozen_groups,
     )
     student = prepared.method.build_model(backbone).to(prepared.device)
+    if config.sync_bn and distributed.current().distributed:
+        if prepared.device.type != "cuda":
+            raise UserError("--sync-bn: synchronised batch norm needs CUDA (torch's "
+                            "SyncBatchNorm); on CPU processes each normalises its own shard")
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
     if config.channels_last:  # faster on CPUs too: 1.3-1.6x per step, benchmarks/speed.py
         student = student.to(memory_format=torch.channels_last)
     teacher = None
@@ -139,7 +155,15 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
+        self.world = distributed.current()
+        if self.world.distributed and not self.method.data_parallel:
+            raise UserError(
+                f"method {self.config.method!r} does not declare how its batch coupling or "
+                "state is shared across processes (Method.data_parallel); run it without "
+                "torchrun")
         self.backbone, self.student, self.teacher = build_models(prepared)
+        if self.world.distributed:  # same models everywhere, different dropout per rank
+            seed_everything(self.config.seed + RANK_SEED_STRIDE * self.world.rank)
         self.method.to(self.device)
         self.method.setup(method_info(prepared))
         self.optimizer = build_optimizer(self.config, self.student, self.method)
@@ -175,8 +199,10 @@ class Trainer:
         # (which share parameters, so EMA and checkpoints keep using the plain modules).
         self.student_call: nn.Module = self.student
         self.teacher_call: nn.Module | None = self.teacher
+        if self.world.distributed:  # gradients averaged over ranks in backward
+            self.student_call = distributed.data_parallel(self.student, self.device)
         if self.config.compile:
-            self.student_call = torch.compile(self.student)
+            self.student_call = torch.compile(self.student_call)
             if self.teacher is not None:
                 self.teacher_call = torch.compile(self.teacher)
 
@@ -221,9 +247,12 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+        if self.world.distributed:  # every rank keeps the first rank's statistics
+            distributed.broadcast_buffers(self.student)
         if self.teacher is not None:
             with timer("ema"):
                 self.ema(ema_decay_at(self.step, self.config.ema_decay))
+            distributed.broadcast_buffers(self.teacher)
         self.logs.add(output, self.labels, self.batches.unlabeled_rows)
         self.step += 1
         if self.step == 1 and self.teacher is not None and self.config.teacher_buffers == "own":
@@ -303,6 +332,7 @@ class Trainer:
             # The first step's losses are the divergence baseline: read back at once.
             if self.step % REFRESH_EVERY == 0 or at_eval or self.step == 1:
                 # Reading losses synchronises the device: only every few steps.
+                pending = _averaged_over_ranks(pending)
                 means = {name: float(value) / pending_count for name, value in pending.items()}
                 for name, value in pending.items():
                     sums[name] = sums.get(name, 0.0) + float(value)
@@ -331,12 +361,14 @@ class Trainer:
     def _record(self, improved: list[str], results: dict[str, Any]) -> None:
         if self.progress:
             self.progress.evaluation(self.step, self.evaluator.describe(results, improved))
+        # Gathering the ranks' random states is collective: every rank takes part.
+        state = self.state_dict() if self.run_dir is not None or self.world.distributed else None
         if self.run_dir is None:
             return
         self.run_dir.write_history(self.history)
         if improved and self.keep_best:
             self.run_dir.save(BEST, self.evaluator.best_weights())
-        self.run_dir.save(CHECKPOINT, self.state_dict())
+        self.run_dir.save(CHECKPOINT, state)
 
     def summary(self) -> dict[str, Any]:
         return self.evaluator.summary()

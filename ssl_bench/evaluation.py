@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .config import RunConfig
 from .divergence import DivergenceMonitor
 from .metrics import MissingClassWarning, compute_metrics
@@ -57,7 +58,18 @@ class Evaluator:
 
     @torch.no_grad()
     def predict(self, model: nn.Module, rows: np.ndarray) -> np.ndarray:
-        """Probabilities of ``model`` (eval mode, no perturbation) on image ``rows``."""
+        """Probabilities of ``model`` (eval mode, no perturbation) on image ``rows``.
+
+        On several processes each rank predicts a contiguous share of ``rows`` and every
+        rank receives all of them, in order: the metrics equal a single process's.
+        """
+        world = distributed.current()
+        if world.distributed:
+            share = np.array_split(rows, world.size)[world.rank]
+            return distributed.gather_arrays(self._predict(model, share))
+        return self._predict(model, rows)
+
+    def _predict(self, model: nn.Module, rows: np.ndarray) -> np.ndarray:
         was_training = model.training
         model.eval()
         out = []

@@ -75,6 +75,9 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--frozen-groups", "frozen_groups", int,
      "freeze the backbone's first N layer groups (timm's stem and stages, batch-norm "
      "statistics included) for partial fine-tuning; default 0 (train every layer)"),
+    ("--sync-bn", "sync_bn", parse_bool,
+     "under torchrun, batch-norm statistics over the global batch instead of each "
+     "process's shard (torch's SyncBatchNorm, CUDA only); default false"),
     ("--image-size", "image_size", int, "square image size in pixels; default 32 (cpu)"),
     ("--iterations", "iterations", int, "training steps (instead of --epochs); default 400"),
     ("--epochs", "epochs", float, "training length in epochs (see --epoch-length)"),

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .config import MACHINE_SETTINGS, RunConfig, with_field_defaults
 from .divergence import TrainingDiverged
 from .engine import Trainer
@@ -77,7 +78,11 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
     a finished run's metrics are returned as they are, an interrupted one is resumed and
     a partial one without a checkpoint is started again.
     """
+    world = distributed.current()
+    if world.distributed and not world.is_main:
+        return _follow(config, output, split, stop_after, keep_best)
     prepared = prepare(config, split, quiet=quiet)
+    distributed.barrier()  # the other ranks prepare once caches exist (see _follow)
     run_dir = RunDir(output)
     created = _first_missing(run_dir.path)
     lock = FolderLock(run_dir.path)
@@ -87,9 +92,14 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
             if run_dir.finished:  # finished by another process since the caller looked
                 return run_dir.read_json(METRICS)
             resume, overwrite = run_dir.resumable, not run_dir.resumable
-        resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
-        if resumed:
-            verify_records(run_dir, prepared)
+        try:
+            resumed = run_dir.prepare(overwrite=overwrite, resume=resume)
+            if resumed:
+                verify_records(run_dir, prepared)
+        except UserError as exc:
+            distributed.broadcast_object(str(exc))  # the other ranks stop with it
+            raise
+        distributed.broadcast_object(resumed)
         if progress is None:
             title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
             progress = TrainingProgress(prepared.total_steps, title, quiet=quiet)
@@ -116,6 +126,23 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
         raise
     finally:
         lock.release()
+
+
+def _follow(config: RunConfig, output: str | Path, split: Split | None,
+            stop_after: int | None, keep_best: bool) -> dict[str, Any] | None:
+    """A rank other than the first in a torchrun run: it trains its shard in step with
+    the first rank, which alone locks, checks and writes the run folder."""
+    distributed.barrier()  # the first rank has prepared (and built any cache)
+    prepared = prepare(config, split, quiet=True)
+    decision = distributed.broadcast_object(None)
+    if isinstance(decision, str):
+        raise UserError(decision)
+    progress = TrainingProgress(prepared.total_steps, "", quiet=True)
+    trainer = Trainer(prepared, None, progress)
+    trainer.keep_best = keep_best
+    if decision:
+        trainer.resume_from(RunDir(output).file(CHECKPOINT))
+    return trainer.fit(stop_after=stop_after)
 
 
 def _first_missing(path: Path) -> Path | None:

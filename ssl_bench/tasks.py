@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
+
 TaskKind = Literal["single", "multi"]
 TASK_KINDS: tuple[str, ...] = ("single", "multi")
 
@@ -53,10 +55,17 @@ class Task:
         logits = logits.float()
         if self.multilabel:
             return F.binary_cross_entropy_with_logits(logits, targets.float())
-        weight = None
-        if self.class_weights is not None:
-            weight = self.class_weights.to(device=logits.device, dtype=logits.dtype)
-        return F.cross_entropy(logits, targets.long(), weight=weight)
+        if self.class_weights is None:
+            return F.cross_entropy(logits, targets.long())
+        weight = self.class_weights.to(device=logits.device, dtype=logits.dtype)
+        if not distributed.current().distributed:
+            return F.cross_entropy(logits, targets.long(), weight=weight)
+        # The weighted mean sum(w_i l_i) / sum(w_i) couples the rows through its
+        # denominator: on several processes it is the whole batch's (mean over ranks of
+        # each shard's sum), so DDP's gradient average is the global batch's loss.
+        losses = F.cross_entropy(logits, targets.long(), weight=weight, reduction="none")
+        denominator = distributed.mean_over_ranks(weight[targets.long()].sum())
+        return losses.sum() / denominator
 
     def to(self, device: torch.device | str) -> Task:
         def move(weights: torch.Tensor | None) -> torch.Tensor | None:

@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .batches import TwoStreamSampler
 from .method import Batch, Method
 from .perturb import ImagePipeline, Perturbation
 from .prepare import PreparedRun
 from .views import ViewMaker
+
+#: Seed offset between ranks' augmentation generators (a prime: no two ranks collide).
+RANK_SEED_STRIDE = 1_000_003
 
 Timer = Callable[[str], AbstractContextManager[Any]]
 
@@ -43,9 +47,17 @@ class BatchMaker:
     def __init__(self, prepared: PreparedRun, method: Method, device: torch.device) -> None:
         config = prepared.config
         labeled, unlabeled = prepared.parts["labeled"], prepared.parts["unlabeled"]
-        self.num_labeled, num_unlabeled = batch_composition(prepared, method)
-        self.sampler = TwoStreamSampler(labeled, unlabeled, self.num_labeled, num_unlabeled,
+        num_labeled, num_unlabeled = batch_composition(prepared, method)
+        # Every rank draws the same global batch and keeps its own shard of each stream.
+        self.world = distributed.current()
+        distributed.check_batch(num_labeled, num_unlabeled, self.world)
+        self.sampler = TwoStreamSampler(labeled, unlabeled, num_labeled, num_unlabeled,
                                         seed=config.seed)
+        self.global_labeled = num_labeled
+        self.shards = (distributed.shard(num_labeled, self.world),
+                       distributed.shard(num_unlabeled, self.world))
+        self.num_labeled, num_unlabeled = (num_labeled // self.world.size,
+                                           num_unlabeled // self.world.size)
         hflip = config.hflip
         if hflip is None:
             hflip = bool(prepared.dataset.recommended.get("hflip", True))
@@ -61,7 +73,7 @@ class BatchMaker:
         for pool in (labeled, unlabeled):
             self.pool_position[pool] = np.arange(len(pool))
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(config.seed + 7919)
+        self.generator.manual_seed(config.seed + 7919 + RANK_SEED_STRIDE * self.world.rank)
         self.images = prepared.images
         self.pin = device.type == "cuda"
         self.labels = prepared.labels.to(device)
@@ -69,10 +81,18 @@ class BatchMaker:
         #: Rows of the last batch's unlabeled part (their hidden labels score pseudo-labels).
         self.unlabeled_rows = np.zeros(0, dtype=np.int64)
 
+    def local_rows(self, rows: np.ndarray) -> np.ndarray:
+        """This rank's shard of a global batch's labeled and unlabeled rows (all of them
+        for a single process)."""
+        if not self.world.distributed:
+            return rows
+        labeled, unlabeled = rows[: self.global_labeled], rows[self.global_labeled:]
+        return np.concatenate([labeled[self.shards[0]], unlabeled[self.shards[1]]])
+
     def next(self, timer: Timer) -> Batch:
         """Sample rows, fetch their pixels (pinned, on the way to the device), make views."""
         with timer("data"):
-            rows = self.sampler.next()
+            rows = self.local_rows(self.sampler.next())
             images = self.images.take(rows)
             if self.pin:
                 images = images.pin_memory()
