@@ -60,7 +60,7 @@ from ssl_bench.tasks import Task
 class FixMatch(Method):
     summary = ("FixMatch: confident weak-view pseudo-labels train the strong view "
                "(Sohn et al., 2020)")
-    data_parallel = True
+    data_parallel = "global"
     needs_teacher = True  # the EMA model, evaluated (the paper reports it); not in the loss
     uses_unlabeled = True
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}

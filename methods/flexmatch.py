@@ -26,6 +26,10 @@ and schedule are the run's; the weak view is the SRC-MT affine + flip and the st
 the normaliser update in the corner case where one class holds the whole pool; here the
 formula is applied as written.
 
+Several processes (torchrun): the status is updated from every rank's unlabeled rows
+(gathered, as USB's ``concat_all_gather``), so every rank holds the same table and the
+same thresholds.
+
 Multi-label (no reference has it): each class is its own two-class FlexMatch, so the
 status is per (image, class) entry: -1, 0 (confident negative) or 1 (confident positive),
 with confidence ``max(p, 1 - p)``; the learning effects and thresholds are per class and
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import torch
 
+from ssl_bench.distributed import gather_rows
 from ssl_bench.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
@@ -67,6 +72,7 @@ class FlexMatch(Method):
                "status (Zhang et al., 2021)")
     needs_teacher = True  # the EMA model, evaluated; not in the loss
     uses_unlabeled = True
+    data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
@@ -106,10 +112,11 @@ class FlexMatch(Method):
         conf, labels = grouped_labels(task.probabilities(logits_weak), task)
         thresholds = pick(self.class_thresholds(task), labels)
         mask = conf >= thresholds
-        with torch.no_grad():
+        with torch.no_grad():  # every rank's rows update the status (see docstring)
             selected, index = conf >= self.threshold, index.to(self.status.device)
+            selected, index, chosen = (gather_rows(t) for t in (selected, index, labels))
             old = self.status[index]
-            self.status[index] = torch.where(selected, labels.to(old.dtype), old)
+            self.status[index] = torch.where(selected, chosen.to(old.dtype), old)
         mask = ungroup(mask, task)
         loss = masked_mean(target_loss(logits_strong, pseudo_targets(labels, task), task), mask)
         return loss, pseudo_targets(labels, task), mask, ungroup(thresholds, task)

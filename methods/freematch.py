@@ -21,6 +21,11 @@ buffers, checkpointed. Deliberate differences (as FixMatch): the run's shared ba
 weak view and the ``strong`` view; the EMA teacher for evaluation only; the fairness
 term is scaled by lambda(t) like every unsupervised term (1 at once with no ramp-up).
 
+Several processes (torchrun): the statistics are updated with the means of the global
+batch (each rank's equal shard averaged over ranks), and the fairness term's batch
+averages span every rank's masked rows (strong-view logits gathered with their
+gradient), so every rank holds the same statistics and computes the global term.
+
 Multi-label (no reference has it): each class is its own two-class FreeMatch (see
 ``ssl_bench.thresholds``): per class a global threshold (EMA of the mean entry
 confidence ``max(p, 1 - p)``, starting at 1/2), a local (negative, positive) estimate
@@ -33,6 +38,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ssl_bench.distributed import gather_rows, mean_over_ranks
 from ssl_bench.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
@@ -75,6 +81,7 @@ class FreeMatch(Method):
                "term (Wang et al., 2023)")
     needs_teacher = True  # the EMA model, evaluated; not in the loss
     uses_unlabeled = True
+    data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
@@ -106,9 +113,10 @@ class FreeMatch(Method):
         conf, labels = grouped_labels(probs, task)
         outcomes = groups(task)[1]
         with torch.no_grad():
-            ema_(self.global_threshold, conf.mean(dim=0), self.ema_momentum)
-            ema_(self.class_probs, grouped_probs(probs, task).mean(dim=0), self.ema_momentum)
-            ema_(self.label_hist, F.one_hot(labels, outcomes).float().mean(dim=0),
+            ema_(self.global_threshold, mean_over_ranks(conf.mean(dim=0)), self.ema_momentum)
+            ema_(self.class_probs, mean_over_ranks(grouped_probs(probs, task).mean(dim=0)),
+                 self.ema_momentum)
+            ema_(self.label_hist, mean_over_ranks(F.one_hot(labels, outcomes).float().mean(dim=0)),
                  self.ema_momentum)
         thresholds = pick(max_norm(self.class_probs), labels) * self.global_threshold
         mask = conf >= thresholds
@@ -120,7 +128,9 @@ class FreeMatch(Method):
 
     def fairness(self, logits_strong: torch.Tensor, mask: torch.Tensor, task: Task
                  ) -> torch.Tensor:
-        """``sum SumNorm(p_t/h_t) log SumNorm(p_bar/h_bar)`` per group, over masked rows."""
+        """``sum SumNorm(p_t/h_t) log SumNorm(p_bar/h_bar)`` per group, over masked rows
+        (of every rank)."""
+        logits_strong, mask = gather_rows(logits_strong), gather_rows(mask)
         probs = grouped_probs(task.probabilities(logits_strong), task)  # B x G x C
         weights = mask.float().unsqueeze(2)
         count = weights.sum(dim=0)  # G x 1

@@ -54,6 +54,11 @@ Deliberate differences:
   guessed targets; BCE with the mixed targets on the labeled rows (averaged over
   entries); ``L_U`` the squared difference of sigmoid probabilities, averaged over
   entries.
+- several processes (torchrun): each process mixes its own shard (labeled and unlabeled
+  rows of that process only), as USB does under DDP; the partner of a row is drawn from
+  1 / (number of processes) of the batch. Losses are means over rows (the class-weighted
+  ``L_X`` with the global denominator), so DDP's gradient average is the mean over the
+  global batch of the per-process mixed rows; the guessing pass is per row.
 
 The pseudo-labels logged (accuracy against the hidden labels) are the arg-max (0/1 per
 entry) of the guessed labels, all rows counted.
@@ -91,6 +96,7 @@ class MixMatch(Method):
     needs_teacher = True  # the EMA model, for evaluation only (as USB); not in the loss
     defaults = dict(EMA_MODEL_DEFAULTS)  # its batch-norm statistics: as USB's EMA model
     uses_unlabeled = True
+    data_parallel = "per-process"  # MixUp partners within each process (docstring)
     # The first weak view covers every row: its labeled rows are the labeled inputs, its
     # unlabeled rows the first unlabeled view (the same draw as every method's first weak
     # view); the second weak view is of the unlabeled rows only.

@@ -16,7 +16,7 @@ from ssl_bench.registry import register_method
 @register_method("mt", aliases=("mean-teacher", "meanteacher"))
 class MeanTeacher(Method):
     summary = "Mean Teacher: probability consistency with an EMA teacher"
-    data_parallel = True
+    data_parallel = "global"
     needs_teacher = True
     uses_unlabeled = True
     views = {"student": "weak", "teacher": "weak"}

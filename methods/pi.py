@@ -17,7 +17,7 @@ from ssl_bench.registry import register_method
 @register_method("pi", aliases=("pi-model", "pimodel"))
 class PiModel(Method):
     summary = "Pi-model: consistency between two perturbed student passes"
-    data_parallel = True
+    data_parallel = "global"
     uses_unlabeled = True
     views = {"student": "weak", "teacher": "weak"}
     identical_views_vanish = True

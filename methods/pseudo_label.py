@@ -50,7 +50,7 @@ from ssl_bench.tasks import Task
 class PseudoLabel(Method):
     summary = ("Pseudo-Label: the model's confident predictions become hard labels of its "
                "unlabeled images (Lee, 2013)")
-    data_parallel = True
+    data_parallel = "global"
     needs_teacher = True  # the EMA model, for evaluation only (as USB); not in the loss
     defaults = dict(EMA_MODEL_DEFAULTS)  # its batch-norm statistics: as USB's EMA model
     uses_unlabeled = True

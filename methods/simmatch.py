@@ -35,7 +35,10 @@ Deliberate differences:
 - distribution alignment uses the shared ``distribution_alignment`` (model mean clamped at
   1e-6 where USB adds 1e-6 to both means); its queue starts at zeros as USB's, which only
   rescales the ratio until it is full;
-- single-label only (see ``unsupported_reason``).
+- single-label only (see ``unsupported_reason``);
+- several processes (torchrun): the bank is written with every rank's labeled rows
+  (gathered, as USB's ``concat_all_gather``) and the alignment queue takes the global
+  batch's mean, so every rank holds the same bank and queue.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_bench.distributed import gather_rows, mean_over_ranks
 from ssl_bench.method import Batch, Method, MethodInfo, Option, StepContext, StepOutput, View
 from ssl_bench.pseudo_labels import (
     confidence,
@@ -89,6 +93,7 @@ class SimMatch(Method):
                "(Zheng et al., CVPR 2022)")
     needs_teacher = True
     uses_unlabeled = True
+    data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0}
     task_kinds = ("single",)
@@ -133,7 +138,7 @@ class SimMatch(Method):
         """USB's queue distribution alignment towards a uniform class prior."""
         if self.da_len <= 0:
             return probs
-        self.da_queue[self.da_pointer] = probs.mean(dim=0)
+        self.da_queue[self.da_pointer] = mean_over_ranks(probs.mean(dim=0))
         self.da_pointer.copy_((self.da_pointer + 1) % self.da_len)
         uniform = torch.full_like(probs[0], 1.0 / probs.shape[1])
         return distribution_alignment(probs, self.da_queue.mean(dim=0), uniform, SINGLE)
@@ -144,9 +149,11 @@ class SimMatch(Method):
         embeddings, logits = ctx.student(torch.cat([weak[:labeled], batch.views["strong"]]))
         with torch.no_grad():
             teacher_embeddings, teacher_logits = ctx.teacher(weak)
-            index = batch.labeled_index  # replace the labeled rows' entries before use
-            self.bank[index] = teacher_embeddings[:labeled].float()
-            self.bank_labels[index], self.filled[index] = batch.targets, True
+            # replace the labeled rows' entries (every rank's) before use
+            index, written, labels = (gather_rows(t) for t in (
+                batch.labeled_index, teacher_embeddings[:labeled].float(), batch.targets))
+            self.bank[index] = written
+            self.bank_labels[index], self.filled[index] = labels, True
             probs = self.align(ctx.task.probabilities(teacher_logits[labeled:].float()))
             targets, instance_targets = propagate(
                 probs, self.similarity(teacher_embeddings[labeled:]), self.bank_labels,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import torch
 
+from ssl_bench.distributed import gather_rows
 from ssl_bench.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
@@ -67,6 +68,7 @@ class SoftMatch(Method):
                "(Chen et al., 2023)")
     needs_teacher = True  # the EMA model, evaluated; not in the loss
     uses_unlabeled = True
+    data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
@@ -104,17 +106,19 @@ class SoftMatch(Method):
         """Align, update the statistics, weight; returns loss, labels, weights (task shapes)."""
         probs = task.probabilities(logits_weak)
         with torch.no_grad():
-            if self.alignment != "none":
-                batch_mean = probs.mean(dim=0)
+            if self.alignment != "none":  # statistics of every rank's rows (docstring)
+                batch_mean = gather_rows(probs).mean(dim=0)
                 ema_(self.model_mean, batch_mean, self.ema_momentum)
                 self.model_mean.copy_(torch.where(self.model_mean_seen, self.model_mean,
                                                   batch_mean))
                 self.model_mean_seen.fill_(True)
                 probs = distribution_alignment(probs, self.model_mean, self.target_mean, task)
             conf, labels = grouped_labels(probs, task)
-            ema_(self.conf_mean, conf.mean(dim=0), self.ema_momentum)
-            rows = conf.shape[0]  # unbiased as USB; one row (undefined) counts as 0
-            ema_(self.conf_var, conf.var(dim=0, correction=int(rows > 1)), self.ema_momentum)
+            every_conf = gather_rows(conf)
+            ema_(self.conf_mean, every_conf.mean(dim=0), self.ema_momentum)
+            rows = every_conf.shape[0]  # unbiased as USB; one row (undefined) counts as 0
+            ema_(self.conf_var, every_conf.var(dim=0, correction=int(rows > 1)),
+                 self.ema_momentum)
             gap = (conf - self.conf_mean).clamp(max=0.0)
             weights = ungroup(torch.exp(-gap.square() / (2 * self.conf_var / self.n_sigma ** 2)),
                               task)

@@ -108,7 +108,7 @@ from ssl_bench.registry import register_method
 @register_method("srcmt", aliases=("src-mt",))
 class SRCMT(Method):
     summary = "SRC-MT: Mean Teacher + sample relation consistency (Liu et al., TMI 2020)"
-    data_parallel = True
+    data_parallel = "global"
     needs_teacher = True
     uses_unlabeled = True
     views = {"student": "weak", "teacher": "weak"}

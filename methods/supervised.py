@@ -16,7 +16,7 @@ from ssl_bench.registry import register_method
 @register_method("supervised", aliases=("sup", "baseline"))
 class Supervised(Method):
     summary = "labeled data only (the loss covers the batch's labeled rows)"
-    data_parallel = True
+    data_parallel = "global"
     views = {"student": "weak"}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:

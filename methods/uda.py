@@ -40,6 +40,9 @@ Deliberate differences:
   crop; the strong view is the shared RandAugment + Cutout (the paper's RandAugment
   without Cutout in its CIFAR-10 code, USB's RandAugment with Cutout);
 - with TSA and class weights, the kept examples' weighted mean is used;
+- several processes (torchrun): the TSA mean's denominator (the examples or entries
+  kept, weighted) is counted over every rank's labeled rows, so DDP's gradient average is
+  the global batch's mean;
 - multi-label tasks (no reference implementation): every (image, class) entry is a
   binary problem: targets ``sigmoid(logit / T)``, masked where ``max(p, 1 - p) >=
   threshold``, BCE with the soft target, averaged over all entries; TSA drops entries
@@ -50,7 +53,10 @@ Deliberate differences:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+from ssl_bench import distributed
+from ssl_bench.distributed import shard_denominator
 from ssl_bench.errors import UserError
 from ssl_bench.method import (
     EMA_MODEL_DEFAULTS,
@@ -74,6 +80,7 @@ class UDA(Method):
                "optional training-signal annealing (Xie et al., 2020)")
     needs_teacher = True  # the EMA model, for evaluation only (as USB); not in the loss
     uses_unlabeled = True
+    data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     options = (
@@ -130,9 +137,15 @@ class UDA(Method):
             correct = torch.where(targets.float() >= 0.5, probs, 1.0 - probs)
             keep = (correct <= eta).float()
             loss = target_loss(logits, targets, task)
-            return (loss * keep).sum() / keep.sum().clamp_min(1.0), keep.mean()
+            return (loss * keep).sum() / shard_denominator(keep.sum()), keep.mean()
         correct = probs.gather(1, targets.long().view(-1, 1)).squeeze(1)
         keep = correct <= eta
+        if distributed.current().distributed:  # the global kept examples' (weighted) mean
+            weights = keep.float() if task.class_weights is None else (
+                keep * task.class_weights.to(logits.device)[targets.long()])
+            losses = F.cross_entropy(logits.float(), targets.long(), reduction="none")
+            return ((losses * weights).sum() / shard_denominator(weights.sum()),
+                    keep.float().mean())
         if not keep.any():
             return logits.sum() * 0.0, keep.float().mean()
         return task.supervised_loss(logits[keep], targets[keep]), keep.float().mean()

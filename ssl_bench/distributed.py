@@ -144,6 +144,8 @@ def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    if tensor.dtype == torch.bool:  # not every backend gathers booleans
+        return _all_gather(tensor.to(torch.uint8)).bool()
     parts = [torch.empty_like(tensor) for _ in range(current().size)]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, dim=0)
@@ -175,6 +177,17 @@ def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / current().size
+
+
+def shard_denominator(count: torch.Tensor) -> torch.Tensor:
+    """The denominator of a rank's share of a global ``sum / count`` (``count`` >= 1).
+
+    ``count`` is this rank's share of the count: a rank's ``sum / shard_denominator``,
+    averaged over ranks as DDP averages gradients, is the global batch's ``sum / count``.
+    For one process it is ``count.clamp_min(1)``.
+    """
+    size = current().size
+    return mean_over_ranks(count).clamp_min(1.0 / size)
 
 
 def gather_arrays(array: np.ndarray) -> np.ndarray:
@@ -218,6 +231,53 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer.data, src=0)
+
+
+#: ``Method.data_parallel`` values a distributed run accepts (``None``: refused).
+DATA_PARALLEL_MODES = ("global", "per-process")
+
+
+def check_method_mode(method: str, mode: str | None) -> None:
+    """Refuse, in one line, a method that is not declared correct on several processes."""
+    if mode is None:
+        raise UserError(
+            f"method {method!r} does not declare how its batch coupling or state is shared "
+            "across processes (Method.data_parallel); run it without torchrun")
+    if mode not in DATA_PARALLEL_MODES:
+        raise UserError(f"method {method!r}: data_parallel = {mode!r}; use one of "
+                        f"{', '.join(map(repr, DATA_PARALLEL_MODES))} or None")
+
+
+def average_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Loss sums averaged over ranks (the global batch's): the history and the divergence
+    checks then agree on every rank. The identity for one process."""
+    if not current().distributed or not values:
+        return values
+    names = sorted(values)
+    stacked = torch.stack([torch.as_tensor(values[n], dtype=torch.float32) for n in names])
+    return dict(zip(names, mean_over_ranks(stacked), strict=True))
+
+
+def check_same_everywhere(modules: dict[str, torch.nn.Module], step: int, method: str) -> None:
+    """Raise unless every rank holds the same parameters and buffers in ``modules`` (the
+    models and the method's state), compared through float64 sums and sums of squares.
+
+    A method declaring ``data_parallel`` that forgot to share a statistic is caught at
+    its first evaluation instead of training diverging copies. No-op for one process.
+    """
+    if not current().distributed:
+        return
+    local = {f"{owner}.{name}": (float(t.double().sum()), float(t.double().square().sum()))
+             for owner, module in modules.items()
+             for name, t in module.state_dict().items() if torch.is_tensor(t)}
+    every = gather_objects(local)
+    differ = sorted(name for name in local if any(rank[name] != local[name] for rank in every))
+    if differ:
+        more = " ..." if len(differ) > 5 else ""
+        raise RuntimeError(
+            f"the processes of this run disagree at step {step} on {', '.join(differ[:5])}"
+            f"{more}: method {method!r} declares data_parallel but keeps state that is not "
+            "shared across ranks (see CONTRIBUTING.md, 'Several processes')")
 
 
 def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -50,16 +50,6 @@ from .training_batches import RANK_SEED_STRIDE, BatchMaker
 REFRESH_EVERY = 10
 
 
-def _averaged_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Loss sums averaged over ranks (the global batch's), so that the history and the
-    divergence checks agree on every rank. The identity for one process."""
-    if not distributed.current().distributed or not values:
-        return values
-    names = sorted(values)
-    stacked = torch.stack([torch.as_tensor(values[n], dtype=torch.float32) for n in names])
-    return dict(zip(names, distributed.mean_over_ranks(stacked), strict=True))
-
-
 @contextlib.contextmanager
 def _untimed(phase: str) -> Iterator[None]:
     yield
@@ -156,11 +146,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.world = distributed.current()
-        if self.world.distributed and not self.method.data_parallel:
-            raise UserError(
-                f"method {self.config.method!r} does not declare how its batch coupling or "
-                "state is shared across processes (Method.data_parallel); run it without "
-                "torchrun")
+        if self.world.distributed:
+            distributed.check_method_mode(self.config.method, self.method.data_parallel)
         self.backbone, self.student, self.teacher = build_models(prepared)
         if self.world.distributed:  # same models everywhere, different dropout per rank
             seed_everything(self.config.seed + RANK_SEED_STRIDE * self.world.rank)
@@ -332,7 +319,7 @@ class Trainer:
             # The first step's losses are the divergence baseline: read back at once.
             if self.step % REFRESH_EVERY == 0 or at_eval or self.step == 1:
                 # Reading losses synchronises the device: only every few steps.
-                pending = _averaged_over_ranks(pending)
+                pending = distributed.average_over_ranks(pending)
                 means = {name: float(value) / pending_count for name, value in pending.items()}
                 for name, value in pending.items():
                     sums[name] = sums.get(name, 0.0) + float(value)
@@ -344,6 +331,8 @@ class Trainer:
                 if self.progress:
                     self.progress.step(self.step, means, last_val)
             if at_eval:
+                distributed.check_same_everywhere(
+                    {**self.models(), "method": self.method}, self.step, self.config.method)
                 self.elapsed = time.perf_counter() - started
                 results = self.evaluate()
                 improved = self.evaluator.select(self.models(), results, self.step)

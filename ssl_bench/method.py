@@ -170,13 +170,14 @@ class Method(nn.Module):
     identical_views_vanish: ClassVar[bool] = False
     #: Options the CLI and config files may set.
     options: ClassVar[tuple[Option, ...]] = ()
-    #: Whether the method is correct on several processes (torchrun/DDP, each rank holding
-    #: a shard of the batch): its losses are means (or ``sum / B``) over rows, and any
-    #: coupling between rows or state kept from batches goes through
-    #: ``ssl_bench.distributed`` (``gather_rows``, ``mean_over_ranks``) so that every rank
-    #: computes the global batch's loss and holds the same state. A method that does not
-    #: declare it is refused under torchrun, in one line, before training.
-    data_parallel: ClassVar[bool] = False
+    #: How the method runs on several processes (torchrun/DDP, each rank holding a shard
+    #: of the batch). ``"global"``: its losses are means (or ``sum / B``) over rows, and
+    #: any coupling between rows or state kept from batches goes through
+    #: ``ssl_bench.distributed`` (``gather_rows``, ``mean_over_ranks``), so every rank
+    #: computes the global batch's loss and holds the same state. ``"per-process"``: the
+    #: same, except a coupling its docstring defines per process (MixMatch's MixUp
+    #: partners). ``None``: refused under torchrun, in one line, before training.
+    data_parallel: ClassVar[str | None] = None
 
     def __init__(self, **options: Any) -> None:
         super().__init__()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from . import distributed
 from .pseudo_labels import target_loss
 from .tasks import Task
 
@@ -66,7 +67,9 @@ def soft_supervised_loss(logits: torch.Tensor, targets: torch.Tensor,
     if task.multilabel or task.class_weights is None:
         return loss.mean()
     weights = targets.float() @ task.class_weights.to(targets.device, torch.float32)
-    return (loss * weights).sum() / weights.sum().clamp_min(1e-12)
+    # several processes: the weighted mean of the global batch (see ssl_bench.distributed)
+    denominator = distributed.mean_over_ranks(weights.sum()).clamp_min(1e-12)
+    return (loss * weights).sum() / denominator
 
 
 def probability_mse(logits: torch.Tensor, targets: torch.Tensor, task: Task) -> torch.Tensor:

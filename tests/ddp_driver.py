@@ -1,11 +1,12 @@
 """Runs a list of runs on every rank of a torchrun job, for tests/test_distributed.py.
 
 ``torchrun --standalone --nproc_per_node 2 tests/ddp_driver.py JOBS.json`` joins the
-process group (gloo on CPU), then runs each job of ``JOBS.json`` -- ``{"name", "config",
-"output", "stop_after", "resume", "plugins"}`` -- in the same processes, as ``ssl-bench
-run`` would under torchrun, and the first rank writes ``{name: {"error": message} or
-{"metrics": ...}}`` to ``JOBS.json``'s ``.out.json``. One launch for many runs keeps the
-test under a minute (starting Python, torch and timm is most of a tiny run's time).
+process group (gloo on CPU), then runs each job of ``JOBS.json`` -- ``{"name",
+"config", "output", "stop_after", "resume", "plugins", "expect_runtime_error"}`` -- in
+the same processes, as ``ssl-bench run`` would under torchrun, and the first rank
+writes ``{name: {"error": message} or {"metrics": ...}}`` to ``JOBS.json``'s
+``.out.json``. One launch for many runs keeps the test under a minute (starting
+Python, torch and timm is most of a tiny run's time).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def main(jobs_file: str) -> int:
                               stop_after=job.get("stop_after"))
                 results[job["name"]] = {"metrics": metrics}
             except UserError as exc:
+                results[job["name"]] = {"error": str(exc)}
+            except RuntimeError as exc:
+                if not job.get("expect_runtime_error"):  # a real failure ends the launch
+                    raise
+                # (raised alike on every rank by a collective check)
                 results[job["name"]] = {"error": str(exc)}
     finally:
         distributed.teardown()

@@ -8,10 +8,11 @@ so their losses, metrics and weights agree up to float rounding: sums are taken 
 another order (each rank's partial sums, then the all-reduce), never bit-identically.
 ``TOLERANCE`` bounds that rounding after a few Adam steps on float32.
 
-Methods are taken from the registry: every method that declares ``data_parallel`` and
-draws only weak views (whose randomness can be switched off) is compared with one
-process; every other declaring method must train under DDP, and every method that does
-not declare it must be refused in one line.
+Methods are taken from the registry: every method whose ``data_parallel`` is "global"
+and that draws only weak views (whose randomness can be switched off) is compared with
+one process; every other declaring method must train under DDP (the engine checks at
+every evaluation that all ranks hold the same models and method state), and every method
+that does not declare it must be refused in one line.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ SETTINGS = dict(dataset="digits", backbone="test_convnext", image_size=32, itera
                 eval_every=2, batch_size=16, labeled_batch_size=4, drop_rate=0.0,
                 rotation=0.0, translate=0.0, hflip=False, noise_std=0.0, labeled=0.1)
 DECLARING = [m for m in list_methods() if get_method_class(m).data_parallel]
-WEAK_ONLY = [m for m in DECLARING
-             if all(v.augmentation == "weak" for v in get_method_class(m).view_specs().values())]
-STRONG = [m for m in DECLARING if m not in WEAK_ONLY]
+WEAK_ONLY = [m for m in DECLARING if get_method_class(m).data_parallel == "global"
+             and all(v.augmentation == "weak" for v in get_method_class(m).view_specs().values())]
+OTHERS = [m for m in DECLARING if m not in WEAK_ONLY]
 REFUSED = [m for m in list_methods() if not get_method_class(m).data_parallel]
 
 
@@ -73,7 +74,10 @@ def ddp_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
     jobs = [job(m, folder, m) for m in DECLARING + REFUSED]
     jobs += [job("srcmt-partial", folder, "srcmt", stop_after=2),
-             job("srcmt-partial", folder, "srcmt", resume=True)]
+             job("srcmt-partial", folder, "srcmt", resume=True),
+             {**job("unshared", folder, "keeps-unshared-state"),
+              "plugins": [str(PLUGIN), str(HEAD_PLUGIN), str(HERE / "plugins_ddp.py")],
+              "expect_runtime_error": True}]
     done = torchrun(jobs, folder)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder, json.loads((folder / "jobs.out.json").read_text())
@@ -128,10 +132,10 @@ def test_two_processes_match_one_on_the_same_global_batch(ddp_runs, tmp_path, me
     assert worst < TOLERANCE, f"largest weight difference {worst:.2e}"
 
 
-@pytest.mark.parametrize("method", STRONG)
-def test_methods_with_strong_views_train_under_ddp(ddp_runs, method):
+@pytest.mark.parametrize("method", OTHERS)
+def test_other_declaring_methods_train_under_ddp_with_ranks_in_agreement(ddp_runs, method):
     folder, results = ddp_runs
-    assert "metrics" in results[method], results[method]
+    assert "metrics" in results[method], results[method]  # ranks agreed at every evaluation
     config = json.loads((folder / method / "config.json").read_text())
     assert config["schedule"]["processes"] == 2
     assert config["schedule"]["num_labeled_per_batch"] == SETTINGS["labeled_batch_size"]
@@ -145,6 +149,13 @@ def test_methods_without_a_declared_ddp_behaviour_are_refused(ddp_runs, method):
     message = results[method].get("error", "")
     assert "Method.data_parallel" in message and "\n" not in message
     assert not (folder / method).exists(), "a refused run leaves nothing behind"
+
+
+def test_state_a_method_forgot_to_share_is_caught_at_the_first_evaluation(ddp_runs):
+    folder, results = ddp_runs
+    message = results["unshared"].get("error", "")
+    assert "disagree at step 2 on method.local_mean" in message, results["unshared"]
+    assert not (folder / "unshared").exists()
 
 
 def test_resume_under_ddp_equals_an_uninterrupted_run(ddp_runs):
@@ -166,7 +177,7 @@ from ssl_bench.registry import register_method
 @register_method("fails-on-rank-1")
 class FailsOnRank1(Method):
     summary = "test plug-in: rank 1 raises at step 2"
-    data_parallel = True
+    data_parallel = "global"
     views = {"student": "weak"}
 
     def train_step(self, batch, ctx):
@@ -188,6 +199,14 @@ def test_a_failing_rank_stops_the_run_with_its_error(tmp_path):
     assert done.returncode != 0
     assert "rank 1 fails on purpose at step 2" in done.stderr
     assert not (tmp_path / "jobs.out.json").exists()
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_every_method_declares_a_known_data_parallel_mode(method):
+    mode = get_method_class(method).data_parallel
+    assert mode is None or mode in distributed.DATA_PARALLEL_MODES
+    with pytest.raises(UserError, match="use one of 'global', 'per-process' or None"):
+        distributed.check_method_mode(method, "yes")
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused():
