@@ -242,6 +242,7 @@ def command_sweep(argv: Sequence[str]) -> int:
     """Run methods x labeled fractions x seeds with identical settings otherwise."""
     from rich.console import Console
 
+    from .cluster import add_cluster_arguments, print_status, submit_command
     from .sweep import (
         make_spec,
         overridden_defaults,
@@ -285,6 +286,7 @@ def command_sweep(argv: Sequence[str]) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list the runs and stop")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
     parser.add_argument("--preset", choices=sorted(PRESETS))
+    add_cluster_arguments(parser)
     group = parser.add_argument_group("run settings shared by every run")
     add_flags(group, [f for f in RUN_FLAGS if f[1] not in {"labeled", "seed", "split_file"}])
     add_dataset_options(parser, dataset)
@@ -319,8 +321,13 @@ def command_sweep(argv: Sequence[str]) -> int:
         for planned in runs:
             console.print(f"  {planned.output}", highlight=False)
         return 0
+    if args.status:
+        print_status(Path(spec.results) / spec.name / "sweep.json", console)
+        return 0
     if args.overwrite:
         remove_sweep(spec)
+    if args.executor != "local":
+        return submit_command(spec, runs, args, console)
     result = run_sweep(spec, runs, jobs=args.jobs, threads=args.threads)
     print_summary(result, console)
     return 1 if result.failed else 0

@@ -90,6 +90,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
         lock.acquire()
         if auto:
             if run_dir.finished:  # finished by another process since the caller looked
+                distributed.broadcast_object({"finished": True})
                 return run_dir.read_json(METRICS)
             resume, overwrite = run_dir.resumable, not run_dir.resumable
         try:
@@ -97,9 +98,9 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
             if resumed:
                 verify_records(run_dir, prepared)
         except UserError as exc:
-            distributed.broadcast_object(str(exc))  # the other ranks stop with it
+            distributed.broadcast_object({"error": str(exc)})  # the other ranks stop with it
             raise
-        distributed.broadcast_object(resumed)
+        distributed.broadcast_object({"resumed": resumed})
         if progress is None:
             title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
             progress = TrainingProgress(prepared.total_steps, title, quiet=quiet)
@@ -135,12 +136,14 @@ def _follow(config: RunConfig, output: str | Path, split: Split | None,
     distributed.barrier()  # the first rank has prepared (and built any cache)
     prepared = prepare(config, split, quiet=True)
     decision = distributed.broadcast_object(None)
-    if isinstance(decision, str):
-        raise UserError(decision)
+    if "error" in decision:
+        raise UserError(decision["error"])
+    if decision.get("finished"):
+        return RunDir(output).read_json(METRICS)
     progress = TrainingProgress(prepared.total_steps, "", quiet=True)
     trainer = Trainer(prepared, None, progress)
     trainer.keep_best = keep_best
-    if decision:
+    if decision["resumed"]:
         trainer.resume_from(RunDir(output).file(CHECKPOINT))
     return trainer.fit(stop_after=stop_after)
 

@@ -178,24 +178,8 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
             status[planned.key] = {"status": "skipped", "reason": "already finished"}
         else:
             todo.append(planned)
-    from .registry import get_method_class
-
-    own = {p.method: {k: getattr(p.config, k) for k in get_method_class(p.method).defaults}
-           for p in runs}
-    shared = fairness_key(runs[0].config.to_dict(), {k for keys in own.values() for k in keys})
-
     def write_record() -> None:
-        atomic_write_json(record_path, {
-            "spec": spec.to_dict(),
-            "shared_settings": shared,
-            "method_settings": {m: keys for m, keys in own.items() if keys},
-            "fairness": "every run shares shared_settings; runs differ only in method, "
-                        "method_options, labeled and seed; for a (labeled, seed) all methods "
-                        "use the same split (checked from their split.json files)",
-            "jobs": jobs, "threads_per_job": threads,
-            "runs": {p.key: {"path": str(p.output), **status.get(p.key, {"status": "pending"})}
-                     for p in runs},
-        })
+        write_sweep_record(spec, runs, status, {"jobs": jobs, "threads_per_job": threads})
 
     write_record()
     progress = Progress(
@@ -280,6 +264,30 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
         for planned in runs:
             (planned.output / BEST).unlink(missing_ok=True)
     return SweepResult(status, record_path)
+
+
+def write_sweep_record(spec: SweepSpec, runs: list[PlannedRun],
+                       status: dict[str, dict[str, Any]], execution: dict[str, Any]) -> Path:
+    """Write ``sweep.json``: the spec, the settings every run shares, how the sweep was
+    executed and each run's status (``pending`` until it has one)."""
+    from .registry import get_method_class
+
+    own = {p.method: {k: getattr(p.config, k) for k in get_method_class(p.method).defaults}
+           for p in runs}
+    shared = fairness_key(runs[0].config.to_dict(), {k for keys in own.values() for k in keys})
+    path = Path(spec.results) / spec.name / "sweep.json"
+    atomic_write_json(path, {
+        "spec": spec.to_dict(),
+        "shared_settings": shared,
+        "method_settings": {m: keys for m, keys in own.items() if keys},
+        "fairness": "every run shares shared_settings; runs differ only in method, "
+                    "method_options, labeled and seed; for a (labeled, seed) all methods "
+                    "use the same split (checked from their split.json files)",
+        **execution,
+        "runs": {p.key: {"path": str(p.output), **status.get(p.key, {"status": "pending"})}
+                 for p in runs},
+    })
+    return path
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,329 @@
+"""Sweeps on a cluster: the planned runs as one Slurm job array, through submitit.
+
+``ssl-bench sweep SPEC --executor slurm`` plans the sweep exactly as a local one (the
+same fairness checks, finished runs skipped), then submits every remaining run as one
+task of a Slurm job array with submitit (the library made for it: ``sbatch`` scripts,
+job arrays, pickled calls, requeueing). ``--executor submitit-local`` takes the same
+path on this machine (submitit's local executor: real subprocesses, everything but
+``sbatch``), which is how the tests exercise it without a cluster.
+
+Preemption and time limits: Slurm signals a job shortly before killing it; submitit
+then calls :meth:`RunJob.checkpoint`, which requeues the same call. The run resumes
+from its last checkpoint (written at every evaluation together with ``history.csv``),
+so no evaluation row is lost or duplicated: the steps since that evaluation are
+trained again, identically. A run needing several GPUs is one job with a task per GPU;
+each task becomes one DDP rank (``ssl_bench.distributed``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+#: ``--executor`` values: today's local processes, Slurm, or submitit's local executor.
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """What a cluster sweep asks of the scheduler for each run (``ssl-bench sweep`` flags)."""
+
+    executor: str = "slurm"
+    partition: str | None = None
+    account: str | None = None
+    time_min: float = 24 * 60
+    gpus_per_run: int = 1
+    cpus_per_run: int = 8
+    mem_gb: float | None = None
+    array_parallelism: int = 64
+    sbatch: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.executor not in EXECUTORS[1:]:
+            raise UserError(f"--executor: {self.executor!r} is not a cluster executor; use "
+                            f"one of {', '.join(EXECUTORS)}")
+        if not self.time_min > 0:
+            raise UserError(f"--time must be > 0 minutes, got {self.time_min}")
+        for flag, value in (("--cpus-per-run", self.cpus_per_run),
+                            ("--array-parallelism", self.array_parallelism)):
+            if value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+        if self.gpus_per_run < 0:
+            raise UserError(f"--gpus-per-run must be >= 0, got {self.gpus_per_run}")
+        if self.mem_gb is not None and self.mem_gb <= 0:
+            raise UserError(f"--mem-gb must be > 0, got {self.mem_gb}")
+
+    @property
+    def tasks_per_run(self) -> int:
+        """One task per GPU (one DDP rank each); one task for a CPU run."""
+        return max(self.gpus_per_run, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_sbatch(text: str | None) -> dict[str, str]:
+    """``--sbatch "qos=high,constraint=a100"`` -> extra ``#SBATCH --qos=high`` lines."""
+    extra: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--sbatch: {item!r} is not KEY=VALUE (e.g. qos=high)")
+        extra[key.strip().lstrip("-")] = value.strip()
+    return extra
+
+
+def make_executor(options: ClusterOptions, folder: Path, name: str) -> Any:
+    """A submitit executor for ``options``, writing its scripts and logs in ``folder``."""
+    try:
+        import submitit
+    except ImportError:
+        raise UserError(f"--executor {options.executor} needs submitit: pip install "
+                        "'ssl-bench[cluster]' (or pip install submitit)") from None
+    cluster = "slurm" if options.executor == "slurm" else "local"
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    except RuntimeError as exc:  # no srun: not on a Slurm cluster
+        raise UserError(f"--executor {options.executor}: {exc} (submit from a machine of the "
+                        "cluster, or use --executor submitit-local to try the sweep here)"
+                        ) from None
+    parameters: dict[str, Any] = dict(
+        name=name, timeout_min=options.time_min if cluster == "local" else
+        math.ceil(options.time_min), tasks_per_node=options.tasks_per_run,
+        nodes=1, cpus_per_task=options.cpus_per_run)
+    if options.gpus_per_run:
+        parameters["gpus_per_node"] = options.gpus_per_run
+    if options.mem_gb is not None:
+        parameters["mem_gb"] = options.mem_gb
+    if cluster == "slurm":
+        parameters.update(slurm_array_parallelism=options.array_parallelism,
+                          slurm_signal_delay_s=120)
+        if options.partition:
+            parameters["slurm_partition"] = options.partition
+        if options.account:
+            parameters["slurm_account"] = options.account
+        if options.sbatch:
+            parameters["slurm_additional_parameters"] = dict(options.sbatch)
+    else:  # the local executor knows no GPUs, memory or array limits
+        parameters = {k: v for k, v in parameters.items()
+                      if k in ("name", "timeout_min", "tasks_per_node", "nodes")}
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def submit_sweep(spec: Any, runs: list[Any], options: ClusterOptions,
+                 threads: int | None = None) -> dict[str, Any]:
+    """Submit every run of ``runs`` not finished yet as one job array; record the job ids
+    in ``sweep.json``; return the submitit jobs by run key (finished runs are skipped,
+    failed ones too: a diverged run stays failed until ``--overwrite``)."""
+    from .run_dir import RunDir
+    from .sweep import write_sweep_record
+
+    options.check()
+    folder = Path(spec.results) / spec.name / "submitit"
+    status: dict[str, dict[str, Any]] = {}
+    todo = []
+    for planned in runs:
+        run_dir = RunDir(planned.output)
+        if run_dir.finished:
+            status[planned.key] = {"status": "skipped", "reason": "already finished"}
+        elif run_dir.failed:
+            status[planned.key] = {"status": "failed", "error": "failed in an earlier sweep: "
+                                   f"{run_dir.failure_text()} (--overwrite starts again)"}
+        else:
+            todo.append(planned)
+    executor = make_executor(options, folder, f"ssl-bench-{spec.name}")
+    jobs: dict[str, Any] = {}
+    if todo:
+        with executor.batch():  # one job array
+            for planned in todo:
+                jobs[planned.key] = executor.submit(RunJob(), planned.config,
+                                                    str(planned.output),
+                                                    spec.keep_checkpoints, threads)
+    for key, job in jobs.items():
+        status[key] = {"status": "queued", "job_id": str(job.job_id)}
+    write_sweep_record(spec, runs, status, {"executor": options.executor,
+                                            "cluster": options.to_dict(),
+                                            "submitit_folder": str(folder)})
+    return jobs
+
+
+def cluster_status(record: dict[str, Any]) -> dict[str, str]:
+    """Each run's state, from its folder first (finished, failed, interrupted with a
+    checkpoint) and else from the scheduler (queued, running, or its end state)."""
+    from .run_dir import RunDir
+
+    folder = record.get("submitit_folder")
+    states: dict[str, str] = {}
+    for key, run in record.get("runs", {}).items():
+        run_dir = RunDir(run["path"])
+        if run_dir.finished:
+            states[key] = "finished"
+        elif run_dir.failed:
+            states[key] = "failed"
+        elif run.get("job_id") and folder:
+            states[key] = _job_state(record.get("executor", "slurm"), folder, run["job_id"],
+                                     run_dir.resumable)
+        else:
+            states[key] = run.get("status", "pending")
+    return states
+
+
+#: Scheduler states as a sweep reports them (anything else is shown as it comes).
+_STATES = {"PENDING": "queued", "REQUEUED": "queued", "CONFIGURING": "queued",
+           "RUNNING": "running", "COMPLETING": "running", "COMPLETED": "failed",
+           "FAILED": "failed", "CANCELLED": "failed", "TIMEOUT": "failed",
+           "PREEMPTED": "queued", "OUT_OF_MEMORY": "failed", "NODE_FAIL": "failed",
+           "INTERRUPTED": "failed", "FINISHED": "failed"}
+
+
+def _job_state(executor: str, folder: str, job_id: str, has_checkpoint: bool) -> str:
+    """``queued``/``running``/``failed`` (a job that ended without the run finishing) or
+    the scheduler's own word; ``unknown`` when the scheduler cannot be asked."""
+    import submitit
+
+    try:
+        job = (submitit.SlurmJob if executor == "slurm" else submitit.LocalJob)(
+            folder=folder, job_id=job_id)
+        state = str(job.state).upper().split()[0]
+    except Exception:  # sacct missing or unreachable: say so rather than guess
+        return "unknown (interrupted, has a checkpoint)" if has_checkpoint else "unknown"
+    return _STATES.get(state, state.lower())
+
+
+class RunJob:
+    """One planned run as a submitit job: picklable, requeued on preemption or timeout.
+
+    Each task of the job is one DDP rank when the job has several (one per GPU).
+    """
+
+    def __call__(self, config: Any, output: str, keep_best: bool,
+                 threads: int | None = None) -> dict[str, Any] | None:
+        from . import distributed
+        from .runner import run
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        if _tasks() > 1:  # torchrun's variables from the job's environment
+            import submitit
+
+            submitit.helpers.TorchDistributedEnvironment().export()
+        distributed.setup(config.device)
+        try:
+            # (not quiet: the job log gets a line per evaluation and "resuming ... at step")
+            return run(config, output, auto=True, quiet=False, keep_best=keep_best)
+        finally:
+            distributed.teardown()
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Called by submitit before Slurm kills the job: requeue the same call; the run
+        resumes from its last checkpoint (see module docstring)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(RunJob(), *args, **kwargs)
+
+
+def _tasks() -> int:
+    for name in ("SLURM_NTASKS", "SUBMITIT_LOCAL_NTASKS"):
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return 1
+
+
+# -- the command line ---------------------------------------------------------------------
+def add_cluster_arguments(parser: Any) -> None:
+    """``ssl-bench sweep`` flags choosing where runs execute (local processes or Slurm)."""
+    group = parser.add_argument_group("where runs execute (submitit for Slurm)")
+    group.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local (processes on this machine, --jobs; default), slurm (one "
+                       "job array through submitit) or submitit-local (the Slurm path on "
+                       "this machine, without sbatch)")
+    group.add_argument("--partition", help="Slurm partition")
+    group.add_argument("--account", help="Slurm account")
+    group.add_argument("--time", dest="time_min", type=float, default=ClusterOptions.time_min,
+                       help="time limit per run in minutes (a run that reaches it is "
+                       "requeued and resumes); default 1440")
+    group.add_argument("--gpus-per-run", type=int, default=ClusterOptions.gpus_per_run,
+                       help="GPUs per run; more than 1 runs it with DDP, one task per GPU; "
+                       "default 1 (0: CPU)")
+    group.add_argument("--cpus-per-run", type=int, default=ClusterOptions.cpus_per_run,
+                       help="CPUs per task; default 8")
+    group.add_argument("--mem-gb", type=float, help="memory per run in GB")
+    group.add_argument("--array-parallelism", type=int,
+                       default=ClusterOptions.array_parallelism,
+                       help="runs of the array at once; default 64")
+    group.add_argument("--sbatch", help="extra sbatch options, KEY=VALUE,... "
+                       "(e.g. qos=high,constraint=a100)")
+    group.add_argument("--wait", action="store_true",
+                       help="wait until every submitted run has ended (submitit-local always "
+                       "does)")
+    group.add_argument("--status", action="store_true",
+                       help="show each run's state (queued, running, finished, failed) from "
+                       "sweep.json, the scheduler and the run folders, and stop")
+
+
+def options_from_args(args: Any) -> ClusterOptions:
+    options = ClusterOptions(
+        executor=args.executor, partition=args.partition, account=args.account,
+        time_min=args.time_min, gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run, mem_gb=args.mem_gb,
+        array_parallelism=args.array_parallelism, sbatch=parse_sbatch(args.sbatch))
+    options.check()
+    return options
+
+
+def print_status(record_path: Path, console: Any) -> dict[str, str]:
+    """The ``--status`` table: one row per run, then the count of each state."""
+    import json
+    from collections import Counter
+
+    from rich.table import Table
+
+    if not record_path.is_file():
+        raise UserError(f"{record_path} does not exist: this sweep was never started")
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{record_path}: not a readable sweep record ({exc})") from None
+    states = cluster_status(record)
+    table = Table(title=f"{record_path} ({record.get('executor', 'local')})")
+    for column in ("run", "job", "state"):
+        table.add_column(column)
+    for key, state in states.items():
+        table.add_row(key, str(record["runs"][key].get("job_id", "")), state)
+    console.print(table)
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(Counter(states.values()).items())),
+                  highlight=False)
+    return states
+
+
+def submit_command(spec: Any, runs: list[Any], args: Any, console: Any) -> int:
+    """Submit the sweep (``--executor slurm`` / ``submitit-local``); wait if asked."""
+    options = options_from_args(args)
+    jobs = submit_sweep(spec, runs, options, args.threads)
+    record = Path(spec.results) / spec.name / "sweep.json"
+    if not jobs:
+        console.print("nothing to submit: every run is finished (or failed)", highlight=False)
+        return 0
+    first = str(next(iter(jobs.values())).job_id)
+    how = (f"as job array {first.split('_')[0]}" if options.executor == "slurm" else
+           "as local submitit jobs")
+    console.print(f"submitted {len(jobs)} run(s) {how}; logs in "
+                  f"{Path(spec.results) / spec.name / 'submitit'}; ssl-bench sweep ... "
+                  "--status shows their state", highlight=False)
+    if not (args.wait or options.executor == "submitit-local"):
+        return 0
+    for job in jobs.values():
+        try:
+            job.result()
+        except Exception:  # noqa: BLE001 -- reported below from the run folders
+            pass
+    states = print_status(record, console)
+    return 1 if any(state != "finished" for state in states.values()) else 0
