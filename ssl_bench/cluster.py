@@ -109,6 +109,8 @@ def make_executor(options: ClusterOptions, folder: Path, name: str) -> Any:
             parameters["slurm_account"] = options.account
         if options.sbatch:
             parameters["slurm_additional_parameters"] = dict(options.sbatch)
+        if options.tasks_per_run > 1:  # a rank that fails ends its job at once
+            parameters["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
     else:  # the local executor knows no GPUs, memory or array limits
         parameters = {k: v for k, v in parameters.items()
                       if k in ("name", "timeout_min", "tasks_per_node", "nodes")}

@@ -130,6 +130,7 @@ def test_a_slurm_submission_is_one_job_array_with_the_requested_resources(
                  "#SBATCH --signal=USR2@120", "#SBATCH --job-name=ssl-bench-slurm"):
         assert line in text, line
     assert "-m submitit.core._submit" in text and text.lstrip().startswith("#!/bin/bash")
+    assert "srun --unbuffered" in text and "--kill-on-bad-exit=1" in text  # ranks end together
     record = json.loads((tmp_path / "slurm" / "sweep.json").read_text())
     assert [r["job_id"] for r in record["runs"].values()] == [f"4242_{i}" for i in range(4)]
     assert record["cluster"]["partition"] == "gpu"
