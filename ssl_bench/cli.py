@@ -276,8 +276,6 @@ def command_sweep(argv: Sequence[str]) -> int:
     parser.add_argument("--results", help="results folder; default results/")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs in parallel on this machine (CPU threads are divided)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per run; default CPU count / jobs")
     parser.add_argument("--keep-checkpoints", type=parse_bool, default=None,
                         help="keep best.pt of every run (default true; false for "
                         "reference results)")
@@ -328,7 +326,7 @@ def command_sweep(argv: Sequence[str]) -> int:
         remove_sweep(spec)
     if args.executor != "local":
         return submit_command(spec, runs, args, console)
-    result = run_sweep(spec, runs, jobs=args.jobs, threads=args.threads)
+    result = run_sweep(spec, runs, jobs=args.jobs)
     print_summary(result, console)
     return 1 if result.failed else 0
 

@@ -17,6 +17,7 @@ each task becomes one DDP rank (``ssl_bench.distributed``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -210,9 +211,7 @@ class RunJob:
         from .runner import run
 
         if threads:
-            import torch
-
-            torch.set_num_threads(threads)
+            config = dataclasses.replace(config, threads=threads)
         if _tasks() > 1:  # torchrun's variables from the job's environment
             import submitit
 
@@ -309,7 +308,7 @@ def print_status(record_path: Path, console: Any) -> dict[str, str]:
 def submit_command(spec: Any, runs: list[Any], args: Any, console: Any) -> int:
     """Submit the sweep (``--executor slurm`` / ``submitit-local``); wait if asked."""
     options = options_from_args(args)
-    jobs = submit_sweep(spec, runs, options, args.threads)
+    jobs = submit_sweep(spec, runs, options)
     record = Path(spec.results) / spec.name / "sweep.json"
     if not jobs:
         console.print("nothing to submit: every run is finished (or failed)", highlight=False)

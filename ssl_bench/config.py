@@ -110,6 +110,7 @@ class RunConfig:
     compile: bool = False
     channels_last: bool = True
     deterministic: bool = True
+    threads: int = 0
     preset: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,14 +128,15 @@ VARIED_SETTINGS: frozenset[str] = frozenset(
     {"method", "method_options", "labeled", "seed", "split_file"})
 MACHINE_SETTINGS: frozenset[str] = frozenset(
     {"device", "amp", "compile", "channels_last", "deterministic", "cache_dir", "workers",
-     "image_cache", "data_root", "eval_batch_size", "test_at", "preset"})
+     "image_cache", "data_root", "eval_batch_size", "test_at", "preset", "threads"})
 
 
 #: Fields added after runs were recorded whose value reproduces what older code did: a
 #: stored configuration without them counts as having this value. A missing field *not*
 #: listed here makes a stored run differ (``teacher_buffers``: older runs copied the
 #: student's batch-norm statistics, which the default ``own`` does not).
-SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0, "sync_bn": False}
+SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0, "sync_bn": False,
+                               "threads": 0}
 
 
 def with_field_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -350,6 +352,7 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
     ("translate", lambda v, c: v >= 0, "not be negative"),
     ("noise_std", lambda v, c: v >= 0, "not be negative"),
     ("workers", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
+    ("threads", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
     ("eval_every", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
     ("eval_batch_size", lambda v, c: v >= 1, "be at least 1"),
 )

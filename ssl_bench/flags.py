@@ -138,6 +138,10 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
      "the model a run reports: best (higher validation metric of student and teacher; "
      "default), student (official SRC-MT; paper preset) or teacher"),
     ("--device", "device", str, "auto, cpu, cuda or mps; default auto"),
+    ("--threads", "threads", int,
+     "torch threads of a run (intra- and inter-op); 0 (default): OMP_NUM_THREADS when set, "
+     "else the cores this process may use (CPU affinity, cgroup quota), divided by --jobs "
+     "in a sweep; 1 is often fastest on a busy machine"),
     ("--amp", "amp", parse_bool, "mixed precision on CUDA (bf16 where supported); default true"),
     ("--compile", "compile", "flag", "torch.compile the student and teacher (slow start)"),
     ("--deterministic", "deterministic", parse_bool, "deterministic algorithms; default true"),

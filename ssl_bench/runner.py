@@ -32,6 +32,7 @@ from .run_dir import (
     RunDir,
 )
 from .splits import Split, load_split
+from .threads import default_threads, set_threads
 
 
 def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
@@ -78,6 +79,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
     a finished run's metrics are returned as they are, an interrupted one is resumed and
     a partial one without a checkpoint is started again.
     """
+    set_threads(config.threads or default_threads())
     world = distributed.current()
     if world.distributed and not world.is_main:
         return _follow(config, output, split, stop_after, keep_best)

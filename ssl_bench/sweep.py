@@ -16,6 +16,7 @@ the shared settings and the status of every run.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
@@ -45,6 +46,7 @@ from .sweep_plan import (  # re-exported: the planning half of a sweep
     plan,
     read_spec,
 )
+from .threads import default_threads
 
 __all__ = ["SPEC_KEYS", "STATUSES", "VARIED", "PlannedRun", "SweepResult", "SweepSpec",
            "check_same_splits", "fairness_key", "make_spec", "overridden_defaults", "plan",
@@ -74,9 +76,8 @@ def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
     from .runner import run
 
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        planned = dataclasses.replace(
+            planned, config=dataclasses.replace(planned.config, threads=threads))
     run_dir = RunDir(planned.output)
     if run_dir.failed:  # diverged before: the same settings would diverge again
         return {"status": "failed", "seconds": 0.0,
@@ -168,7 +169,7 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
 
     console = Console(stderr=True)
     jobs = max(1, jobs)
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or runs[0].config.threads or default_threads(jobs)
     sweep_dir = Path(spec.results) / spec.name
     record_path = sweep_dir / "sweep.json"
     status: dict[str, dict[str, Any]] = {}

@@ -38,6 +38,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("iterations-word", [*RUN, "--iterations", "ten"], "--iterations"),
     ("seed-negative", [*RUN, "--seed", "-1"], "seed (--seed) must be >= 0"),
     ("seed-word", [*RUN, "--seed", "abc"], "--seed"),
+    ("threads-negative", [*RUN, "--threads", "-1"], "threads (--threads) must be >= 0"),
     ("labeled-zero", [*RUN, "--labeled", "0"], "--labeled"),
     ("labeled-negative", [*RUN, "--labeled", "-0.2"], "--labeled"),
     ("labeled-fraction-above-one", [*RUN, "--labeled", "1.5"], "whole number"),
