@@ -145,9 +145,10 @@ def submit_sweep(spec: Any, runs: list[Any], options: ClusterOptions,
     if todo:
         with executor.batch():  # one job array
             for planned in todo:
-                jobs[planned.key] = executor.submit(RunJob(), planned.config,
-                                                    str(planned.output),
-                                                    spec.keep_checkpoints, threads)
+                config = (dataclasses.replace(planned.config, threads=threads) if threads
+                          else planned.config)  # a machine setting: the run applies it
+                jobs[planned.key] = executor.submit(RunJob(), config, str(planned.output),
+                                                    spec.keep_checkpoints)
     for key, job in jobs.items():
         status[key] = {"status": "queued", "job_id": str(job.job_id)}
     write_sweep_record(spec, runs, status, {"executor": options.executor,
@@ -205,13 +206,10 @@ class RunJob:
     Each task of the job is one DDP rank when the job has several (one per GPU).
     """
 
-    def __call__(self, config: Any, output: str, keep_best: bool,
-                 threads: int | None = None) -> dict[str, Any] | None:
+    def __call__(self, config: Any, output: str, keep_best: bool) -> dict[str, Any] | None:
         from . import distributed
         from .runner import run
 
-        if threads:
-            config = dataclasses.replace(config, threads=threads)
         if _tasks() > 1:  # torchrun's variables from the job's environment
             import submitit
 
