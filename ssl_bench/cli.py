@@ -22,16 +22,14 @@ from .flags import (
     parse_bool,
 )
 from .registry import dataset_registry, load_plugin, method_registry
-from .splits import labeled_tag, parse_labeled
+from .labeled import labeled_tag, parse_labeled
 
 EXIT_USER_ERROR = 2
 
 
 def command_run(argv: Sequence[str]) -> int:
-    from . import distributed
     from .records import stored_config
     from .run_dir import CONFIG, RunDir
-    from .runner import run
 
     # Phase 1: which method (and plug-ins) -- its options become flags in phase 2.
     pre = Parser(prog="ssl-bench run", add_help=False)
@@ -66,6 +64,9 @@ def command_run(argv: Sequence[str]) -> int:
         Path("runs") / config.dataset / config.method / f"labeled={labeled_tag(config.labeled)}"
         / f"seed={config.seed}"
     )
+    from . import distributed  # torch and the rest: only once the arguments are good
+    from .runner import run
+
     world = distributed.setup(config.device)  # torchrun: one rank of a DDP run
     try:
         metrics = run(config, output, overwrite=args.overwrite, resume=args.resume,
@@ -123,28 +124,27 @@ def command_list(argv: Sequence[str]) -> int:
     show_all = not (args.methods or args.datasets or args.backbones)
     console = Console()
     if args.methods or show_all:
+        cards = method_registry.cards()
         table = Table(title="methods")
-        for column in ("name", "teacher", "unlabeled", "summary"):
+        for column in ("name", "aliases", "teacher", "unlabeled", "summary"):
             table.add_column(column)
-        for name, cls in method_registry.items():
-            table.add_row(name, "yes" if cls.needs_teacher else "no",
-                          "yes" if cls.uses_unlabeled else "no", cls.summary)
+        for name, card in cards.items():
+            table.add_row(name, ", ".join(card.aliases), card.facts["teacher"],
+                          card.facts["unlabeled"], card.summary)
         console.print(table)
-        for name, cls in method_registry.items():
-            console.print(f"  {name} {_method_contract(cls)}", highlight=False, markup=False,
+        for name, card in cards.items():
+            console.print(f"  {name} {_method_contract(card)}", highlight=False, markup=False,
                           soft_wrap=True)
-        for name, cls in method_registry.items():
-            for o in cls.options:
-                console.print(f"  {name} option {o.flag} {o.type.__name__.upper()} "
-                              f"(default {o.default}): {o.help}", highlight=False,
-                              soft_wrap=True)
+        _print_options(console, cards, "option")
     if args.datasets or show_all:
+        cards = dataset_registry.cards()
         table = Table(title="data sets")
-        table.add_column("name")
-        table.add_column("description")
-        for name, factory in dataset_registry.items():
-            table.add_row(name, (factory.__doc__ or "").strip().splitlines()[0])
+        for column in ("name", "aliases", "description"):
+            table.add_column(column)
+        for name, card in cards.items():
+            table.add_row(name, ", ".join(card.aliases), card.summary)
         console.print(table)
+        _print_options(console, cards, "option")
     if args.backbones or show_all:
         from .backbones import list_backbones
 
@@ -161,15 +161,21 @@ def command_list(argv: Sequence[str]) -> int:
     return 0
 
 
-def _method_contract(cls: Any) -> str:
+def _method_contract(card: Any) -> str:
     """What a method asks of the engine: its views, state and own defaults, one line."""
-    views = ", ".join(f"{n}={v.augmentation}" + ("" if v.rows == "all" else f"[{v.rows}]")
-                      for n, v in cls.view_specs().items())
-    state = ", ".join(sorted(cls().state_dict())) or "none"
-    defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "none"
-    kinds = ", ".join({"single": "single-label", "multi": "multi-label"}[k]
-                      for k in cls.task_kinds)
-    return f"tasks: {kinds}; views: {views}; state: {state}; own defaults: {defaults}"
+    defaults = ", ".join(f"{k}={v}" for k, v in card.defaults.items()) or "none"
+    return (f"tasks: {card.facts['tasks']}; views: {card.facts['views']}; "
+            f"state: {card.facts['state']}; own defaults: {defaults}")
+
+
+def _print_options(console: Any, cards: dict[str, Any], word: str) -> None:
+    """Each entry's declared options, one line each: flag, type, default, help."""
+    for name, card in cards.items():
+        for o in card.options:
+            choices = f", one of {', '.join(map(str, o.choices))}" if o.choices else ""
+            console.print(f"  {name} {word} {o.flag} {o.type.__name__.upper()} "
+                          f"(default {o.default}{choices}): {o.help}", highlight=False,
+                          markup=False, soft_wrap=True)
 
 
 def _backbone_line(name: str) -> str:
@@ -196,9 +202,6 @@ def command_split(argv: Sequence[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .prepare import load_dataset
-    from .splits import make_split, save_split
-
     pre = Parser(prog="ssl-bench split", add_help=False)
     pre.add_argument("--dataset", default=RunConfig.dataset)
     pre.add_argument("--plugin", action="append", default=[])
@@ -222,6 +225,9 @@ def command_split(argv: Sequence[str]) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise UserError(f"{output} exists; pass --overwrite to replace it")
+    from .prepare import load_dataset
+    from .splits import make_split, save_split
+
     dataset = load_dataset(config)
     split = make_split(dataset, config.seed, config.labeled, config.split_ratios,
                        grouped=config.split_mode == "grouped")
@@ -243,15 +249,7 @@ def command_sweep(argv: Sequence[str]) -> int:
     from rich.console import Console
 
     from .cluster import add_cluster_arguments, print_status, submit_command
-    from .sweep import (
-        make_spec,
-        overridden_defaults,
-        plan,
-        print_summary,
-        read_spec,
-        remove_sweep,
-        run_sweep,
-    )
+    from .sweep_plan import make_spec, overridden_defaults, plan, read_spec
 
     pre = Parser(prog="ssl-bench sweep", add_help=False)
     pre.add_argument("--dataset")
@@ -322,6 +320,8 @@ def command_sweep(argv: Sequence[str]) -> int:
     if args.status:
         print_status(Path(spec.results) / spec.name / "sweep.json", console)
         return 0
+    from .sweep import print_summary, remove_sweep, run_sweep
+
     if args.overwrite:
         remove_sweep(spec)
     if args.executor != "local":
@@ -335,7 +335,7 @@ def command_compare(argv: Sequence[str]) -> int:
     """Tables and plots from finished runs: mean ± std over seeds, gains, paired tests."""
     from rich.console import Console
 
-    from .compare import FORMATS, MODELS, compare_command, parse_pairs
+    from .compare.arguments import FORMATS, MODELS, parse_pairs
 
     parser = Parser(prog="ssl-bench compare", description=(
         "Read every finished run under FOLDERS and report mean ± std over seeds per data "
@@ -359,6 +359,8 @@ def command_compare(argv: Sequence[str]) -> int:
                         "(default: srcmt:mt where both ran; 'none' for none)")
     args = parser.parse_args(argv)
     pairs = parse_pairs(args.pairs) if args.pairs is not None else None
+    from .compare import compare_command
+
     return compare_command(args.folders, args.metric, args.model, args.fmt, args.output,
                            args.plot_dir, args.fraction, Console(), baseline=args.baseline,
                            pairs=pairs)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .splits import parse_labeled
+from .labeled import parse_labeled
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -245,10 +245,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def method_defaults(method: str) -> dict[str, Any]:
     """The engine settings a method's paper sets differently (``Method.defaults``)."""
-    from .registry import get_method_class
+    from .registry import method_registry
 
     try:
-        return dict(get_method_class(method).defaults)
+        return dict(method_registry.card(method).defaults)
     except UserError:  # an unknown name: reported (with a hint) when the run is prepared
         return {}
 
@@ -288,10 +288,10 @@ def _resolve_options(config: RunConfig) -> None:
     """Canonical method name; method and data set options checked and completed with
     their defaults, so a configuration reads the same as the run records it."""
     from .options import coerce_options
-    from .registry import dataset_option_specs, get_method_class
+    from .registry import dataset_option_specs, method_registry
 
-    method = get_method_class(config.method)
-    config.method = method.registry_name
+    method = method_registry.card(config.method)
+    config.method = method.name
     config.method_options = coerce_options(method.options, config.method_options,
                                            f"method {config.method!r}")
     config.dataset_options = coerce_options(dataset_option_specs(config.dataset),

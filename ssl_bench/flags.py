@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 from .config import CHOICES, PRESETS
 from .errors import UserError
 from .labeled import parse_labeled
-from .registry import get_method_class
+from .registry import method_registry
 
 __all__ = ["RUN_FLAGS", "Parser", "add_dataset_options", "add_flags", "add_options",
            "add_run_arguments", "collect_options", "parse_bool", "parse_ratios"]
@@ -165,8 +165,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: str | None) -> No
     group = parser.add_argument_group("run settings")
     add_flags(group, RUN_FLAGS)
     if method:
-        cls = get_method_class(method)
-        add_options(parser, f"options of method {cls.registry_name!r}", cls.options, "method")
+        card = method_registry.card(method)
+        add_options(parser, f"options of method {card.name!r}", card.options, "method")
 
 
 def add_flags(group: Any, flags: list[tuple[str, str, Any, str]]) -> None:

@@ -13,10 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import xxhash
-
 from .errors import UserError
 
 KEY = "integrity"
@@ -24,6 +20,9 @@ ALGORITHM = "xxh3_128 over every tensor's dtype, shape and bytes and every value
 
 
 def _feed(digest: Any, value: Any) -> None:
+    import numpy as np
+    import torch
+
     if isinstance(value, torch.Tensor):
         # clone: a one-element tensor with a non-unit stride counts as contiguous, but
         # viewing its bytes needs stride 1 (e.g. a buffer made by ``x[:, 0].clone()``)
@@ -52,6 +51,8 @@ def _feed(digest: Any, value: Any) -> None:
 
 def content_digest(state: dict[str, Any]) -> str:
     """The xxh3-128 digest (hex) of a checkpoint dict's content, its own record excluded."""
+    import xxhash
+
     digest = xxhash.xxh3_128()
     _feed(digest, {k: v for k, v in state.items() if k != KEY})
     return digest.hexdigest()
@@ -68,6 +69,8 @@ def load_verified(path: str | Path, map_location: Any = "cpu",
 
     The error is one line naming the file, what is wrong and ``way_out``.
     """
+    import torch
+
     path = Path(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)

@@ -5,6 +5,10 @@ one; ``list_methods()`` lists the names. Built-ins are found by importing every 
 their package (``methods``, ``ssl_bench.datasets``), third-party ones through the
 entry-point groups ``ssl_bench.methods`` / ``ssl_bench.datasets`` or ``load_plugin(path)``.
 A plug-in that fails to import is an error, never silently skipped.
+
+``cards()`` describes every entry (name, aliases, options, summary) for the command line;
+until something is registered in this process it reads them from an index
+(:mod:`ssl_bench.registry_index`), so ``--help`` and argument errors need no torch.
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .errors import UserError
+from .registry_index import (
+    Card,
+    describe_entry,
+    describe_method,
+    index_path,
+    read_index,
+    source_stamp,
+    write_index,
+)
 
 T = TypeVar("T")
 
@@ -27,13 +40,16 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A case-insensitive name -> object table with aliases and lazy discovery."""
 
-    def __init__(self, kind: str, builtin_package: str, entry_point_group: str) -> None:
+    def __init__(self, kind: str, builtin_package: str, entry_point_group: str,
+                 describe: Callable[[str, Any, tuple[str, ...]], Card] = describe_entry) -> None:
         self.kind = kind
         self.builtin_package = builtin_package
         self.entry_point_group = entry_point_group
+        self.describe = describe
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
         self._discovered = False
+        self._cards: dict[str, Card] | None = None
 
     # -- registration -------------------------------------------------------------
     def register(
@@ -45,6 +61,7 @@ class Registry(Generic[T]):
             if not overwrite and key in self._entries and self._entries[key] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._entries[key] = obj
+            self._cards = None
             if isinstance(obj, type):
                 obj.registry_name = key  # type: ignore[attr-defined]
             for alias in aliases:
@@ -56,6 +73,7 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         key = name.lower()
         self._entries.pop(key, None)
+        self._cards = None
         for alias in [a for a, target in self._aliases.items() if target == key]:
             del self._aliases[alias]
 
@@ -79,31 +97,64 @@ class Registry(Generic[T]):
                     f"group {self.entry_point_group!r} failed to import: {exc}"
                 ) from exc
 
+    # -- cards (what the command line shows and checks) ------------------------------
+    def cards(self) -> dict[str, Card]:
+        """Every entry's card: from the index while nothing is imported, else described
+        from the imported entries (and the index refreshed)."""
+        if self._cards is not None:
+            return self._cards
+        packages = sorted({"ssl_bench", self.builtin_package.split(".")[0]})
+        path = index_path(self.kind, *packages, self.entry_point_group,
+                          f"{self.describe.__module__}.{self.describe.__qualname__}")
+        if not self._entries and not self._discovered:
+            stamp = source_stamp(packages, self.entry_point_group)
+            self._cards = read_index(path, stamp)
+            if self._cards is not None:
+                return self._cards
+        else:
+            stamp = ""
+        self.discover()
+        self._cards = {
+            name: self.describe(name, obj, tuple(sorted(
+                a for a, target in self._aliases.items() if target == name)))
+            for name, obj in sorted(self._entries.items())}
+        if stamp:  # only what the index describes: built-ins and entry points
+            write_index(path, stamp, self._cards)
+        return self._cards
+
+    def card(self, name: str) -> Card:
+        return self.cards()[self.resolve(name)]
+
     # -- lookup -------------------------------------------------------------------
     def names(self) -> list[str]:
-        self.discover()
-        return sorted(self._entries)
+        return sorted(self.cards())
 
     def resolve(self, name: str) -> str:
-        self.discover()
+        cards = self.cards()
+        aliases = {a: card.name for card in cards.values() for a in card.aliases}
         key = name.lower()
-        key = self._aliases.get(key, key)
-        if key not in self._entries:
-            known = self.names()
-            close = difflib.get_close_matches(key, known + sorted(self._aliases), n=1)
+        key = aliases.get(key, key)
+        if key not in cards:
+            known = sorted(cards)
+            close = difflib.get_close_matches(key, known + sorted(aliases), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UserError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(known)}")
         return key
 
     def get(self, name: str) -> T:
-        return self._entries[self.resolve(name)]
+        key = self.resolve(name)
+        self.discover()
+        return self._entries[key]
 
     def items(self) -> list[tuple[str, T]]:
+        self.discover()
         return [(name, self._entries[name]) for name in self.names()]
 
 
-method_registry: Registry[Any] = Registry("method", "methods", "ssl_bench.methods")
-dataset_registry: Registry[Any] = Registry("data set", "ssl_bench.datasets", "ssl_bench.datasets")
+method_registry: Registry[Any] = Registry("method", "methods", "ssl_bench.methods",
+                                          describe_method)
+dataset_registry: Registry[Any] = Registry("data set", "ssl_bench.datasets",
+                                           "ssl_bench.datasets")
 
 
 def register_method(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
@@ -134,7 +185,7 @@ def register_dataset(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T
 
 def dataset_option_specs(name: str) -> tuple[Any, ...]:
     """The declared options of data set ``name`` (empty when it has none)."""
-    return tuple(getattr(dataset_registry.get(name), "options", ()))
+    return dataset_registry.card(name).options
 
 
 def create_dataset(name: str, root: Path | None = None, **options: Any) -> Any:

@@ -271,9 +271,9 @@ def write_sweep_record(spec: SweepSpec, runs: list[PlannedRun],
                        status: dict[str, dict[str, Any]], execution: dict[str, Any]) -> Path:
     """Write ``sweep.json``: the spec, the settings every run shares, how the sweep was
     executed and each run's status (``pending`` until it has one)."""
-    from .registry import get_method_class
+    from .registry import method_registry
 
-    own = {p.method: {k: getattr(p.config, k) for k in get_method_class(p.method).defaults}
+    own = {p.method: {k: getattr(p.config, k) for k in method_registry.card(p.method).defaults}
            for p in runs}
     shared = fairness_key(runs[0].config.to_dict(), {k for keys in own.values() for k in keys})
     path = Path(spec.results) / spec.name / "sweep.json"

@@ -14,7 +14,7 @@ from typing import Any
 from .config import FIELD_NAMES, RunConfig, comparison_settings, read_toml, resolve_config
 from .errors import UserError
 from .run_dir import CONFIG, SPLIT
-from .splits import labeled_tag, load_split, parse_labeled
+from .labeled import labeled_tag, parse_labeled
 
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 #: What a sweep varies itself ([run] may not set them).
@@ -128,7 +128,7 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[PlannedRun]:
     """Resolve every run's configuration and check the sweep is fair; no file is written."""
-    from .registry import create_method, get_method_class
+    from .registry import create_method, method_registry
 
     # Unknown names and bad options fail before anything runs; options are resolved with
     # their defaults, as a run records them (so a re-run matches its stored config.json).
@@ -138,7 +138,7 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
     for labeled in spec.labeled:
         for seed in spec.seeds:
             for method in spec.methods:
-                name = get_method_class(method).registry_name
+                name = method_registry.card(method).name
                 values = {**spec.run, "method": name, "labeled": labeled, "seed": seed,
                           "method_options": options[method]}
                 config = resolve_config(config_file or {}, values)
@@ -147,7 +147,7 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
                 runs.append(PlannedRun(name, labeled, seed, config, output))
     # Settings a method declares as its paper's own (Method.defaults) may differ between
     # methods; everything else must not.
-    owned = {key for method in spec.methods for key in get_method_class(method).defaults}
+    owned = {key for method in spec.methods for key in method_registry.card(method).defaults}
     reference = fairness_key(runs[0].config.to_dict(), owned)
     for planned in runs[1:]:
         other = fairness_key(planned.config.to_dict(), owned)
@@ -175,15 +175,15 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
 def overridden_defaults(spec: SweepSpec) -> list[str]:
     """One line per method whose own engine default (``Method.defaults``, its paper's value)
     the spec's shared settings override, so a sweep author sees it before hours of runs."""
-    from .registry import get_method_class
+    from .registry import method_registry
 
     notes = []
     for method in spec.methods:
-        cls = get_method_class(method)
-        for key, own in cls.defaults.items():
+        card = method_registry.card(method)
+        for key, own in card.defaults.items():
             if key in spec.run and spec.run[key] != own:
                 notes.append(f"{key} = {spec.run[key]!r} in [run] (or its flag) overrides "
-                             f"{cls.registry_name}'s own default {key} = {own!r}; leave it "
+                             f"{card.name}'s own default {key} = {own!r}; leave it "
                              "out to use each method's paper value")
     return notes
 
@@ -203,6 +203,8 @@ def check_same_splits(runs: list[PlannedRun]) -> list[str]:
         if not (planned.output / CONFIG).is_file():
             continue  # never started (or failed before writing its records)
         try:
+            from .splits import load_split
+
             digest = load_split(planned.output / SPLIT).digest
         except UserError as exc:
             problems.append(f"{planned.key}: {exc}")

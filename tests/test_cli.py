@@ -103,13 +103,14 @@ def test_console_entry_point_exits_2_without_traceback(tmp_path):
 
     repo = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # No speed is asserted (a loaded machine may take minutes): the error's content is.
     result = subprocess.run(
         [sys.executable, "-m", "ssl_bench", "run", "--labeled", "0"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env,
+        capture_output=True, text=True, cwd=tmp_path, timeout=1800, env=env,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("ssl-bench: error:")
-    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("ssl-bench: error: --labeled")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("name", ["srcmt", "SRCMT"])
@@ -132,7 +133,7 @@ def test_a_plugin_reusing_a_built_in_name_is_a_one_line_error(tmp_path, name):
     env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(
         [sys.executable, "-m", "ssl_bench", "run", "--plugin", str(plugin), "--method",
-         "srcmt", "-o", "out"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+         "srcmt", "-o", "out"], capture_output=True, text=True, cwd=tmp_path, timeout=1800,
         env=env)
     assert result.returncode == 2
     assert result.stderr.startswith("ssl-bench: error: plug-in file")

@@ -4,31 +4,42 @@
 groups them by settings; ``groups`` says what sets settings groups apart; ``statistics``
 holds the paired test, its 95% interval, the effect size and Holm's correction;
 ``summary`` turns the table into mean ± std per method with tests against a baseline and
-between chosen pairs; ``render`` writes rich/markdown/CSV/LaTeX/JSON; ``plots`` draws PNGs;
-``command`` is ``ssl-bench compare``.
+between chosen pairs; ``tables`` renders rich/markdown/CSV/LaTeX/JSON; ``plots`` draws PNGs;
+``command`` is ``ssl-bench compare``; ``arguments`` what it accepts.
+
+The names below are imported on first use (PEP 562), so that ``ssl-bench compare --help``
+and its argument errors need neither pandas nor matplotlib.
 """
 
 from __future__ import annotations
 
-from .command import compare_command, parse_pairs
-from .groups import describe_differences
-from .plots import plot_learning_curves, plot_per_class
-from .render import FORMATS, SUFFIX_FORMATS, pair_csv, print_summary, render
-from .runs import ID_COLUMNS, MODELS, available_metrics, labeled_order, load_runs, settings_hash
-from .statistics import (
-                         CORRECTION_NAME,
-                         FEW_PAIRS_NOTE,
-                         TEST_NAME,
-                         PairedResult,
-                         holm,
-                         paired_comparison,
-)
-from .summary import DEFAULT_BASELINE, DEFAULT_PAIRS, pair_table, summarize
+import importlib
+from typing import Any
 
-__all__ = [
-    "CORRECTION_NAME", "DEFAULT_BASELINE", "DEFAULT_PAIRS", "FEW_PAIRS_NOTE", "FORMATS",
-    "ID_COLUMNS", "MODELS", "SUFFIX_FORMATS", "TEST_NAME", "PairedResult", "available_metrics",
-    "compare_command", "describe_differences", "holm", "labeled_order", "load_runs",
-    "pair_csv", "pair_table", "paired_comparison", "parse_pairs", "plot_learning_curves",
-    "plot_per_class", "print_summary", "render", "settings_hash", "summarize",
-]
+#: Public name -> the submodule that defines it.
+_EXPORTS: dict[str, str] = {
+    "FORMATS": "arguments", "MODELS": "arguments", "SUFFIX_FORMATS": "arguments",
+    "parse_pairs": "arguments", "compare_command": "command",
+    "describe_differences": "groups", "plot_learning_curves": "plots",
+    "plot_per_class": "plots", "pair_csv": "tables", "print_summary": "tables",
+    "render": "tables", "ID_COLUMNS": "runs", "available_metrics": "runs",
+    "labeled_order": "runs", "load_runs": "runs", "settings_hash": "runs",
+    "CORRECTION_NAME": "statistics", "FEW_PAIRS_NOTE": "statistics",
+    "TEST_NAME": "statistics", "PairedResult": "statistics", "holm": "statistics",
+    "paired_comparison": "statistics", "DEFAULT_BASELINE": "summary",
+    "DEFAULT_PAIRS": "summary", "pair_table": "summary", "summarize": "summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,26 +9,10 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..errors import UserError
 from .plots import plot_learning_curves, plot_per_class
-from .render import FORMATS, SUFFIX_FORMATS, pair_csv, print_summary, render
+from .arguments import FORMATS, SUFFIX_FORMATS
+from .tables import pair_csv, print_summary, render
 from .runs import load_runs
 from .summary import summarize
-
-
-def parse_pairs(text: str) -> list[tuple[str, str]]:
-    """``"srcmt:mt,fixmatch:supervised"`` -> ``[("srcmt", "mt"), ("fixmatch", "supervised")]``
-    (``""`` or ``"none"``: no pairs)."""
-    if text.strip().lower() in ("", "none"):
-        return []
-    pairs = []
-    for item in text.split(","):
-        parts = [part.strip() for part in item.split(":")]
-        if len(parts) != 2 or not all(parts):
-            raise UserError(f"--pairs: {item.strip()!r} is not METHOD:METHOD "
-                            "(e.g. --pairs srcmt:mt,fixmatch:supervised)")
-        if parts[0] == parts[1]:
-            raise UserError(f"--pairs: {item.strip()!r} compares a method with itself")
-        pairs.append((parts[0], parts[1]))
-    return pairs
 
 
 def _output_format(output: Path, fmt: str | None) -> str:

@@ -29,10 +29,8 @@ from ..errors import UserError
 from ..labeled import labeled_tag
 from ..run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
 from ..splits import load_split
+from .arguments import MODELS
 
-#: ``reported``: the model each run reports (its ``report_model``; runs that predate it
-#: reported ``best``).
-MODELS: tuple[str, ...] = ("student", "teacher", "best", "reported")
 
 #: Columns of :func:`load_runs`'s table that are not metrics.
 ID_COLUMNS: tuple[str, ...] = (

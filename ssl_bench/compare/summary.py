@@ -52,9 +52,9 @@ def _canonical(name: str, present: set[str], what: str) -> str:
     if name in present:
         return name
     try:
-        from ..registry import get_method_class
+        from ..registry import method_registry
 
-        registered = get_method_class(name).registry_name
+        registered = method_registry.card(name).name
     except UserError:
         registered = name
     if registered not in present:

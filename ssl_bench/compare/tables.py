@@ -16,13 +16,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from .arguments import FORMATS
 from .statistics import CONFIDENCE, CORRECTION_NAME, EFFECT_NAME, TEST_NAME
 from .summary import pair_table
 
-FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")
-SUFFIX_FORMATS: dict[str, str] = {
-    ".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".json": "json",
-}
 CI_HEADER = f"{round(CONFIDENCE * 100)}% CI"
 
 

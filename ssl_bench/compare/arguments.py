@@ -1,0 +1,35 @@
+"""What ``ssl-bench compare`` accepts: output formats, models, method pairs.
+
+Kept apart from the table and plot code (pandas, matplotlib) so that the command line can
+check its arguments, and print its help, without importing them.
+"""
+
+from __future__ import annotations
+
+from ..errors import UserError
+
+#: Table formats ``--format`` takes, and the file suffixes that imply one.
+FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")
+SUFFIX_FORMATS: dict[str, str] = {
+    ".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".json": "json",
+}
+#: ``reported``: the model each run reports (its ``report_model``; runs that predate it
+#: reported ``best``).
+MODELS: tuple[str, ...] = ("student", "teacher", "best", "reported")
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """``"srcmt:mt,fixmatch:supervised"`` -> ``[("srcmt", "mt"), ("fixmatch", "supervised")]``
+    (``""`` or ``"none"``: no pairs)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    pairs = []
+    for item in text.split(","):
+        parts = [part.strip() for part in item.split(":")]
+        if len(parts) != 2 or not all(parts):
+            raise UserError(f"--pairs: {item.strip()!r} is not METHOD:METHOD "
+                            "(e.g. --pairs srcmt:mt,fixmatch:supervised)")
+        if parts[0] == parts[1]:
+            raise UserError(f"--pairs: {item.strip()!r} compares a method with itself")
+        pairs.append((parts[0], parts[1]))
+    return pairs
