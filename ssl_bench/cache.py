@@ -212,6 +212,10 @@ def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path
         bad = [BadImage(**b) for b in manifest.get("bad", [])]
         if bad and not skip_bad:
             raise bad_image_error(dataset, bad)
+        if not quiet:
+            console.print(f"using the decoded-image cache {array_path} ({len(dataset):,} "
+                          f"{dataset.name} images at {size} px)", highlight=False,
+                          soft_wrap=True)
         return CachedImages(array, array_path, bad)
 
     _check_writable(cache_dir)

@@ -35,6 +35,8 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "elapsed": trainer.elapsed,
         "divergence": trainer.monitor.state_dict(),
         "method": trainer.method.state_dict(),
+        "interval": trainer.interval,
+        "step_logs": trainer.logs.state_dict(),
     }
 
 
@@ -55,6 +57,11 @@ def restore_trainer(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.monitor.load_state_dict(state.get("divergence"))
     if state.get("method") is not None:
         trainer.method.load_state_dict(state["method"])
+    # Checkpoints taken at an evaluation (all of them before Ctrl-C/SIGTERM saved one
+    # between two) start a new interval of loss sums.
+    trainer.logs.load_state_dict(state.get("step_logs"))
+    trainer.interval = state.get("interval") or {"sums": {}, "count": 0, "pending": {},
+                                                 "pending_count": 0}
 
 
 def _random_states(trainer: Trainer) -> dict[str, Any]:

@@ -393,9 +393,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ssl-bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("ssl-bench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from .interrupts import RunInterrupted
+
+        if not isinstance(exc, RunInterrupted):  # before training started, or a 2nd Ctrl-C
+            print("ssl-bench: interrupted", file=sys.stderr)
+            return 130
+        print(f"ssl-bench: {exc.describe()}", file=sys.stderr)
+        if command == "run" and exc.checkpoint_step is not None and exc.output is not None:
+            print(f"ssl-bench: continue it with: {resume_command(rest, exc.output)}",
+                  file=sys.stderr)
+        return exc.exit_code
+
+
+def resume_command(argv: Sequence[str], output: Path) -> str:
+    """The ``ssl-bench run`` command line that continues an interrupted run: the same
+    arguments without ``--overwrite``, with ``--resume`` and the run's folder."""
+    import shlex
+
+    tokens = [a for a in argv if a != "--overwrite"]
+    if not any(a in ("-o", "--output") or a.startswith("--output=") for a in tokens):
+        tokens += ["--output", str(output)]
+    if "--resume" not in tokens:
+        tokens.append("--resume")
+    return "ssl-bench run " + shlex.join(tokens)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ from .divergence import DivergenceMonitor
 from .errors import UserError
 from .evaluation import Evaluator
 from .integrity import load_verified
+from .interrupts import EXIT_CODES, RunInterrupted, StopRequest
 from .method import Batch, StepContext, StepOutput
 from .method_logs import StepLogs, method_info
 from .metrics import metric_names
@@ -180,6 +181,11 @@ class Trainer:
                                    self.monitor, self._message)
         self.logs = StepLogs(self.task.kind)
         self.keep_best = True
+        #: Set by a signal (see :mod:`ssl_bench.interrupts`): stop after the current step.
+        self.stop_request: StopRequest | None = None
+        #: Loss sums since the last evaluation (part of a checkpoint taken between two).
+        self.interval: dict[str, Any] = {"sums": {}, "count": 0, "pending": {},
+                                         "pending_count": 0}
         #: Optional phase timer (``ssl_bench.benchmarking.PhaseTimer``) for speed reports.
         self.timer: Any = None
         # What the method calls: the models themselves, or their torch.compile'd wrappers
@@ -295,9 +301,12 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> dict[str, Any] | None:
         """Train to the end (or until ``stop_after`` steps, for tests); return metrics."""
         total = self.p.total_steps
-        sums: dict[str, float] = {}  # loss sums since the last evaluation
-        pending: dict[str, torch.Tensor] = {}  # loss sums not yet read back from the device
-        count = pending_count = 0
+        # Loss sums since the last evaluation, and those not yet read back from the device
+        # (a checkpoint taken between evaluations holds both, so a resumed run adds the
+        # same numbers in the same order).
+        sums: dict[str, float] = dict(self.interval["sums"])
+        pending: dict[str, torch.Tensor] = dict(self.interval["pending"])
+        count, pending_count = self.interval["count"], self.interval["pending_count"]
         last_val: float | None = None
         if self.history:
             last_val = self.history[-1].get(f"val_{self._lead()}_{self.config.selection_metric}")
@@ -338,11 +347,37 @@ class Trainer:
                 improved = self.evaluator.select(self.models(), results, self.step)
                 self.history.append(self._history_row(sums, count, results))
                 sums, count = {}, 0
+                self.interval = {"sums": {}, "count": 0, "pending": {}, "pending_count": 0}
                 last_val = results[self._lead()]["val"].get(self.config.selection_metric)
                 self._record(improved, results)
+            if self.stop_request and self.step < total:
+                self.interval = {"sums": sums, "count": count, "pending": pending,
+                                 "pending_count": pending_count}
+                self.elapsed = time.perf_counter() - started
+                raise self._interrupted(at_eval)
             if stop_after is not None and self.step >= stop_after:
                 return None
         return self._finish()
+
+    def _interrupted(self, checkpointed: bool) -> RunInterrupted:
+        """Save a checkpoint of this step (unless the evaluation just did) and say so.
+
+        Under torchrun the ranks may see a signal at different steps, and a checkpoint is
+        collective, so there only the last evaluation's checkpoint is kept.
+        """
+        assert self.stop_request is not None
+        saved: int | None = None
+        if self.run_dir is not None:
+            if checkpointed:
+                saved = self.step
+            elif not self.world.distributed:
+                self.run_dir.save(CHECKPOINT, self.state_dict())
+                saved = self.step
+            elif self.history:
+                saved = int(self.history[-1]["step"])
+        return RunInterrupted(self.stop_request.name, self.step, self.p.total_steps,
+                              None if self.run_dir is None else self.run_dir.path, saved,
+                              EXIT_CODES[self.stop_request.signum])
 
     def _lead(self) -> str:
         return "teacher" if self.teacher is not None else "student"

@@ -9,7 +9,7 @@ sees those labels.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -65,6 +65,16 @@ class StepLogs:
         mask = mask.bool()
         self.correct = self.correct + (right & mask).sum()
         self.counted = self.counted + mask.sum()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far (a checkpoint between two evaluations holds them)."""
+        return {"sums": dict(self.sums), "steps": self.steps, "correct": self.correct,
+                "counted": self.counted}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        state = state or {"sums": {}, "steps": 0, "correct": 0.0, "counted": 0.0}
+        self.sums, self.steps = dict(state["sums"]), state["steps"]
+        self.correct, self.counted = state["correct"], state["counted"]
 
     def flush(self) -> dict[str, float | None]:
         """Means since the last flush (``log_<name>``, ``log_pseudo_label_accuracy``)."""

@@ -17,6 +17,7 @@ from .config import MACHINE_SETTINGS, RunConfig, with_field_defaults
 from .divergence import TrainingDiverged
 from .engine import Trainer
 from .errors import UserError
+from .interrupts import stop_requests
 from .locks import FolderLock
 from .prepare import PreparedRun, prepare
 from .progress import TrainingProgress
@@ -107,16 +108,19 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
             title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
             progress = TrainingProgress(prepared.total_steps, title, quiet=quiet)
         progress.total = prepared.total_steps
+        progress.message(start_line(prepared, run_dir.path, resumed))
         with progress:
             trainer = Trainer(prepared, run_dir, progress)
             trainer.keep_best = keep_best
             if resumed:
                 trainer.resume_from(run_dir.file(CHECKPOINT))
-                progress.message(f"resuming {run_dir.path} at step {trainer.step}")
+                progress.message(f"continuing from the checkpoint of step {trainer.step}")
             else:
                 _write_start_records(run_dir, prepared, trainer, progress)
             try:
-                return trainer.fit(stop_after=stop_after)
+                with stop_requests() as request:  # Ctrl-C/SIGTERM: checkpoint, then stop
+                    trainer.stop_request = request
+                    return trainer.fit(stop_after=stop_after)
             except TrainingDiverged as exc:
                 _record_failure(run_dir, trainer, exc)
                 raise
@@ -129,6 +133,21 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
         raise
     finally:
         lock.release()
+
+
+def start_line(prepared: PreparedRun, output: Path, resumed: bool) -> str:
+    """What a run is about to do, in one line (the first line of a cluster job's log)."""
+    import torch
+
+    config, sizes = prepared.config, prepared.split.sizes()
+    parts = ", ".join(f"{part} {sizes[part]:,}" for part in ("labeled", "unlabeled", "val",
+                                                              "test"))
+    threads = torch.get_num_threads()
+    return (f"{'resuming' if resumed else 'starting'} {config.method} on "
+            f"{prepared.dataset.name} ({parts}); {config.backbone} at {config.image_size} px, "
+            f"{prepared.total_steps:,} steps, evaluation every {prepared.eval_every:,}; "
+            f"device {prepared.device}, {threads} thread{'s' * (threads != 1)}; "
+            f"output {output}")
 
 
 def _follow(config: RunConfig, output: str | Path, split: Split | None,
