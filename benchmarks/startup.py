@@ -36,7 +36,7 @@ COMMANDS = {
 
 def _run(checkout: Path, argv: list[str], cache: Path, importtime: bool = False
          ) -> tuple[float, str]:
-    env = {**os.environ, "PYTHONPATH": str(checkout), "SSL_BENCH_CACHE_DIR": str(cache)}
+    env = {**os.environ, "PYTHONPATH": str(checkout), "SSL_BENCH_CACHE": str(cache)}
     flags = ["-X", "importtime"] if importtime else []
     start = time.perf_counter()
     done = subprocess.run([sys.executable, *flags, "-m", "ssl_bench", *argv], env=env,

@@ -35,6 +35,7 @@ from .atomic import atomic_write_json, remove_stale_temporaries
 from .datasets.base import ImageDataset
 from .errors import UserError
 from .images import IMAGE_ERRORS, decode_image, describe_error
+from .paths import default_cache_dir
 
 #: Bump when decoding changes so that old caches are rebuilt.
 CACHE_VERSION = 1
@@ -42,14 +43,6 @@ CACHE_VERSION = 1
 CHUNK = 64
 #: Bytes read at a time when checksumming a cache file.
 CHECKSUM_CHUNK = 16 * 2**20
-
-
-def default_cache_dir() -> Path:
-    """``$SSL_BENCH_CACHE``, else ``$XDG_CACHE_HOME/ssl-bench``, else ``~/.cache/ssl-bench``."""
-    if os.environ.get("SSL_BENCH_CACHE"):
-        return Path(os.environ["SSL_BENCH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ssl-bench"
 
 
 def default_workers() -> int:

@@ -232,8 +232,10 @@ def command_split(argv: Sequence[str]) -> int:
     split = make_split(dataset, config.seed, config.labeled, config.split_ratios,
                        grouped=config.split_mode == "grouped")
     save_split(split, output)
+    extra = (f"; {len(split.unlabeled_only):,} more images nobody labeled, all unlabeled"
+             if split.unlabeled_only else "")
     table = Table(title=f"{dataset.name} split (seed {config.seed}, labeled "
-                  f"{labeled_tag(config.labeled)}) -> {output}")
+                  f"{labeled_tag(config.labeled)}{extra}) -> {output}")
     table.add_column("class")
     parts = ["train", "labeled", "val", "test"]
     for part in parts:

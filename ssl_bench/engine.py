@@ -246,7 +246,7 @@ class Trainer:
             with timer("ema"):
                 self.ema(ema_decay_at(self.step, self.config.ema_decay))
             distributed.broadcast_buffers(self.teacher)
-        self.logs.add(output, self.labels, self.batches.unlabeled_rows)
+        self.logs.add(output, self.labels, self.batches.unlabeled_rows, self.batches.scorable)
         self.step += 1
         if self.step == 1 and self.teacher is not None and self.config.teacher_buffers == "own":
             self._check_teacher_statistics()

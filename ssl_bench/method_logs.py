@@ -48,8 +48,10 @@ class StepLogs:
         self.correct: torch.Tensor | float = 0.0
         self.counted: torch.Tensor | float = 0.0
 
-    def add(self, output: StepOutput, labels: torch.Tensor, unlabeled_rows: np.ndarray) -> None:
-        """Accumulate one step's logs; score its pseudo-labels on the hidden labels."""
+    def add(self, output: StepOutput, labels: torch.Tensor, unlabeled_rows: np.ndarray,
+            scorable: torch.Tensor | None = None) -> None:
+        """Accumulate one step's logs; score its pseudo-labels on the hidden labels (of
+        the rows ``scorable`` marks, when given: images nobody labeled have none)."""
         for name, value in output.logs.items():
             value = value.detach().float()
             self.sums[name] = self.sums.get(name, 0.0) + value
@@ -57,12 +59,16 @@ class StepLogs:
         if output.pseudo_labels is None or len(unlabeled_rows) == 0:
             return
         predicted, mask = (t.detach() for t in output.pseudo_labels)
-        hidden = labels[torch.from_numpy(unlabeled_rows).to(labels.device)]
+        index = torch.from_numpy(unlabeled_rows).to(labels.device)
+        hidden = labels[index]
         if self.kind == "single":
             right = predicted.long() == hidden.long()
         else:
             right = predicted.float().round() == hidden.float()
         mask = mask.bool()
+        if scorable is not None:
+            known = scorable[index]
+            mask = mask & known.view(-1, *([1] * (mask.dim() - 1)))
         self.correct = self.correct + (right & mask).sum()
         self.counted = self.counted + mask.sum()
 

@@ -3,8 +3,8 @@
 A built-in method is a ``torch.nn.Module``, so importing one imports torch: seconds on a
 busy machine. ``--help``, ``ssl-bench list`` and argument errors need only names,
 aliases, options and summaries -- a *card* per entry. The first command that needs the
-cards imports the entries, describes them and writes the cards to an index in the user's
-cache folder; later commands read the index and answer without torch. The index is keyed
+cards imports the entries, describes them and writes the cards to an index in the cache
+folder (``registry/`` under ``$SSL_BENCH_CACHE``, as the image cache); later commands read the index and answer without torch. The index is keyed
 by a stamp of every source file it describes (path, size, modification time) and the
 installed entry points, so an edited method, a new plug-in or a new version rebuilds it;
 an index that cannot be read or written is rebuilt in memory, never trusted.
@@ -16,7 +16,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 from .atomic import atomic_write_json
 from .options import Option
+from .paths import default_cache_dir
 
 #: Bump when a card's fields change: older indexes are then rebuilt.
 INDEX_FORMAT = 1
@@ -87,14 +87,6 @@ def describe_entry(name: str, entry: Any, aliases: tuple[str, ...]) -> Card:
     return Card(name, aliases, summary, tuple(getattr(entry, "options", ())))
 
 
-def cache_dir() -> Path:
-    """``SSL_BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ssl-bench``, else ``~/.cache/ssl-bench``."""
-    if os.environ.get("SSL_BENCH_CACHE_DIR"):
-        return Path(os.environ["SSL_BENCH_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ssl-bench"
-
-
 def _package_files(package: str) -> list[Path]:
     """The Python files of a package (or one module) found without importing it."""
     try:
@@ -133,7 +125,7 @@ def index_path(*identity: str) -> Path:
     function) and installation, so that neither two registries nor two checkouts share one."""
     where = str(Path(__file__).resolve().parent)
     key = hashlib.sha256("\n".join((where, *identity)).encode()).hexdigest()[:16]
-    return cache_dir() / f"registry-{identity[0].replace(' ', '-')}-{key}.json"
+    return default_cache_dir() / "registry" / f"{identity[0].replace(' ', '-')}-{key}.json"
 
 
 def read_index(path: Path, stamp: str) -> dict[str, Card] | None:

@@ -142,6 +142,10 @@ def start_line(prepared: PreparedRun, output: Path, resumed: bool) -> str:
     config, sizes = prepared.config, prepared.split.sizes()
     parts = ", ".join(f"{part} {sizes[part]:,}" for part in ("labeled", "unlabeled", "val",
                                                               "test"))
+    if sizes["unlabeled_only"]:
+        parts = parts.replace(f"unlabeled {sizes['unlabeled']:,}", f"unlabeled "
+                              f"{sizes['unlabeled']:,} ({sizes['unlabeled_only']:,} of them "
+                              "nobody labeled)")
     threads = torch.get_num_threads()
     return (f"{'resuming' if resumed else 'starting'} {config.method} on "
             f"{prepared.dataset.name} ({parts}); {config.backbone} at {config.image_size} px, "

@@ -80,6 +80,10 @@ class BatchMaker:
         self.device = device
         #: Rows of the last batch's unlabeled part (their hidden labels score pseudo-labels).
         self.unlabeled_rows = np.zeros(0, dtype=np.int64)
+        #: Which rows have a hidden label to score against (None: all; images nobody
+        #: labeled have none).
+        extra = prepared.dataset.unlabeled_only
+        self.scorable = None if extra is None else torch.from_numpy(~extra).to(device)
 
     def local_rows(self, rows: np.ndarray) -> np.ndarray:
         """This rank's shard of a global batch's labeled and unlabeled rows (all of them

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
-# The registry index (ssl_bench.registry_index) of this session, not the user's cache.
-os.environ["SSL_BENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="ssl-bench-test-cache-")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from ssl_bench.config import RunConfig  # noqa: E402

@@ -449,7 +449,9 @@ def _csv_error(tmp_path, edit, multilabel=False, **options) -> str:
 
 
 def test_csv_errors(tmp_path):
-    message = _csv_error(tmp_path / "1", lambda fx: edit_csv_cell(fx.csv, 4, "label", ""))
+    # (an empty label is an image nobody labeled unless empty_labels=error; issue 15)
+    message = _csv_error(tmp_path / "1", lambda fx: edit_csv_cell(fx.csv, 4, "label", ""),
+                         empty_labels="error")
     assert "row 4" in message
     message = _csv_error(tmp_path / "2", lambda fx: edit_csv_cell(fx.csv, 5, "b", "2"),
                          multilabel=True)
@@ -509,17 +511,18 @@ def _kept(fx, skipped_rows):
 
 
 def test_skip_bad_rows_csv_single_label(tmp_path):
-    fx = write_csv_dataset(tmp_path, n=12, classes=("a", "b", "c"))
+    fx = write_csv_dataset(tmp_path, n=12, classes=("a", "b", "c"))  # (empty: an error here)
     for row, value in ((3, "NaN"), (5, "nan"), (8, "")):
         edit_csv_cell(fx.csv, row, "label", value)
-    message = _bad_rows_error("csv", tmp_path, label_column="label")
+    message = _bad_rows_error("csv", tmp_path, label_column="label", empty_labels="error")
     assert "labels.csv" in message and "row 8" in message and "is empty" in message
     edit_csv_cell(fx.csv, 8, "label", "a")
-    message = _bad_rows_error("csv", tmp_path, label_column="label")
+    message = _bad_rows_error("csv", tmp_path, label_column="label", empty_labels="error")
     assert "rows 3, 5" in message and "'NaN'" in message and "'nan'" in message
     edit_csv_cell(fx.csv, 8, "label", "")
 
-    ds, skipped = _load_skipping("csv", tmp_path, label_column="label")
+    ds, skipped = _load_skipping("csv", tmp_path, label_column="label",
+                                 empty_labels="error")
     assert ds.ids == _kept(fx, {3, 5, 8}) and len(ds) == 9
     assert ds.class_names == ["a", "b", "c"]  # no 'NaN' or 'nan' class
     assert ds.sources[:3] == ["labels.csv row 2", "labels.csv row 4", "labels.csv row 6"]
@@ -629,7 +632,8 @@ def test_run_and_split_with_skip_bad_rows(tmp_path, capsys):
     fx = write_csv_dataset(tmp_path / "data", n=33, classes=("a", "b", "c"), groups=False)
     for row, value in ((3, "NaN"), (10, "nan"), (17, "")):
         edit_csv_cell(fx.csv, row, "label", value)
-    common = ["--dataset", "csv", "--data-root", str(fx.root), "--label-column", "label"]
+    common = ["--dataset", "csv", "--data-root", str(fx.root), "--label-column", "label",
+              "--empty-labels", "error"]  # (else row 17 is an image nobody labeled)
     flags = ["--cache-dir", str(tmp_path / "cache"), "--quiet", *TINY_FLAGS, "--iterations", "2",
              "--eval-every", "1", "--backbone", "resnet10t", "--method", "supervised",
              "--labeled", "0.5"]

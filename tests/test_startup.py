@@ -64,7 +64,7 @@ PROBE = textwrap.dedent("""
 
 
 def _probe(cases: list, cache: Path) -> dict:
-    env = {**os.environ, "SSL_BENCH_CACHE_DIR": str(cache),
+    env = {**os.environ, "SSL_BENCH_CACHE": str(cache),
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases), json.dumps(HEAVY)],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=1800)
@@ -134,13 +134,13 @@ def _fresh_registry() -> Registry:
 
 
 def test_the_index_is_read_then_rebuilt_when_a_source_changes(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSL_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSL_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.syspath_prepend(str(tmp_path))
     _toy_package(tmp_path, default=1)
     built = _fresh_registry().cards()
     assert built["alpha"].options[0].default == 1 and built["alpha"].aliases == ("a",)
     assert built["alpha"].summary == "The alpha data set (toy)."
-    assert list((tmp_path / "cache").glob("registry-toy-*.json"))
+    assert list((tmp_path / "cache" / "registry").glob("toy-*.json"))
 
     registry = _fresh_registry()
     assert registry.card("a") == built["alpha"]
@@ -152,13 +152,13 @@ def test_the_index_is_read_then_rebuilt_when_a_source_changes(tmp_path, monkeypa
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert _fresh_registry().card("alpha").options[0].default == 2  # rebuilt, not stale
 
-    for index in (tmp_path / "cache").glob("registry-toy-*.json"):
+    for index in (tmp_path / "cache" / "registry").glob("toy-*.json"):
         index.write_text("{ damaged")
     assert _fresh_registry().card("alpha").options[0].default == 2
 
 
 def test_an_entry_registered_in_process_joins_the_cards(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSL_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSL_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.syspath_prepend(str(tmp_path))
     _toy_package(tmp_path, default=1)
     registry = _fresh_registry()

@@ -33,6 +33,10 @@ class ImageDataset:
     says where each image was listed (``"GroundTruth.csv row 12"``) for error messages.
     ``predefined`` holds official evaluation parts (``{"test": [ids]}``) that the split
     generator must use instead of carving them from the training images.
+
+    ``unlabeled_only`` marks images nobody labeled (a CSV row without a label, a folder
+    of extra images): their ``labels`` rows are placeholders that nothing reads -- they
+    join the unlabeled training pool and are never labeled, validated, tested or counted.
     """
 
     name: str
@@ -51,6 +55,8 @@ class ImageDataset:
     #: What was read and decided (files, evaluation parts), recorded beside results.
     info: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: True where an image has no label (see above); None: every image is labeled.
+    unlabeled_only: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -73,6 +79,13 @@ class ImageDataset:
             )
         if self.groups is not None and len(self.groups) != n:
             raise ValueError(f"data set {self.name!r}: {len(self.groups)} groups for {n} ids")
+        if self.unlabeled_only is not None:
+            self.unlabeled_only = np.asarray(self.unlabeled_only, dtype=bool)
+            if self.unlabeled_only.shape != (n,):
+                raise ValueError(f"data set {self.name!r}: unlabeled_only has shape "
+                                 f"{self.unlabeled_only.shape}, expected ({n},)")
+            if not self.unlabeled_only.any():
+                self.unlabeled_only = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -92,9 +105,21 @@ class ImageDataset:
         """Row indices of image ``ids`` (``KeyError`` for an id not in the data set)."""
         return np.array([self._position[i] for i in ids], dtype=np.int64)
 
+    def labeled_rows(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """The rows among ``indices`` (default: all) whose image has a label."""
+        rows = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        return rows if self.unlabeled_only is None else rows[~self.unlabeled_only[rows]]
+
+    def unlabeled_only_rows(self) -> np.ndarray:
+        """Rows of the images nobody labeled."""
+        if self.unlabeled_only is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.unlabeled_only)
+
     def class_counts(self, indices: np.ndarray | None = None) -> dict[str, int]:
-        """Images per class (positives per class for multi-label)."""
-        labels = self.labels if indices is None else self.labels[indices]
+        """Images per class (positives per class for multi-label); unlabeled-only images
+        count nowhere."""
+        labels = self.labels[self.labeled_rows(indices)]
         if self.kind == "single":
             counts = np.bincount(labels.astype(np.int64), minlength=self.num_classes)
         else:
@@ -125,6 +150,7 @@ class ImageDataset:
             files=None if self.files is None else [self.files[i] for i in keep],
             sources=None if self.sources is None else [self.sources[i] for i in keep],
             groups=None if self.groups is None else self.groups[keep],
+            unlabeled_only=None if self.unlabeled_only is None else self.unlabeled_only[keep],
             predefined={k: [i for i in v if i in kept] for k, v in self.predefined.items()},
         )
 
@@ -135,6 +161,8 @@ class ImageDataset:
         digest.update("\x1f".join(self.class_names).encode())
         digest.update("\x1e".join(self.ids).encode())
         digest.update(np.ascontiguousarray(self.labels, dtype=np.float32).tobytes())
+        if self.unlabeled_only is not None:  # (absent: the fingerprint of earlier versions)
+            digest.update(b"unlabeled-only" + np.packbits(self.unlabeled_only).tobytes())
         return digest.hexdigest()[:16]
 
 

@@ -35,7 +35,8 @@ from ._tables import (
     sources,
     text_column,
 )
-from .base import ImageDataset
+from ._unlabeled import UNLABELED_DIR_OPTION, add_unlabeled_folder
+from .base import ImageDataset, dataset_options
 
 #: The 14 findings in their standard order (Wang et al., CVPR 2017).
 FINDINGS: tuple[str, ...] = (
@@ -151,7 +152,8 @@ def _read_list(path: Path) -> list[str]:
 
 
 @register_dataset("chestxray14", aliases=("chestx-ray14", "nih-chestxray14", "cxr14"))
-def chestxray14(root: Path | None) -> ImageDataset:
+@dataset_options(UNLABELED_DIR_OPTION)
+def chestxray14(root: Path | None, unlabeled_dir: str | None = None) -> ImageDataset:
     """NIH ChestX-ray14 frontal chest X-rays, 14 findings (multi-label), grouped by patient."""
     root = require_root(root, "chestxray14", "ChestX-ray14", LAYOUT, SOURCE)
     csv = next((root / name for name in CSV_NAMES if (root / name).is_file()), None)
@@ -218,7 +220,7 @@ def chestxray14(root: Path | None) -> ImageDataset:
             "in_neither_list": int((~ids.isin(listed_train | listed_test)).sum()),
         }
 
-    return ImageDataset(
+    dataset = ImageDataset(
         name="chestxray14",
         ids=id_list,
         labels=labels,
@@ -233,3 +235,4 @@ def chestxray14(root: Path | None) -> ImageDataset:
         info=info,
         description="NIH ChestX-ray14 chest X-rays, 14 findings (multi-label), by patient",
     )
+    return add_unlabeled_folder(dataset, unlabeled_dir, root)

@@ -6,7 +6,8 @@ Single-label: one column of class names or numbers (``label_column``)::
     scans/a.png,benign,p01
 
 Multi-label: 0/1 columns (``label_columns=a,b,c`` or ``*`` for every column other than
-the image and group columns). Image paths are relative to the data root (or absolute);
+the image and group columns). A row with an empty label (every label column empty) is an
+image nobody labeled: an unlabeled training image only (``empty_labels=error`` refuses it). Image paths are relative to the data root (or absolute);
 image ids are the paths as written in the CSV. Only the CSV is read here: images are
 decoded (and missing ones reported) by the cache.
 """
@@ -30,6 +31,7 @@ from ._tables import (
     sources,
     text_column,
 )
+from ._unlabeled import UNLABELED_DIR_OPTION, add_unlabeled_folder
 from .base import ImageDataset, dataset_options
 
 EXAMPLE = (
@@ -92,6 +94,10 @@ def _label_columns(
            "images stay in one split part"),
     Option("channels", int, 3, "channels of the images: 1 (grey) or 3 (colour)",
            choices=(1, 3)),
+    Option("empty_labels", str, "unlabeled", "rows whose label is empty (every label column "
+           "empty, multi-label): unlabeled = images nobody labeled, used as unlabeled "
+           "training images only; error = refuse them", choices=("unlabeled", "error")),
+    UNLABELED_DIR_OPTION,
 )
 def csv_dataset(
     root: Path | None,
@@ -101,8 +107,11 @@ def csv_dataset(
     label_columns: str | None = None,
     group_column: str | None = None,
     channels: int = 3,
+    empty_labels: str = "unlabeled",
+    unlabeled_dir: str | None = None,
 ) -> ImageDataset:
-    """Images listed in a CSV file, single-label (``label_column``) or multi-label."""
+    """Images listed in a CSV file, single-label (``label_column``) or multi-label; rows
+    without a label are images nobody labeled (unlabeled training images only)."""
     label_column = label_column.strip() if label_column and label_column.strip() else None
     label_columns = label_columns if label_columns and label_columns.strip() else None
     if (label_column is None) == (label_columns is None):
@@ -128,8 +137,15 @@ def csv_dataset(
 
     ids = text_column(table, path, image_column, f"image path (column {image_column!r})")
     check_unique(ids, path, f"image paths (column {image_column!r})")
+    empty = (table[chosen].apply(lambda column: column.str.strip()) == "").all(axis=1)
+    if empty_labels == "error" or not empty.any():
+        empty[:] = False
+    known = table[~empty]
+    if known.empty:
+        raise UserError(f"{path}: no row has a label (columns {', '.join(chosen)}); a "
+                        "classifier needs labeled images")
     if label_column is not None:
-        values = text_column(table, path, label_column, f"label (column {label_column!r})")
+        values = text_column(known, path, label_column, f"label (column {label_column!r})")
         check_not_missing(values, path, f"the label (column {label_column!r})")
         class_names = natural_sorted(values.unique())
         if len(class_names) < 2:
@@ -138,18 +154,20 @@ def csv_dataset(
                 "a classifier needs at least 2"
             )
         index = {name: i for i, name in enumerate(class_names)}
-        labels = values.map(index).to_numpy(dtype=np.int64)
+        labels = np.zeros(len(table), dtype=np.int64)  # (placeholders where empty)
+        labels[~empty.to_numpy()] = values.map(index).to_numpy(dtype=np.int64)
         kind = "single"
     else:
         class_names = chosen
-        labels = binary_matrix(table, path, class_names, ids)
+        labels = np.zeros((len(table), len(chosen)), dtype=np.float32)
+        labels[~empty.to_numpy()] = binary_matrix(known, path, class_names, ids[~empty])
         kind = "multi"
     groups = None
     if group_column:
         groups = text_column(table, path, group_column, f"group (column {group_column!r})")
         groups = groups.to_numpy(dtype=object)
     id_list = ids.tolist()
-    return ImageDataset(
+    dataset = ImageDataset(
         name="csv",
         ids=id_list,
         labels=labels,
@@ -165,6 +183,9 @@ def csv_dataset(
             "image_column": image_column,
             "label_columns": list(class_names) if kind == "multi" else [label_column],
             "groups": None if group_column is None else f"column {group_column!r}",
+            "rows_without_label": int(empty.sum()),
         },
         description=f"images listed in {path.name} ({kind}-label, {len(class_names)} classes)",
+        unlabeled_only=empty.to_numpy(),
     )
+    return add_unlabeled_folder(dataset, unlabeled_dir, root)

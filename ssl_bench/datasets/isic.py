@@ -37,6 +37,7 @@ from ._tables import (
     sources,
     text_column,
 )
+from ._unlabeled import UNLABELED_DIR_OPTION, add_unlabeled_folder
 from .base import ImageDataset, dataset_options
 
 #: Class columns, in the order of the official CSV (and of this data set's classes).
@@ -180,9 +181,11 @@ def _lesion_groups(path: Path, ids: list[str], n_train: int) -> np.ndarray:
         "HAM10000_metadata.csv for lesion groups "
         "(default: <root>/HAM10000_metadata.csv when present)",
     ),
+    UNLABELED_DIR_OPTION,
 )
 def isic(
-    root: Path | None, eval_split: str = "random", metadata: str | None = None
+    root: Path | None, eval_split: str = "random", metadata: str | None = None,
+    unlabeled_dir: str | None = None,
 ) -> ImageDataset:
     """ISIC 2018 Task 3 / HAM10000 dermoscopy images, 7 diagnoses (single-label)."""
     root = require_root(root, "isic", "ISIC", LAYOUT, SOURCE)
@@ -235,7 +238,7 @@ def isic(
         groups = _lesion_groups(metadata_path, ids, len(parts["train"].ids))
         files_read["metadata"] = str(metadata_path)
     predefined = {part: p.ids for part, p in parts.items() if part != "train"}
-    return ImageDataset(
+    dataset = ImageDataset(
         name="isic",
         ids=ids,
         labels=np.concatenate([p.labels for p in parts.values()]),
@@ -257,3 +260,4 @@ def isic(
         },
         description="ISIC 2018 Task 3 / HAM10000 dermoscopy, 7 diagnoses (single-label)",
     )
+    return add_unlabeled_folder(dataset, unlabeled_dir, root)

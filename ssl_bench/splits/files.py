@@ -91,8 +91,16 @@ def _validate_record(record: Any) -> Split:
         if len(set(values)) != len(values):
             raise _Invalid(f"the {part} part lists some image ids more than once")
         ids[part] = values
+    extra = record.get("unlabeled_only", [])  # (absent in files of earlier versions)
+    if not isinstance(extra, list) or not all(isinstance(v, str) for v in extra):
+        raise _Invalid("'unlabeled_only' must be a list of image ids")
+    if len(set(extra)) != len(extra):
+        raise _Invalid("the unlabeled_only part lists some image ids more than once")
+    ids["unlabeled_only"] = extra
     sets = {part: set(values) for part, values in ids.items()}
-    for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+    for first, second in (("train", "val"), ("train", "test"), ("val", "test"),
+                          ("unlabeled_only", "train"), ("unlabeled_only", "val"),
+                          ("unlabeled_only", "test")):
         both = sets[first] & sets[second]
         if both:
             raise _Invalid(
@@ -115,7 +123,7 @@ def _validate_record(record: Any) -> Split:
                 f"{expected} images, but the labeled part lists {len(ids['labeled'])}")
     sizes = _need(record, "sizes", dict, "an object")
     for part, values in ids.items():
-        if sizes.get(part) != len(values):
+        if sizes.get(part, 0 if part == "unlabeled_only" else None) != len(values):
             raise _Invalid(
                 f"sizes[{part!r}] is {sizes.get(part)!r} but the {part} part has "
                 f"{len(values)} ids"
@@ -156,6 +164,7 @@ def check_split(split: Split, dataset: ImageDataset) -> None:
     known = set(dataset.ids)
     unknown = sorted({i for part in PART_NAMES for i in getattr(split, part)} - known)
     unknown += sorted(set(split.labeled) - known - set(unknown))
+    unknown += sorted(set(split.unlabeled_only) - known - set(unknown))
     current = dataset.fingerprint()
     if split.fingerprint != current:
         extra = f"; {len(unknown)} of its image ids are not in the data set" if unknown else ""
@@ -169,7 +178,17 @@ def check_split(split: Split, dataset: ImageDataset) -> None:
             f"the split names {len(unknown)} image id(s) that are not in data set "
             f"{dataset.name!r}, e.g. {', '.join(map(repr, unknown[:5]))}"
         )
+    extra = set(dataset.ids[r] for r in dataset.unlabeled_only_rows())
+    if set(split.unlabeled_only) != extra:
+        raise UserError(
+            f"the split's {len(split.unlabeled_only)} unlabeled-only images are not the "
+            f"{len(extra)} images of {dataset.name!r} without a label; make a new split")
     rows = {part: dataset.rows(getattr(split, part)) for part in (*PART_NAMES, "labeled")}
+    labeled_parts = [p for p, idx in rows.items() if len(dataset.labeled_rows(idx)) < len(idx)]
+    if labeled_parts:
+        raise UserError(
+            f"the split's {', '.join(labeled_parts)} part(s) hold images without a label in "
+            f"{dataset.name!r} (they may only be unlabeled training images); make a new split")
     for part, idx in rows.items():
         declared = split.class_counts.get(part)
         if declared is not None and declared != dataset.class_counts(idx):

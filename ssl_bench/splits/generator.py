@@ -54,19 +54,22 @@ def _partition(
             )
     taken = np.zeros(len(dataset), dtype=bool)
     for part, rows in official.items():
+        if len(dataset.labeled_rows(rows)) < len(rows):
+            raise UserError(f"{dataset.name}: the official {part} part holds images without a "
+                            "label")
         if taken[rows].any():
             raise UserError(f"{dataset.name}: the official parts overlap (at the {part} part)")
         taken[rows] = True
     if "train" in official:
         pool = official["train"]
-        left_out = int((~taken).sum())
+        left_out = len(dataset.labeled_rows(np.flatnonzero(~taken)))
         if left_out:
             warnings.warn(
                 f"{dataset.name}: {left_out} image(s) are in no official part and are not used",
                 stacklevel=3,
             )
-    else:
-        pool = np.flatnonzero(~taken)
+    else:  # images nobody labeled are never carved into a part (see make_split)
+        pool = dataset.labeled_rows(np.flatnonzero(~taken))
     if codes is not None and official:
         for part, rows in official.items():
             if part == "train":
@@ -124,6 +127,9 @@ def make_split(
     """Split ``dataset`` into train/val/test and choose the nested labeled subset.
 
     ``labeled`` is a fraction in (0, 1] of the training part or a count of images.
+    Images nobody labeled (``dataset.unlabeled_only``) stay out of every part: they are
+    unlabeled training images only (``Split.unlabeled_only``), so ``labeled`` counts
+    annotated images and the val/test parts are the same with or without them.
     ``grouped`` keeps each of ``dataset.groups`` in one part (ignored without groups);
     ``grouped=False`` is the ungrouped random split of the SRC-MT paper.
     """
@@ -154,6 +160,7 @@ def make_split(
         )
     ids = np.asarray(dataset.ids)
     rows = {**parts, "labeled": chosen}
+    extra = dataset.unlabeled_only_rows()
     return Split(
         dataset=dataset.name,
         fingerprint=dataset.fingerprint(),
@@ -171,4 +178,5 @@ def make_split(
             {} if codes is None
             else {part: int(len(np.unique(codes[idx]))) for part, idx in rows.items()}
         ),
+        unlabeled_only=ids[extra].tolist(),
     )

@@ -48,11 +48,16 @@ class Split:
     eval_parts: dict[str, str] = field(default_factory=_default_eval_parts)
     #: Distinct groups per part (train, val, test, labeled); empty when not grouped.
     group_counts: dict[str, int] = field(default_factory=dict)
+    #: Images nobody labeled (``ImageDataset.unlabeled_only``): unlabeled training images
+    #: only, outside train/val/test so that ``--labeled`` counts annotated images alone.
+    unlabeled_only: list[str] = field(default_factory=list)
 
     @property
     def unlabeled(self) -> list[str]:
+        """The unlabeled training pool: train images not chosen to be labeled, then the
+        images nobody labeled."""
         chosen = set(self.labeled)
-        return [i for i in self.train if i not in chosen]
+        return [i for i in self.train if i not in chosen] + list(self.unlabeled_only)
 
     @property
     def labeled_kind(self) -> str:
@@ -64,13 +69,17 @@ class Split:
             "val": len(self.val),
             "test": len(self.test),
             "labeled": len(self.labeled),
-            "unlabeled": len(self.train) - len(self.labeled),
+            "unlabeled": len(self.train) - len(self.labeled) + len(self.unlabeled_only),
+            "unlabeled_only": len(self.unlabeled_only),
         }
 
     @property
     def digest(self) -> str:
         """A short hash of the ids of every part: equal digests, identical splits."""
-        ids = json.dumps([self.train, self.val, self.test, self.labeled])
+        parts = [self.train, self.val, self.test, self.labeled]
+        if self.unlabeled_only:  # (absent: the digest of earlier versions)
+            parts.append(self.unlabeled_only)
+        ids = json.dumps(parts)
         return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +101,7 @@ class Split:
             "val": list(self.val),
             "test": list(self.test),
             "labeled": list(self.labeled),
+            "unlabeled_only": list(self.unlabeled_only),
         }
 
     @classmethod
@@ -120,6 +130,7 @@ class Split:
             grouped=bool(record.get("grouped", False)),
             eval_parts=dict(record.get("eval_parts", _default_eval_parts())),
             group_counts=dict(record.get("group_counts", {})),
+            unlabeled_only=list(record.get("unlabeled_only", [])),
         )
 
 
