@@ -223,7 +223,7 @@ def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path
     started = time.perf_counter()
     if not quiet and not console.is_terminal:
         console.print(f"decoding {len(dataset)} {dataset.name} images at {size}px into "
-                      f"{array_path} ...", highlight=False)
+                      f"{array_path} ...", highlight=False, soft_wrap=True)
     try:
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
         with _progress(console, quiet) as progress:
@@ -244,6 +244,7 @@ def load_images(dataset: ImageDataset, size: int, channels: int, cache_dir: Path
         "bad": [vars(b) for b in bad], "checksum": {"xxh3_64": file_checksum(array_path)},
     })
     if not quiet and not console.is_terminal:
-        console.print(f"decoded {len(dataset)} images in {seconds:.1f} s", highlight=False)
+        console.print(f"decoded {len(dataset)} images in {seconds:.1f} s", highlight=False,
+                      soft_wrap=True)
     array = np.load(array_path, mmap_mode="r")
     return CachedImages(array, array_path, bad, built=True, seconds=seconds)

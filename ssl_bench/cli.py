@@ -6,6 +6,7 @@ User mistakes (:class:`UserError`, bad flags) print one line and exit with code 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -384,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "'ssl-bench COMMAND --help' shows a command's flags.")
         return 0 if argv else EXIT_USER_ERROR
     command, rest = argv[0], argv[1:]
+    warnings.showwarning = _show_warning
     try:
         if command not in COMMANDS:
             raise UserError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
@@ -406,6 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ssl-bench: continue it with: {resume_command(rest, exc.output)}",
                   file=sys.stderr)
         return exc.exit_code
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: Any = None, line: str | None = None) -> None:
+    """A warning as one line a user reads (not the source line that raised it)."""
+    print(f"ssl-bench: warning: {message}", file=sys.stderr if file is None else file)
 
 
 def resume_command(argv: Sequence[str], output: Path) -> str:

@@ -39,6 +39,12 @@ from .tasks import Task
 Results = dict[str, dict[str, dict[str, Any]]]  # [model][part] -> metrics
 
 
+#: How ``best`` chooses between student and teacher (issue 15: ties used to go to the
+#: teacher without saying so).
+MODEL_RULE = ("higher validation metric; on a tie the model that reached it at the earlier "
+              "step; at the same step the student")
+
+
 class Evaluator:
     """Scores models on val/test and keeps each model's best-validation record."""
 
@@ -168,17 +174,20 @@ class Evaluator:
         """Test metrics at each model's best-validation step, the overall pick, the report.
 
         ``best`` is whichever of student and teacher has the higher validation metric (a
-        pick only teacher methods get); ``reported`` is the model ``report_model`` names
-        (``best``, ``student``, or ``teacher`` -- the student for methods without one).
+        pick only teacher methods get; :data:`MODEL_RULE` on ties); ``reported`` is the
+        model ``report_model`` names (``best``, ``student``, or ``teacher`` -- the student
+        for methods without one).
         """
         metric = self.config.selection_metric
         out: dict[str, Any] = {
             "selection": {"split": "val", "metric": metric,
-                          "rule": "highest validation metric; earliest step on ties"},
+                          "rule": "highest validation metric; earliest step on ties",
+                          "model_rule": MODEL_RULE},
         }
         for name, record in self.best.items():
             out[name] = {k: v for k, v in record.items() if k != "score"}
-        pick = max(self.best, key=lambda n: (self.best[n]["score"], n == "teacher"))
+        pick = min(self.best, key=lambda n: (-self.best[n]["score"], self.best[n]["best_step"],
+                                             n != "student"))
         out["best"] = {"model": pick, **out[pick]}
         report = self.config.report_model
         chosen = report if report in self.best else "student"

@@ -14,6 +14,7 @@ decoded (and missing ones reported) by the cache.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,12 @@ def csv_dataset(
         labels[~empty.to_numpy()] = binary_matrix(known, path, class_names, ids[~empty])
         kind = "multi"
     groups = None
+    if not group_column:
+        warnings.warn(
+            f"{path.name}: no --group-column, so the images of one patient (or lesion) may "
+            "land in two split parts, e.g. train and test, which inflates test metrics; give "
+            "the column of patient ids with --group-column (ignore this if every patient has "
+            "one image)", stacklevel=2)
     if group_column:
         groups = text_column(table, path, group_column, f"group (column {group_column!r})")
         groups = groups.to_numpy(dtype=object)

@@ -113,6 +113,29 @@ def _partition(
     return {part: np.sort(parts[part]) for part in PART_NAMES}, eval_parts
 
 
+#: A validation or test part with fewer images than this gets a warning: its metrics (and
+#: for validation, the checkpoint chosen on them) are too noisy to compare methods.
+SMALL_PART = 20
+
+
+def _warn_small_evaluation_parts(dataset: ImageDataset, parts: dict[str, np.ndarray]) -> None:
+    """Warn about a val/test part below :data:`SMALL_PART` images or missing a class
+    (whose per-class AUC it then cannot measure)."""
+    for part in EVAL_PARTS:
+        rows = parts[part]
+        if len(rows) == 0:
+            continue
+        if len(rows) < SMALL_PART:
+            warnings.warn(f"{dataset.name}: the {part} part holds only {len(rows)} images "
+                          f"(fewer than {SMALL_PART}); its metrics are noisy", stacklevel=3)
+        absent = missing_classes(dataset, rows)
+        if absent:
+            kind = "image" if dataset.kind == "single" else "positive image"
+            warnings.warn(f"{dataset.name}: the {part} part has no {kind} of class(es) "
+                          f"{', '.join(absent)}; their AUC cannot be measured on it, and the "
+                          "mean AUC leaves them out", stacklevel=3)
+
+
 # ---------------------------------------------------------------------------------------
 # the generator
 
@@ -143,6 +166,7 @@ def make_split(
     order = nested_labeled_order(dataset, train, seed)
     chosen = np.sort(order[:count])
 
+    _warn_small_evaluation_parts(dataset, parts)
     absent_in_train = missing_classes(dataset, train)
     if absent_in_train:
         warnings.warn(
