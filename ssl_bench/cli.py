@@ -18,9 +18,11 @@ from .flags import (
     Parser,
     add_dataset_options,
     add_flags,
+    add_grouped_flags,
     add_run_arguments,
     collect_options,
     parse_bool,
+    parse_method_options,
 )
 from .registry import dataset_registry, load_plugin, method_registry
 from .labeled import labeled_tag, parse_labeled
@@ -52,7 +54,10 @@ def command_run(argv: Sequence[str]) -> int:
     method = known.method or file_values.get("method") or RunConfig.method
     dataset = known.dataset or file_values.get("dataset") or RunConfig.dataset
 
-    parser = Parser(prog="ssl-bench run", description="Train and evaluate one method.")
+    parser = Parser(prog="ssl-bench run", description=(
+        "Train and evaluate one method. 'ssl-bench run --method NAME --help' shows a "
+        "method's own options, '--dataset NAME --help' a data set's (ssl-bench list names "
+        "them)."))
     add_run_arguments(parser, method)
     add_dataset_options(parser, dataset)
     args = parser.parse_args(argv)
@@ -286,8 +291,12 @@ def command_sweep(argv: Sequence[str]) -> int:
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
     parser.add_argument("--preset", choices=sorted(PRESETS))
     add_cluster_arguments(parser)
-    group = parser.add_argument_group("run settings shared by every run")
-    add_flags(group, [f for f in RUN_FLAGS if f[1] not in {"labeled", "seed", "split_file"}])
+    parser.add_argument("--method-option", action="append", default=[],
+                        metavar="METHOD.OPTION=VALUE",
+                        help="an option of one method of the sweep, e.g. fixmatch.threshold=0.9 "
+                        "(repeatable; as [method_options.fixmatch] in a spec)")
+    add_grouped_flags(parser, [f for f in RUN_FLAGS
+                               if f[1] not in {"labeled", "seed", "split_file"}])
     add_dataset_options(parser, dataset)
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -300,6 +309,8 @@ def command_sweep(argv: Sequence[str]) -> int:
         run_values["dataset_options"] = {**run_values.get("dataset_options", {}),
                                          **dataset_options}
     values["run"] = run_values
+    for method, options in parse_method_options(args.method_option).items():
+        values.setdefault("method_options", {}).setdefault(method, {}).update(options)
     for key, flag in (("name", "name"), ("methods", "methods"), ("labeled", "labeled_list"),
                       ("seeds", "seeds"), ("results", "results"),
                       ("keep_checkpoints", "keep_checkpoints")):

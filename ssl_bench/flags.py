@@ -13,8 +13,9 @@ from .errors import UserError
 from .labeled import parse_labeled
 from .registry import method_registry
 
-__all__ = ["RUN_FLAGS", "Parser", "add_dataset_options", "add_flags", "add_options",
-           "add_run_arguments", "collect_options", "parse_bool", "parse_ratios"]
+__all__ = ["FLAG_GROUPS", "RUN_FLAGS", "Parser", "add_dataset_options", "add_flags",
+           "add_grouped_flags", "add_options", "add_run_arguments", "collect_options",
+           "parse_bool", "parse_method_options", "parse_ratios"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -147,6 +148,37 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--deterministic", "deterministic", parse_bool, "deterministic algorithms; default true"),
 ]
 
+#: Help sections of the run settings, in the order ``--help`` shows them; every flag of
+#: ``RUN_FLAGS`` belongs to exactly one (checked by the tests).
+FLAG_GROUPS: dict[str, tuple[str, ...]] = {
+    "data and split": ("dataset", "data_root", "labeled", "seed", "split_ratios",
+                       "split_mode", "split_file", "cache_dir", "image_cache",
+                       "skip_bad_images", "skip_bad_rows", "workers"),
+    "model": ("backbone", "pretrained", "weights", "drop_rate", "frozen_groups", "sync_bn",
+              "image_size"),
+    "schedule and optimiser": ("iterations", "epochs", "epoch_length", "batch_size",
+                               "labeled_batch_size", "supervised_batch", "optimizer", "lr",
+                               "weight_decay", "lr_schedule", "lr_decay", "class_weights"),
+    "semi-supervised terms (every method)": (
+        "ema_decay", "teacher_buffers", "consistency_weight", "consistency_class_weights",
+        "rampup", "rampup_per_epoch", "unsupervised_start"),
+    "augmentation": ("rotation", "translate", "hflip", "noise_std"),
+    "evaluation and reporting": ("eval_batch_size", "eval_every", "test_at",
+                                 "selection_metric", "report_model"),
+    "machine (never part of a comparison)": ("device", "threads", "amp", "compile",
+                                             "deterministic"),
+}
+
+
+def add_grouped_flags(parser: argparse.ArgumentParser,
+                      flags: list[tuple[str, str, Any, str]]) -> None:
+    """``flags`` under the help sections of :data:`FLAG_GROUPS` (left-out flags skipped)."""
+    by_dest = {dest: flag for flag in flags for dest in [flag[1]]}
+    for title, dests in FLAG_GROUPS.items():
+        chosen = [by_dest[d] for d in dests if d in by_dest]
+        if chosen:
+            add_flags(parser.add_argument_group(title), chosen)
+
 
 def add_run_arguments(parser: argparse.ArgumentParser, method: str | None) -> None:
     parser.add_argument("--method", help="method name (ssl-bench list --methods); default srcmt")
@@ -162,8 +194,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, method: str | None) -> No
                         help="continue the unfinished run in --output (an empty or new "
                         "--output starts it, so a requeued job can always pass --resume)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    group = parser.add_argument_group("run settings")
-    add_flags(group, RUN_FLAGS)
+    add_grouped_flags(parser, RUN_FLAGS)
     if method:
         card = method_registry.card(method)
         add_options(parser, f"options of method {card.name!r}", card.options, "method")
@@ -200,3 +231,17 @@ def add_dataset_options(parser: argparse.ArgumentParser, dataset: str) -> None:
 def collect_options(namespace: argparse.Namespace, prefix: str) -> dict[str, Any]:
     return {k.split(":", 1)[1]: v for k, v in vars(namespace).items()
             if k.startswith(prefix + ":") and v is not None}
+
+
+def parse_method_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["fixmatch.threshold=0.9", ...]`` (``--method-option``) -> ``{"fixmatch":
+    {"threshold": "0.9"}}``; values are converted by each option's declared type later."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not sep or not dot or not method or not name:
+            raise UserError(f"--method-option {item!r} is not METHOD.OPTION=VALUE (e.g. "
+                            "--method-option fixmatch.threshold=0.9)")
+        out.setdefault(method, {})[name.strip().replace("-", "_")] = value.strip()
+    return out

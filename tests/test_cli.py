@@ -140,3 +140,25 @@ def test_a_plugin_reusing_a_built_in_name_is_a_one_line_error(tmp_path, name):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert "is already registered" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_every_run_flag_has_one_help_section():
+    """Issue 15, item 7: run --help groups its flags; none is left out or shown twice."""
+    from ssl_bench.flags import FLAG_GROUPS, RUN_FLAGS
+
+    grouped = [dest for dests in FLAG_GROUPS.values() for dest in dests]
+    assert sorted(grouped) == sorted(dest for _, dest, _, _ in RUN_FLAGS)
+
+
+def test_sweep_takes_method_options_on_the_command_line(tmp_path, capsys):
+    from ssl_bench.flags import parse_method_options
+
+    assert parse_method_options(["fixmatch.threshold=0.9", "mt.x-y=1"]) == {
+        "fixmatch": {"threshold": "0.9"}, "mt": {"x_y": "1"}}
+    common = ["sweep", "--name", "s", "--methods", "fixmatch", "--labeled", "0.2", "--seeds",
+              "0", "--results", str(tmp_path), "--dry-run"]
+    assert main([*common, "--method-option", "fixmatch.threshold=0.9"]) == 0
+    assert main([*common, "--method-option", "fixmatch.thresh=0.9"]) == 2
+    assert "has no option(s) thresh" in capsys.readouterr().err
+    assert main([*common, "--method-option", "threshold=0.9"]) == 2
+    assert "is not METHOD.OPTION=VALUE" in capsys.readouterr().err
