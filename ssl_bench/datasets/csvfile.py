@@ -111,8 +111,9 @@ def csv_dataset(
     empty_labels: str = "unlabeled",
     unlabeled_dir: str | None = None,
 ) -> ImageDataset:
-    """Images listed in a CSV file, single-label (``label_column``) or multi-label; rows
-    without a label are images nobody labeled (unlabeled training images only)."""
+    """Images listed in a CSV file, single-label (``label_column``) or multi-label.
+
+    Rows without a label are images nobody labeled (unlabeled training images only)."""
     label_column = label_column.strip() if label_column and label_column.strip() else None
     label_columns = label_columns if label_columns and label_columns.strip() else None
     if (label_column is None) == (label_columns is None):
