@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
+from .plugin_sources import plugin_sources
 from .provenance import environment
+from .registry import dataset_registry
 from .run_dir import CONFIG, RunDir
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ def config_record(prepared: PreparedRun, trainer: Trainer) -> dict[str, Any]:
                      ("class_weights", prepared.task.class_weights),
                      ("consistency_class_weights", prepared.task.consistency_weights))},
         "environment": environment(str(prepared.device)),
+        "plugins": plugin_sources({"method": type(prepared.method),
+                                   "data set": dataset_registry.get(prepared.config.dataset)}),
     }
 
 

@@ -19,6 +19,7 @@ from .engine import Trainer
 from .errors import UserError
 from .interrupts import stop_requests
 from .locks import FolderLock
+from .plugin_sources import copy_plugin_sources
 from .prepare import PreparedRun, prepare
 from .progress import TrainingProgress
 from .records import config_record, failure_record, stored_config
@@ -197,7 +198,9 @@ def _remove_empty_parents(path: Path, top: Path) -> None:
 def _write_start_records(run_dir: RunDir, prepared: PreparedRun, trainer: Trainer,
                          progress: TrainingProgress) -> None:
     """``config.json``, ``split.json`` and the lists of left-out images and rows."""
-    run_dir.write_json(CONFIG, config_record(prepared, trainer))
+    record = config_record(prepared, trainer)
+    copy_plugin_sources(run_dir.path, record["plugins"])  # before config.json names them
+    run_dir.write_json(CONFIG, record)
     run_dir.write_json(SPLIT, prepared.split.to_dict())
     if prepared.bad_images:
         run_dir.write_json(SKIPPED, {

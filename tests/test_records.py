@@ -78,3 +78,20 @@ def test_sweep_split_check_and_compare_catch_a_garbled_split(tmp_path):
     save_split(make_split(load_dataset(runs[0].config), 5, 0.1), runs[0].output / "split.json")
     with pytest.raises(UserError, match="its ids .* are not the split the run recorded"):
         load_runs([tmp_path / "results"])
+
+
+def test_a_plug_in_method_s_source_is_recorded_and_copied(tmp_path):
+    """Issue 15, item 8: the code that made a result stays beside it."""
+    import hashlib
+
+    from conftest import PLUGIN
+
+    from ssl_bench.runner import run
+
+    run(tiny_config(method="test-kl-teacher"), tmp_path / "r", quiet=True)
+    record = json.loads((tmp_path / "r" / "config.json").read_text())["plugins"]
+    assert [(r["kind"], r["name"]) for r in record] == [("method", "test-kl-teacher")]
+    assert record[0]["sha256"] == hashlib.sha256(PLUGIN.read_bytes()).hexdigest()
+    assert (tmp_path / "r" / record[0]["copy"]).read_bytes() == PLUGIN.read_bytes()
+    run(tiny_config(method="mt"), tmp_path / "builtin", quiet=True)
+    assert json.loads((tmp_path / "builtin" / "config.json").read_text())["plugins"] == []
