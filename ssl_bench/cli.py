@@ -380,19 +380,27 @@ def command_compare(argv: Sequence[str]) -> int:
                            pairs=pairs)
 
 
+def command_check_method(argv: Sequence[str]) -> int:
+    from .check_method import command_check_method as check
+
+    return check(argv)
+
+
 COMMANDS = {"run": command_run, "list": command_list, "split": command_split,
-            "sweep": command_sweep, "compare": command_compare}
+            "sweep": command_sweep, "compare": command_compare,
+            "check-method": command_check_method}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: ssl-bench {run,sweep,compare,list,split} ...\n\n"
+        print("usage: ssl-bench {run,sweep,compare,list,split,check-method} ...\n\n"
               "  run    train and evaluate one method on one data set\n"
               "  sweep  run methods x labeled fractions x seeds under identical settings\n"
               "  compare  tables and plots of finished runs (mean ± std, gains, tests)\n"
               "  list   show methods (with options), data sets and timm backbones\n"
-              "  split  write a reusable split file (train/val/test + nested labeled set)\n\n"
+              "  split  write a reusable split file (train/val/test + nested labeled set)\n"
+              "  check-method  run the method contract checks on a plug-in file\n\n"
               "'ssl-bench COMMAND --help' shows a command's flags.")
         return 0 if argv else EXIT_USER_ERROR
     command, rest = argv[0], argv[1:]

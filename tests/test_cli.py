@@ -162,3 +162,38 @@ def test_sweep_takes_method_options_on_the_command_line(tmp_path, capsys):
     assert "has no option(s) thresh" in capsys.readouterr().err
     assert main([*common, "--method-option", "threshold=0.9"]) == 2
     assert "is not METHOD.OPTION=VALUE" in capsys.readouterr().err
+
+
+BROKEN_METHOD = '''
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+
+
+@register_method("test-frozen-backbone")
+class FrozenBackbone(Method):
+    """Trains only the classifier by mistake: its loss never reaches the backbone."""
+
+    summary = "test plug-in that breaks the contract"
+
+    def train_step(self, batch, ctx):
+        features, _ = ctx.student(batch.student_view)
+        logits = ctx.student.model.get_classifier()(features.detach())
+        supervised = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
+        return {"total": supervised, "supervised": supervised}
+'''
+
+
+def test_check_method_passes_a_good_plug_in_and_names_what_a_bad_one_breaks(tmp_path, capsys):
+    """Issue 15, item 8: the registry contract checks, run on an outside file."""
+    from conftest import PLUGIN
+
+    bad = tmp_path / "broken.py"
+    bad.write_text(BROKEN_METHOD)
+    assert main(["check-method", str(bad), "--checks", "gradients"]) == 1
+    err = capsys.readouterr().err
+    assert "test-frozen-backbone on digits: gradients FAILED: no gradient reaches" in err
+    assert "2 check(s) failed" in err  # on digits and digits-multilabel
+    assert main(["check-method", str(PLUGIN), "--checks", "gradients,vanishing"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing" not in err and "every check passed" in err
+    assert main(["check-method", str(bad), "--checks", "speed"]) == 2

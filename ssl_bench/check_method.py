@@ -1,0 +1,88 @@
+"""``ssl-bench check-method FILE``: the method contract checks on a plug-in's methods.
+
+Loads the file (as ``--plugin`` does), finds the methods it registers and runs every check
+of :mod:`ssl_bench.contract` that applies on each built-in test data set whose task kind
+the method supports; prints one line per check and exits 1 if any fails.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _source_of(cls: type) -> Path | None:
+    try:
+        return Path(inspect.getsourcefile(cls) or "").resolve()
+    except TypeError:
+        return None
+
+
+def command_check_method(argv: Sequence[str]) -> int:
+    from .flags import Parser
+
+    parser = Parser(prog="ssl-bench check-method", description=(
+        "Run the method contract checks (gradients, teacher EMA, vanishing consistency, "
+        "exact resume) on the methods a plug-in file registers; seconds per method on a "
+        "CPU. See CONTRIBUTING.md, 'Adding a method'."))
+    parser.add_argument("file", help="Python file registering methods (@register_method)")
+    parser.add_argument("--method", action="append", default=[], metavar="NAME",
+                        help="check only these of its methods (repeatable)")
+    parser.add_argument("--checks", default="gradients,vanishing,resume",
+                        help="comma-separated checks to run (default: all that apply)")
+    args = parser.parse_args(argv)
+
+    from rich.console import Console
+
+    from .contract import CHECK_DATASETS, checks_for
+    from .registry import load_plugin, method_registry
+
+    load_plugin(args.file)
+    source = Path(args.file).resolve()
+    added = sorted(name for name, cls in method_registry.items()
+                   if _source_of(cls) == source)
+    if args.method:
+        unknown = sorted(set(args.method) - set(added))
+        if unknown:
+            raise UserError(f"{args.file} does not register method(s) {', '.join(unknown)} "
+                            f"(it registers: {', '.join(added) or 'none'})")
+        added = sorted(args.method)
+    if not added:
+        raise UserError(f"{args.file} registers no method (decorate a Method subclass with "
+                        "@register_method('name'))")
+    wanted = {c.strip() for c in args.checks.split(",") if c.strip()}
+    unknown = sorted(wanted - {"gradients", "vanishing", "resume"})
+    if unknown:
+        raise UserError(f"--checks: unknown check(s) {', '.join(unknown)}; the checks are "
+                        "gradients, vanishing, resume")
+    console = Console(stderr=True)
+    failed = 0
+    for name in added:
+        cls = method_registry.get(name)
+        for kind in cls.task_kinds:
+            dataset = CHECK_DATASETS[kind]
+            for check, run_check in checks_for(cls).items():
+                if check not in wanted:
+                    continue
+                started = time.perf_counter()
+                try:
+                    run_check(name, dataset)
+                    verdict = "ok"
+                except AssertionError as exc:  # ContractError and plain asserts
+                    verdict, failed = f"FAILED: {exc}", failed + 1
+                except Exception as exc:  # the method itself crashed
+                    last = traceback.extract_tb(exc.__traceback__)[-1]
+                    verdict = (f"FAILED: {type(exc).__name__}: {exc} "
+                               f"({last.filename}:{last.lineno})")
+                    failed += 1
+                console.print(f"{name} on {dataset}: {check} {verdict} "
+                              f"({time.perf_counter() - started:.1f} s)", highlight=False,
+                              markup=False, soft_wrap=True)
+    console.print(f"{failed} check(s) failed" if failed else "every check passed",
+                  highlight=False)
+    return 1 if failed else 0
