@@ -366,7 +366,11 @@ def command_compare(argv: Sequence[str]) -> int:
     parser.add_argument("--plot", dest="plot_dir", type=Path,
                         help="write PNG plots (learning curves, per-class AUC) here")
     parser.add_argument("--fraction", type=parse_labeled,
-                        help="labeled fraction of the per-class plot (default: the largest)")
+                        help="only this labeled amount's per-class plot (default: one per "
+                        "labeled amount)")
+    parser.add_argument("--error-bars", choices=("sd", "ci95"), default="sd",
+                        help="error bars of the plots: sd (standard deviation over seeds; "
+                        "default) or ci95 (95%% t-interval of the mean)")
     parser.add_argument("--baseline", help="method every other is tested against, runs "
                         "paired by seed, Holm-corrected (default: supervised)")
     parser.add_argument("--pairs", help="further paired tests, METHOD:METHOD,... "
@@ -377,7 +381,7 @@ def command_compare(argv: Sequence[str]) -> int:
 
     return compare_command(args.folders, args.metric, args.model, args.fmt, args.output,
                            args.plot_dir, args.fraction, Console(), baseline=args.baseline,
-                           pairs=pairs)
+                           pairs=pairs, error_bars=args.error_bars)
 
 
 def command_check_method(argv: Sequence[str]) -> int:

@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -383,8 +384,12 @@ def test_plots_are_valid_pngs(sweep, tmp_path):
     df, _ = load_runs([sweep])
     curves = plot_learning_curves(df, tmp_path / "plots", metric="auc", model="best")
     assert len(curves) == 2  # isic and chestxray14, one settings group each
-    bars = plot_per_class(df, tmp_path / "plots", model="best")
-    assert len(bars) == 2 and any("labeled=0.2" in p.name for p in bars)
+    bars = plot_per_class(df, tmp_path / "plots", model="best", error_bars="ci95")
+    tags = {(d, t) for d, t in df[df["model"] == "best"][["dataset", "labeled_tag"]]
+            .itertuples(index=False)}
+    assert len(bars) == len(tags)  # one per data set x labeled amount (issue 15, item 6)
+    assert any("labeled=0.2" in p.name for p in bars)
+    assert any("labeled=0.1" in p.name for p in bars)
     low = plot_per_class(df, tmp_path / "low", model="teacher", fraction="0.1")
     assert len(low) == 1 and "labeled=0.1" in low[0].name
     for path in [*curves, *bars, *low]:
@@ -406,7 +411,8 @@ def test_compare_command(sweep, tmp_path, capsys):
     assert "srcmt" in printed and "supervised" in printed and "paired t-test" in printed
     assert "1 unfinished run skipped" in printed
     assert len(json.loads(out.read_text())["rows"]) == 5
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 2
+    pngs = [p.name for p in (tmp_path / "plots").glob("*.png")]
+    assert sum("curve" in n for n in pngs) == 1 and sum("per_class" in n for n in pngs) == 2
     # a format without --output goes to stdout, warnings to stderr
     buffer = io.StringIO()
     assert compare_command([sweep], fmt="csv", console=Console(file=buffer)) == 0
@@ -414,7 +420,9 @@ def test_compare_command(sweep, tmp_path, capsys):
     assert "1 unfinished run skipped" in capsys.readouterr().err
     tex = tmp_path / "table.tex"
     compare_command([sweep], output=tex, console=Console(file=io.StringIO()))
-    assert r"\begin{tabular}" in tex.read_text()
+    text = tex.read_text()
+    assert r"\begin{tabular}" in text and r"\toprule" in text and r"\bottomrule" in text
+    assert r"\caption{Test auc" in text and r"\label{tab:ssl-bench-methods}" in text
     with pytest.raises(UserError, match="cannot tell the format"):
         compare_command([sweep], output=tmp_path / "table.txt",
                         console=Console(file=io.StringIO()))
@@ -458,3 +466,20 @@ def test_a_run_with_an_empty_test_set_is_skipped_with_a_note(tmp_path):
     frame, warnings = load_runs([tmp_path / "runs"])
     assert set(frame["seed"]) == {0}
     assert any("test is empty" in w and "not averaged" in w for w in warnings)
+
+
+def test_error_bars_are_sd_or_a_t_interval_and_stay_inside_0_1():
+    """Issue 15, item 6, against scipy and hand-computed values."""
+    from scipy import stats
+
+    from ssl_bench.compare.plots import clipped_errors, error_half_widths
+
+    std, n = np.array([0.1, 0.1, 0.2]), np.array([3, 1, 5])
+    assert error_half_widths(std, n, "sd").tolist() == [0.1, 0.0, 0.2]
+    ci = error_half_widths(std, n, "ci95")
+    assert ci[0] == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3))
+    assert ci[0] == pytest.approx(0.248414, abs=1e-6) and ci[1] == 0.0
+    errors = clipped_errors(np.array([0.95, 0.5, 0.02]), np.array([0.1, 0.1, 0.1]))
+    np.testing.assert_allclose(errors, [[0.1, 0.1, 0.02], [0.05, 0.1, 0.1]])
+    with pytest.raises(UserError, match="--error-bars"):
+        error_half_widths(std, n, "se")

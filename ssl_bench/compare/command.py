@@ -32,7 +32,8 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
                     plot_dir: str | Path | None = None,
                     fraction: str | float | int | None = None, console: Any = None,
                     baseline: str | None = None,
-                    pairs: Sequence[tuple[str, str]] | None = None) -> int:
+                    pairs: Sequence[tuple[str, str]] | None = None,
+                    error_bars: str = "sd") -> int:
     """Load, summarise, print/write, plot. Returns 0; problems raise :class:`UserError`.
 
     With ``fmt`` and no ``output`` the chosen format goes to stdout (warnings to stderr);
@@ -73,9 +74,10 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
     if plot_dir is not None:
         baseline_name = summary.attrs["baseline"]
         paths = plot_learning_curves(df, plot_dir, metric=metric, model=model,
-                                     baseline=baseline_name, summary=summary)
+                                     baseline=baseline_name, summary=summary,
+                                     error_bars=error_bars)
         paths += plot_per_class(df, plot_dir, model=model, fraction=fraction,
-                                baseline=baseline_name)
+                                baseline=baseline_name, error_bars=error_bars)
         for path in paths:
             messages.print(f"wrote {path}", markup=False, highlight=False)
     return 0

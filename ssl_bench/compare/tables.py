@@ -128,6 +128,7 @@ def _md_escape(text: str) -> str:
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
 }
 
 
@@ -157,11 +158,15 @@ def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in body]
 
 
-def _latex_table(header: list[str], body: list[list[str]], spec: str) -> list[str]:
-    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\hline",
-             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\hline"]
+def _latex_table(header: list[str], body: list[list[str]], spec: str, caption: str,
+                 label: str) -> list[str]:
+    """A ``table`` float with a booktabs ``tabular`` (``\\usepackage{booktabs}``)."""
+    lines = [r"\begin{table}[tbp]", r"\centering", r"\small",
+             rf"\caption{{{_latex_escape(caption)}}}", rf"\label{{{label}}}",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(_latex_escape(c) for c in cells) + r" \\" for cells in body]
-    return lines + [r"\hline", r"\end{tabular}"]
+    return lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
 
 
 def pair_csv(summary: pd.DataFrame) -> str:
@@ -196,10 +201,17 @@ def render(summary: pd.DataFrame, fmt: str) -> str:
             lines += _md_table(header, body) + [""]
         lines += [f"- {_md_escape(note)}" for note in notes(summary)]
         return "\n".join(lines) + "\n"
-    lines = [f"% {_latex_escape(note)}" for note in notes(summary)]
-    for header, body in tables:
+    lines = [r"% needs \usepackage{booktabs}"]
+    lines += [f"% {_latex_escape(note)}" for note in notes(summary)]
+    metric, model = _attr(summary, "metric", "metric"), _attr(summary, "model", "model")
+    captions = [(f"Test {metric} of the {model} model: mean ± SD over seeds, and paired "
+                 "tests against the baseline.", "tab:ssl-bench-methods"),
+                (f"Paired comparisons of test {metric} between methods.",
+                 "tab:ssl-bench-pairs")]
+    first_note = notes(summary)[0]
+    for (header, body), (caption, label) in zip(tables, captions, strict=False):
         spec = "".join("r" if h in ("n", "labeled") else "l" for h in header)
-        lines += _latex_table(header, body, spec)
+        lines += _latex_table(header, body, spec, f"{caption} {first_note}.", label)
     return "\n".join(lines) + "\n"
 
 
