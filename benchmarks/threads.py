@@ -25,7 +25,7 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def _burn(stop: "mp.synchronize.Event") -> None:
+def _burn(stop: mp.synchronize.Event) -> None:
     """One competing job: a one-thread float matrix-multiply loop until told to stop."""
     import torch
 

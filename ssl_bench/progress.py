@@ -18,7 +18,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-
 #: Log lines without a terminal: every this share of the run's steps ...
 HEARTBEAT_SHARE = 0.05
 #: ... but never closer than the first number of seconds, nor further than the second.

@@ -4,10 +4,11 @@ A built-in method is a ``torch.nn.Module``, so importing one imports torch: seco
 busy machine. ``--help``, ``ssl-bench list`` and argument errors need only names,
 aliases, options and summaries -- a *card* per entry. The first command that needs the
 cards imports the entries, describes them and writes the cards to an index in the cache
-folder (``registry/`` under ``$SSL_BENCH_CACHE``, as the image cache); later commands read the index and answer without torch. The index is keyed
-by a stamp of every source file it describes (path, size, modification time) and the
-installed entry points, so an edited method, a new plug-in or a new version rebuilds it;
-an index that cannot be read or written is rebuilt in memory, never trusted.
+folder (``registry/`` under ``$SSL_BENCH_CACHE``, as the image cache); later commands
+read the index and answer without torch. The index is keyed by a stamp of every source
+file it describes (path, size, modification time) and the installed entry points, so an
+edited method, a new plug-in or a new version rebuilds it; an index that cannot be read
+or written is rebuilt in memory, never trusted.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from typing import Any
 
 from .config import FIELD_NAMES, RunConfig, comparison_settings, read_toml, resolve_config
 from .errors import UserError
-from .run_dir import CONFIG, SPLIT
 from .labeled import labeled_tag, parse_labeled
+from .run_dir import CONFIG, SPLIT
 
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 #: What a sweep varies itself ([run] may not set them).

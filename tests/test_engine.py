@@ -8,9 +8,9 @@ import json
 import pytest
 from conftest import supports, tiny_config
 
+from ssl_bench.contract import check_resume
 from ssl_bench.engine import Trainer
 from ssl_bench.errors import UserError
-from ssl_bench.contract import check_resume
 from ssl_bench.registry import get_method_class, list_methods
 from ssl_bench.runner import run
 

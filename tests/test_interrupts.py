@@ -1,9 +1,10 @@
 """Issue 15, item 3: logs a cluster job can read; Ctrl-C and SIGTERM keep a checkpoint.
 
-A signal only asks the run to stop: the step finishes, a checkpoint of that step is saved
-and the run resumes from it exactly as if never stopped (for every method, present and
-future: ``test_engine.test_resume_gives_the_same_result_as_an_uninterrupted_run``). Without a terminal a run prints a start line, lines with steps/s and an ETA,
-and its evaluations.
+A signal only asks the run to stop: the step finishes, a checkpoint of that step is
+saved and the run resumes from it exactly as if never stopped (for every method, present
+and future: ``test_engine.test_resume_gives_the_same_result_as_an_uninterrupted_run``).
+Without a terminal a run prints a start line, lines with steps/s and an ETA, and its
+evaluations.
 """
 
 from __future__ import annotations

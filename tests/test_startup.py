@@ -75,7 +75,7 @@ def _probe(cases: list, cache: Path) -> dict:
 def test_help_and_argument_errors_import_no_heavy_library(tmp_path):
     _probe([(["list"], 0, "")], tmp_path)  # a first command builds the index
     probe = _probe(CASES, tmp_path)
-    for (argv, code, text), (got_code, output) in zip(CASES, probe["results"]):
+    for (argv, code, text), (got_code, output) in zip(CASES, probe["results"], strict=True):
         assert got_code == code, (argv, output)
         assert text in output, (argv, output)
         if code == 2:  # one line naming the problem, no traceback
@@ -92,7 +92,8 @@ def test_without_an_index_the_answers_are_the_same(tmp_path):
     assert "torch" in probe["heavy"]  # nothing could be cached, so the methods were imported
 
 
-@pytest.mark.parametrize("registry", [method_registry, dataset_registry], ids=["methods", "data sets"])
+@pytest.mark.parametrize("registry", [method_registry, dataset_registry],
+                         ids=["methods", "data sets"])
 def test_every_card_survives_the_index(registry):
     """What the index stores reads back as the card described from the imported entry,
     for every method and data set, present and future."""

@@ -8,11 +8,11 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..errors import UserError
-from .plots import plot_learning_curves, plot_per_class
 from .arguments import FORMATS, SUFFIX_FORMATS
-from .tables import pair_csv, print_summary, render
+from .plots import plot_learning_curves, plot_per_class
 from .runs import load_runs
 from .summary import summarize
+from .tables import pair_csv, print_summary, render
 
 
 def _output_format(output: Path, fmt: str | None) -> str:

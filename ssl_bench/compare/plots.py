@@ -24,7 +24,6 @@ from .groups import describe_differences
 from .runs import MODELS, available_metrics, labeled_order
 from .summary import DEFAULT_BASELINE, method_order, summarize
 
-
 #: matplotlib style of every plot (sizes and fonts come from it, not from this code).
 STYLE = "seaborn-v0_8-paper"
 #: What ``--error-bars`` may ask for, and how a plot's footnote names it.

@@ -31,7 +31,6 @@ from ..run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
 from ..splits import load_split
 from .arguments import MODELS
 
-
 #: Columns of :func:`load_runs`'s table that are not metrics.
 ID_COLUMNS: tuple[str, ...] = (
     "dataset", "method", "labeled", "labeled_tag", "seed", "model", "selected_model",

@@ -7,9 +7,10 @@ Single-label: one column of class names or numbers (``label_column``)::
 
 Multi-label: 0/1 columns (``label_columns=a,b,c`` or ``*`` for every column other than
 the image and group columns). A row with an empty label (every label column empty) is an
-image nobody labeled: an unlabeled training image only (``empty_labels=error`` refuses it). Image paths are relative to the data root (or absolute);
-image ids are the paths as written in the CSV. Only the CSV is read here: images are
-decoded (and missing ones reported) by the cache.
+image nobody labeled: an unlabeled training image only (``empty_labels=error`` refuses
+it). Image paths are relative to the data root (or absolute); image ids are the paths as
+written in the CSV. Only the CSV is read here: images are decoded (and missing ones
+reported) by the cache.
 """
 
 from __future__ import annotations
