@@ -185,10 +185,19 @@ class FrozenBackbone(Method):
 
 def test_check_method_passes_a_good_plug_in_and_names_what_a_bad_one_breaks(tmp_path, capsys):
     """Issue 15, item 8: the registry contract checks, run on an outside file."""
-    from conftest import PLUGIN
+    from ssl_bench.registry import method_registry
 
     bad = tmp_path / "broken.py"
     bad.write_text(BROKEN_METHOD)
+    try:
+        _check_method_runs(bad, capsys)
+    finally:  # the broken method must not stay registered for the other tests
+        method_registry.unregister("test-frozen-backbone")
+
+
+def _check_method_runs(bad, capsys):
+    from conftest import PLUGIN
+
     assert main(["check-method", str(bad), "--checks", "gradients"]) == 1
     err = capsys.readouterr().err
     assert "test-frozen-backbone on digits: gradients FAILED: no gradient reaches" in err

@@ -65,12 +65,12 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
         print_summary(summary, console)
     if output is not None and fmt_out is not None:
         atomic_write_text(output, render(summary, fmt_out))
-        messages.print(f"wrote {output}", markup=False, highlight=False)
+        messages.print(f"wrote {output}", markup=False, highlight=False, soft_wrap=True)
         pairs_text = pair_csv(summary) if fmt_out == "csv" else ""
         if pairs_text:
             beside = output.with_name(f"{output.stem}-pairs{output.suffix}")
             atomic_write_text(beside, pairs_text)
-            messages.print(f"wrote {beside}", markup=False, highlight=False)
+            messages.print(f"wrote {beside}", markup=False, highlight=False, soft_wrap=True)
     if plot_dir is not None:
         baseline_name = summary.attrs["baseline"]
         paths = plot_learning_curves(df, plot_dir, metric=metric, model=model,
@@ -79,5 +79,5 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
         paths += plot_per_class(df, plot_dir, model=model, fraction=fraction,
                                 baseline=baseline_name, error_bars=error_bars)
         for path in paths:
-            messages.print(f"wrote {path}", markup=False, highlight=False)
+            messages.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     return 0
