@@ -227,6 +227,7 @@ def _bars(runs: pd.DataFrame, classes: list[str], out_dir: Path, dataset: str, s
     width = 0.8 / len(methods)
     positions = np.arange(len(classes), dtype=float)
     lows, highs = [], []
+    undefined: list[tuple[float, np.ndarray]] = []  # (offset, classes without a value)
     for i, method in enumerate(methods):
         per_seed = runs[runs["method"] == method].groupby("seed")[
             [f"auc_{c}" for c in classes]].mean()
@@ -242,9 +243,16 @@ def _bars(runs: pd.DataFrame, classes: list[str], out_dir: Path, dataset: str, s
         if defined.any():
             lows.append(float(np.min(means[defined] - errors[0, defined])))
             highs.append(float(np.max(means[defined] + errors[1, defined])))
-        for position in positions[~defined]:
-            axes.text(position + offset, 0.0, "n/a", rotation=90, ha="center", va="bottom",
+        undefined.append((offset, ~defined))
+    nowhere = np.logical_and.reduce([mask for _, mask in undefined])
+    for offset, mask in undefined:  # one method without a value: its own mark
+        for position in positions[mask & ~nowhere]:
+            axes.text(position + offset, 0.01, "n/a", rotation=90, ha="center", va="bottom",
                       fontsize="xx-small", transform=axes.get_xaxis_transform())
+    for position in positions[nowhere]:  # no method: the class had no test positive
+        axes.text(position, 0.5, "not measurable on the test part", rotation=90,
+                  ha="center", va="center", fontsize="x-small",
+                  transform=axes.get_xaxis_transform())
     low = max(0.0, min(lows, default=0.5) - 0.05)
     axes.set_ylim(np.floor(low * 20) / 20, min(1.0, max(highs, default=1.0) + 0.02))
     axes.set_xticks(positions, classes, rotation=45 if len(classes) > 8 else 0,
