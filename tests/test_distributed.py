@@ -61,6 +61,14 @@ def torchrun(jobs: list[dict], folder: Path, timeout: float = 240) -> subprocess
         capture_output=True, text=True, timeout=timeout, env=env, cwd=folder)
 
 
+def _first_and_last(text: str, size: int = 3000) -> str:
+    """A failed launch's first error (a rank's traceback) and torchrun's summary."""
+    first = next((i for i, line in enumerate(text.splitlines())
+                  if "Traceback" in line or "terminate called" in line), 0)
+    head = "\n".join(text.splitlines()[max(0, first - 5):first + 40])
+    return f"{head}\n...\n{text[-size:]}" if len(text) > size else text
+
+
 def job(name: str, folder: Path, method: str, **extra) -> dict:
     """A run of ``method``; the test plug-ins are loaded as in this process (conftest)."""
     return {"name": name, "config": {**SETTINGS, "method": method},
@@ -79,7 +87,7 @@ def ddp_runs(tmp_path_factory):
               "plugins": [str(PLUGIN), str(HEAD_PLUGIN), str(HERE / "plugins_ddp.py")],
               "expect_runtime_error": True}]
     done = torchrun(jobs, folder)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _first_and_last(done.stderr)
     return folder, json.loads((folder / "jobs.out.json").read_text())
 
 
