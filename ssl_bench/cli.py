@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PRESETS, RunConfig, read_config_file, resolve_config
-from .errors import UserError
+from .errors import UserError, show_warning_line
 from .flags import (
     RUN_FLAGS,
     Parser,
@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "'ssl-bench COMMAND --help' shows a command's flags.")
         return 0 if argv else EXIT_USER_ERROR
     command, rest = argv[0], argv[1:]
-    warnings.showwarning = _show_warning
+    warnings.showwarning = show_warning_line
     try:
         if command not in COMMANDS:
             raise UserError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
@@ -351,12 +351,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ssl-bench: continue it with: {resume_command(rest, exc.output)}",
                   file=sys.stderr)
         return exc.exit_code
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str,
-                  lineno: int, file: Any = None, line: str | None = None) -> None:
-    """A warning as one line a user reads (not the source line that raised it)."""
-    print(f"ssl-bench: warning: {message}", file=sys.stderr if file is None else file)
 
 
 def resume_command(argv: Sequence[str], output: Path) -> str:

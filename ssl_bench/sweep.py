@@ -117,9 +117,13 @@ def _init_worker(q: Any, parent: int) -> None:
     releases its run-folder lock).
     """
     import threading
+    import warnings
+
+    from .errors import show_warning_line
 
     global _WORKER_QUEUE
     _WORKER_QUEUE = q
+    warnings.showwarning = show_warning_line  # one line each, as the command line prints
 
     def watch() -> None:
         while True:
