@@ -170,21 +170,21 @@ def check_vanishing(method: str, dataset: str) -> None:
 
 
 class _SignalAt(TrainingProgress):
-    """A silent progress display that 'receives' SIGTERM when the run reaches a step."""
+    """A silent progress display that 'receives' a signal when the run reaches a step."""
 
-    def __init__(self, request: Any, step: int) -> None:
+    def __init__(self, request: Any, step: int, signum: int) -> None:
         super().__init__(0, "check", quiet=True)
-        self.request, self.at = request, step
+        self.request, self.at, self.signum = request, step, signum
 
     def advance(self, step: int) -> None:
         if step == self.at:
-            self.request.signum = signal.SIGTERM
+            self.request.signum = self.signum
 
 
 @contextlib.contextmanager
-def signal_at(step: int) -> Any:
-    """While active, runs 'receive' SIGTERM at ``step``; yields the progress display to
-    pass to :func:`ssl_bench.runner.run`."""
+def signal_at(step: int, signum: int = signal.SIGTERM) -> Any:
+    """While active, runs 'receive' ``signum`` at ``step``; yields the progress display
+    to pass to :func:`ssl_bench.runner.run`."""
     from . import runner
     from .interrupts import StopRequest
 
@@ -192,7 +192,7 @@ def signal_at(step: int) -> Any:
     original = runner.stop_requests
     runner.stop_requests = lambda: contextlib.nullcontext(request)
     try:
-        yield _SignalAt(request, step)
+        yield _SignalAt(request, step, signum)
     finally:
         runner.stop_requests = original
 

@@ -9,7 +9,6 @@ evaluations.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -22,34 +21,17 @@ from conftest import TINY_FLAGS, tiny_config
 
 import ssl_bench.runner as runner
 from ssl_bench.cli import main, resume_command
-from ssl_bench.interrupts import RunInterrupted, StopRequest
-from ssl_bench.progress import TrainingProgress, duration
+from ssl_bench.contract import signal_at
+from ssl_bench.interrupts import RunInterrupted
+from ssl_bench.progress import duration
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class _SignalAt(TrainingProgress):
-    """A progress display that 'receives' a signal when the run reaches ``step``."""
-
-    def __init__(self, request: StopRequest, step: int, signum: int) -> None:
-        super().__init__(0, "test", quiet=True)
-        self.request, self.at, self.signum = request, step, signum
-
-    def advance(self, step: int) -> None:
-        if step == self.at:
-            self.request.signum = self.signum
-
-
-def interrupt_at(monkeypatch, step: int, signum: int = signal.SIGTERM) -> _SignalAt:
-    request = StopRequest()
-    monkeypatch.setattr(runner, "stop_requests", lambda: contextlib.nullcontext(request))
-    return _SignalAt(request, step, signum)
-
-
-def test_a_stop_at_an_evaluation_keeps_that_evaluation_s_checkpoint(tmp_path, monkeypatch):
-    with pytest.raises(RunInterrupted) as caught:
+def test_a_stop_at_an_evaluation_keeps_that_evaluation_s_checkpoint(tmp_path):
+    with pytest.raises(RunInterrupted) as caught, signal_at(4, signal.SIGINT) as progress:
         runner.run(tiny_config(iterations=6, eval_every=2), tmp_path / "r", quiet=True,
-                   progress=interrupt_at(monkeypatch, 4, signal.SIGINT))
+                   progress=progress)
     assert (caught.value.checkpoint_step, caught.value.exit_code) == (4, 130)
     assert "Ctrl-C at step 4/6; checkpoint of step 4" in caught.value.describe()
 
