@@ -254,13 +254,18 @@ def command_sweep(argv: Sequence[str]) -> int:
     if args.status:
         print_status(Path(spec.results) / spec.name / "sweep.json", console)
         return 0
-    from .sweep import print_summary, remove_sweep, run_sweep
+    from .sweep import SweepInterrupted, print_summary, remove_sweep, run_sweep
 
     if args.overwrite:
         remove_sweep(spec)
     if args.executor != "local":
         return submit_command(spec, runs, args, console)
-    result = run_sweep(spec, runs, jobs=args.jobs)
+    try:
+        result = run_sweep(spec, runs, jobs=args.jobs)
+    except SweepInterrupted as stopped:
+        print_summary(stopped.result, console)
+        print(f"ssl-bench: {stopped.describe()}", file=sys.stderr)
+        return stopped.exit_code
     print_summary(result, console)
     return 1 if result.failed else 0
 

@@ -54,10 +54,19 @@ class RunInterrupted(KeyboardInterrupt):
         return f"{where}; checkpoint of step {self.checkpoint_step} in {self.output}"
 
 
+#: The stop requests of the ``stop_requests`` blocks now open, outermost first.
+_OPEN: list[StopRequest] = []
+
+
 @contextlib.contextmanager
 def stop_requests() -> Iterator[StopRequest]:
     """Turn SIGINT and SIGTERM into a :class:`StopRequest` while the block runs.
 
+    Blocks nest (a sweep around its runs): a signal sets the request of every open block,
+    and a block opened after a signal starts with it set, so a run that begins while its
+    sweep is stopping stops at its first step (with a checkpoint) instead of training on.
+    The first signal names the stop; a later SIGTERM changes nothing (a sweep forwards
+    SIGTERM to runs a Ctrl-C may already have reached), a second Ctrl-C stops at once.
     Only the main thread may install signal handlers; elsewhere (a thread of a notebook
     or a test runner) the request is never set and signals keep their old handlers.
     """
@@ -65,15 +74,23 @@ def stop_requests() -> Iterator[StopRequest]:
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
+    if _OPEN:
+        request.signum = _OPEN[-1].signum
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if request and signum == signal.SIGINT:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        request.signum = signum
+        if request:
+            if signum == signal.SIGINT:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            return
+        for opened in _OPEN:
+            if not opened:
+                opened.signum = signum
 
     previous = {s: signal.signal(s, handler) for s in EXIT_CODES}
+    _OPEN.append(request)
     try:
         yield request
     finally:
+        _OPEN.remove(request)
         for signum, old in previous.items():
             signal.signal(signum, old)

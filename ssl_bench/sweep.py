@@ -12,27 +12,26 @@ Runs land in ``<results>/<sweep>/<dataset>/<method>/labeled=<f>/seed=<s>/``; fin
 runs are skipped, interrupted ones resume from their checkpoint, failed ones are recorded
 with their error while the sweep goes on. ``sweep.json`` beside them records the spec,
 the shared settings and the status of every run.
+
+Ctrl-C or SIGTERM (a cluster's preemption) stops the whole sweep as it stops one run: the
+runs in progress save a checkpoint of their current step, no further run starts, and
+:class:`SweepInterrupted` reports what was kept; the same command continues the sweep.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import multiprocessing
-import os
-import queue as queue_module
 import shutil
 import time
-import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json
 from .errors import UserError
-from .locks import LOCK, RunLocked, holder_of
-from .progress import TrainingProgress
+from .interrupts import EXIT_CODES, StopRequest, stop_requests
+from .locks import LOCK, holder_of
 from .run_dir import BEST, RunDir
+from .sweep_execution import NOT_STARTED, execute, run_in_workers, stop_on
 from .sweep_plan import (  # re-exported: the planning half of a sweep
     SPEC_KEYS,
     STATUSES,
@@ -48,98 +47,11 @@ from .sweep_plan import (  # re-exported: the planning half of a sweep
 )
 from .threads import default_threads
 
-__all__ = ["SPEC_KEYS", "STATUSES", "VARIED", "PlannedRun", "SweepResult", "SweepSpec",
-           "check_same_splits", "fairness_key", "make_spec", "overridden_defaults", "plan",
-           "print_summary", "read_spec", "remove_sweep", "run_sweep"]
-
-class _StepReporter(TrainingProgress):
-    """Forwards a run's step count to the sweep display (in-process or through a queue)."""
-
-    def __init__(self, report: Any, key: str) -> None:
-        super().__init__(0, key, quiet=True)
-        self.report = report
-        self.key = key
-
-    def start_at(self, step: int) -> None:
-        self.report((self.key, step, self.total))
-
-    def advance(self, step: int) -> None:
-        self.report((self.key, step, self.total))
-
-    def step(self, step: int, losses: dict[str, float], val_auc: float | None) -> None:
-        self.report((self.key, step, self.total))
+__all__ = ["SPEC_KEYS", "STATUSES", "VARIED", "PlannedRun", "SweepInterrupted", "SweepResult",
+           "SweepSpec", "check_same_splits", "fairness_key", "make_spec", "overridden_defaults",
+           "plan", "print_summary", "read_spec", "remove_sweep", "run_sweep"]
 
 
-def _execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
-             threads: int | None) -> dict[str, Any]:
-    """Run (or resume) one planned run; never raises for a run's own failure."""
-    from .runner import run
-
-    if threads:
-        planned = dataclasses.replace(
-            planned, config=dataclasses.replace(planned.config, threads=threads))
-    run_dir = RunDir(planned.output)
-    if run_dir.failed:  # diverged before: the same settings would diverge again
-        return {"status": "failed", "seconds": 0.0,
-                "error": f"failed in an earlier sweep: {run_dir.failure_text()} "
-                         "(--overwrite starts the sweep again)"}
-    resume = run_dir.resumable and not run_dir.finished  # (the run decides under its lock)
-    started = time.perf_counter()
-    try:
-        run(planned.config, planned.output, auto=True, quiet=True,
-            progress=_StepReporter(report, planned.key), keep_best=keep_checkpoints)
-    except KeyboardInterrupt:
-        raise
-    except RunLocked as exc:  # another process (another sweep) is training this run
-        return {"status": "busy", "holder": exc.holder,
-                "error": f"trained by another process (pid {exc.holder or 'unknown'}); "
-                         "run the sweep again once it is done to pick the result up",
-                "seconds": round(time.perf_counter() - started, 2)}
-    except Exception as exc:
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc() if not isinstance(exc, UserError) else "",
-                "seconds": round(time.perf_counter() - started, 2)}
-    return {"status": "resumed" if resume else "done",
-            "seconds": round(time.perf_counter() - started, 2)}
-
-
-#: The step-report queue of a worker process (set by :func:`_init_worker`).
-_WORKER_QUEUE: Any = None
-#: How often a worker checks that the sweep that started it is still alive (seconds).
-PARENT_POLL_SECONDS = 0.5
-
-
-def _init_worker(q: Any, parent: int) -> None:
-    """Worker start-up: keep the report queue; exit at once if the sweep process dies.
-
-    A worker outliving a killed sweep (kill -9) would keep training into run folders a
-    restarted sweep wants; it polls its parent and exits when it is gone (the kernel then
-    releases its run-folder lock).
-    """
-    import threading
-    import warnings
-
-    from .errors import show_warning_line
-
-    global _WORKER_QUEUE
-    _WORKER_QUEUE = q
-    warnings.showwarning = show_warning_line  # one line each, as the command line prints
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(1)
-            time.sleep(PARENT_POLL_SECONDS)
-
-    threading.Thread(target=watch, name="ssl-bench-parent-watch", daemon=True).start()
-
-
-def _execute_in_worker(planned: PlannedRun, keep_checkpoints: bool,
-                       threads: int) -> dict[str, Any]:
-    return _execute(planned, keep_checkpoints, _WORKER_QUEUE.put, threads)
-
-
-# -- the sweep --------------------------------------------------------------------------
 @dataclass
 class SweepResult:
     status: dict[str, dict[str, Any]]
@@ -156,6 +68,33 @@ class SweepResult:
     def busy(self) -> list[str]:
         """Runs another process was training (left to it; the next sweep picks them up)."""
         return [k for k, s in self.status.items() if s["status"] == "busy"]
+
+    @property
+    def interrupted(self) -> list[str]:
+        return [k for k, s in self.status.items() if s["status"] == "interrupted"]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C or SIGTERM once its running runs had saved checkpoints."""
+
+    def __init__(self, result: SweepResult, request: StopRequest) -> None:
+        super().__init__(request.name)
+        self.result, self.reason = result, request.name
+        self.exit_code = EXIT_CODES[request.signum]  # type: ignore[index]
+
+    def describe(self) -> str:
+        """One line: what stopped the sweep, what was kept and how to go on."""
+        kept = []
+        for key in self.result.interrupted:
+            outcome = self.result.status[key]
+            at = outcome.get("checkpoint_step")
+            kept.append(f"{key} (checkpoint of step {at}/{outcome['total']})" if at is not None
+                        else f"{key} (no checkpoint of this run yet)")
+        pending = self.result.count("pending")
+        return (f"sweep stopped by {self.reason}: {len(kept)} run(s) stopped"
+                + (f": {', '.join(kept)}" if kept else "")
+                + f"; {pending} not started. The same command continues the sweep "
+                "(finished runs are skipped, stopped ones resume from their checkpoint)")
 
 
 def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
@@ -217,42 +156,29 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
             line += f"; about {_duration(left)} left at this sweep's pace so far"
         if outcome["status"] in ("failed", "busy"):
             line += f" -- {outcome['error']}"
+        elif outcome["status"] == "interrupted":
+            line += f" -- stopped by {outcome['reason']} at step {outcome['step']}"
+            if outcome["checkpoint_step"] is not None:
+                line += f", checkpoint of step {outcome['checkpoint_step']} kept"
         if not quiet:
             progress.console.print(line, highlight=False, soft_wrap=True)
         write_record()
 
-    with progress:
+    with progress, stop_requests() as request:
         if jobs == 1:
             for planned in todo:
-                finished(planned, _execute(planned, spec.keep_checkpoints, report, threads))
+                if request:
+                    break
+                outcome = execute(planned, spec.keep_checkpoints, report, threads)
+                finished(planned, outcome)
+                stop_on(outcome, request)
         else:
-            context = multiprocessing.get_context("spawn")
-            q = context.Queue()
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                     initializer=_init_worker,
-                                     initargs=(q, os.getpid())) as pool:
-                pending: dict[Future, PlannedRun] = {
-                    pool.submit(_execute_in_worker, planned, spec.keep_checkpoints,
-                                threads): planned
-                    for planned in todo
-                }
-                while pending:
-                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    while True:
-                        try:
-                            report(q.get_nowait())
-                        except queue_module.Empty:
-                            break
-                    for future in done:
-                        planned = pending.pop(future)
-                        try:
-                            outcome = future.result()
-                        except Exception as exc:  # the worker process itself died
-                            outcome = {"status": "failed",
-                                       "error": f"worker crashed: {type(exc).__name__}: "
-                                                f"{exc}"}
-                        finished(planned, outcome)
-            q.close()
+            run_in_workers(spec, todo, jobs, threads, report, finished, request)
+    if request:
+        for planned in runs:
+            status.setdefault(planned.key, dict(NOT_STARTED))
+        write_record()
+        raise SweepInterrupted(SweepResult(status, record_path), request)
     for planned in runs:  # busy runs another process finished meanwhile are done now
         outcome = status.get(planned.key, {})
         if outcome.get("status") == "busy" and RunDir(planned.output).finished:
@@ -307,9 +233,10 @@ def print_summary(result: SweepResult, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"sweep summary ({result.record})")
-    for column in STATUSES:
+    shown = [s for s in STATUSES if result.count(s) or s not in ("interrupted", "pending")]
+    for column in shown:
         table.add_column(column, justify="right")
-    table.add_row(*(str(result.count(s)) for s in STATUSES))
+    table.add_row(*(str(result.count(s)) for s in shown))
     console.print(table)
     for key in result.busy:
         console.print(f"[yellow]busy[/yellow] {key}: {result.status[key]['error']}",

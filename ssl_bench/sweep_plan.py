@@ -19,8 +19,9 @@ from .run_dir import CONFIG, SPLIT
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 #: What a sweep varies itself ([run] may not set them).
 VARIED = ("method", "method_options", "labeled", "seed")
-#: Outcomes of a run in a sweep, in the order the summary shows them.
-STATUSES = ("done", "resumed", "skipped", "busy", "failed")
+#: Outcomes of a run in a sweep, in the order the summary shows them (the last two only
+#: in a sweep stopped by a signal).
+STATUSES = ("done", "resumed", "skipped", "busy", "failed", "interrupted", "pending")
 SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
              "results", "keep_checkpoints")
 
