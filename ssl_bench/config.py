@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import UserError
 from .labeled import parse_labeled
+from .tracking import parse_log
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,6 +113,9 @@ class RunConfig:
     deterministic: bool = True
     threads: int = 0
     preset: str = "cpu"
+    # tracking (ssl_bench/tracking): where else the run's curves go
+    log: str = ""
+    experiment: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
@@ -128,7 +132,8 @@ VARIED_SETTINGS: frozenset[str] = frozenset(
     {"method", "method_options", "labeled", "seed", "split_file"})
 MACHINE_SETTINGS: frozenset[str] = frozenset(
     {"device", "amp", "compile", "channels_last", "deterministic", "cache_dir", "workers",
-     "image_cache", "data_root", "eval_batch_size", "test_at", "preset", "threads"})
+     "image_cache", "data_root", "eval_batch_size", "test_at", "preset", "threads", "log",
+     "experiment"})
 
 
 #: Fields added after runs were recorded whose value reproduces what older code did: a
@@ -136,7 +141,7 @@ MACHINE_SETTINGS: frozenset[str] = frozenset(
 #: listed here makes a stored run differ (``teacher_buffers``: older runs copied the
 #: student's batch-norm statistics, which the default ``own`` does not).
 SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0, "sync_bn": False,
-                               "threads": 0}
+                               "threads": 0, "log": "", "experiment": ""}
 
 
 def with_field_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -387,6 +392,7 @@ def validate(config: RunConfig) -> None:
                 f"{_label(name)} must be one of {', '.join(choices)}; "
                 f"got {getattr(config, name)!r}")
     config.split_ratios = tuple(float(r) for r in config.split_ratios)  # type: ignore
+    config.log = ",".join(parse_log(config.log))
     if (config.iterations is None) == (config.epochs is None):
         raise UserError("set exactly one of iterations (--iterations) and epochs (--epochs)")
     for name, fits, wanted in _RANGES:

@@ -45,6 +45,7 @@ from .schedules import (
     frozen_statistics,
     lr_factor,
 )
+from .tracking import Trackers
 from .training_batches import RANK_SEED_STRIDE, BatchMaker
 
 #: How often (in steps) loss values are read back for the progress bar.
@@ -186,6 +187,8 @@ class Trainer:
         #: Loss sums since the last evaluation (part of a checkpoint taken between two).
         self.interval: dict[str, Any] = {"sums": {}, "count": 0, "pending": {},
                                          "pending_count": 0}
+        #: TensorBoard/MLflow (``--log``; the runner opens them on the first rank only).
+        self.trackers = Trackers()
         #: Optional phase timer (``ssl_bench.benchmarking.PhaseTimer``) for speed reports.
         self.timer: Any = None
         # What the method calls: the models themselves, or their torch.compile'd wrappers
@@ -339,6 +342,7 @@ class Trainer:
                                               gradients=not self.scaler.is_enabled())
                 if self.progress:
                     self.progress.step(self.step, means, last_val)
+                self.trackers.log_step(self.step, means)
             if at_eval:
                 distributed.check_same_everywhere(
                     {**self.models(), "method": self.method}, self.step, self.config.method)
@@ -346,6 +350,7 @@ class Trainer:
                 results = self.evaluate()
                 improved = self.evaluator.select(self.models(), results, self.step)
                 self.history.append(self._history_row(sums, count, results))
+                self.trackers.log_evaluation(self.step, self.history[-1])
                 sums, count = {}, 0
                 self.interval = {"sums": {}, "count": 0, "pending": {}, "pending_count": 0}
                 last_val = results[self._lead()]["val"].get(self.config.selection_metric)
@@ -403,4 +408,5 @@ class Trainer:
         if self.run_dir is not None:
             self.run_dir.write_json(METRICS, metrics)
             self.run_dir.file(CHECKPOINT).unlink(missing_ok=True)
+        self.trackers.finish(self.step, self.config.to_dict(), metrics)
         return metrics

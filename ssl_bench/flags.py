@@ -146,6 +146,12 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--amp", "amp", parse_bool, "mixed precision on CUDA (bf16 where supported); default true"),
     ("--compile", "compile", "flag", "torch.compile the student and teacher (slow start)"),
     ("--deterministic", "deterministic", parse_bool, "deterministic algorithms; default true"),
+    ("--log", "log", str,
+     "also log to tensorboard (event files in <run>/tb/) and/or mlflow (MLFLOW_TRACKING_URI, "
+     "else mlflow.db/mlruns/ here), comma-separated; needs pip install "
+     "'ssl-bench[tensorboard]' / '[mlflow]'; default: the run directory's files only"),
+    ("--experiment", "experiment", str,
+     "the tracker's experiment name; default: the sweep's name, or ssl-bench"),
 ]
 
 #: Help sections of the run settings, in the order ``--help`` shows them; every flag of
@@ -167,6 +173,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
                                  "selection_metric", "report_model"),
     "machine (never part of a comparison)": ("device", "threads", "amp", "compile",
                                              "deterministic"),
+    "tracking (never part of a comparison)": ("log", "experiment"),
 }
 
 

@@ -35,6 +35,7 @@ from .run_dir import (
 )
 from .splits import Split, load_split
 from .threads import default_threads, set_threads
+from .tracking import RunInfo, check_available, open_trackers
 
 
 def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
@@ -82,6 +83,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
     a partial one without a checkpoint is started again.
     """
     set_threads(config.threads or default_threads())
+    check_available(config.log)  # a missing tracker package: before anything is written
     world = distributed.current()
     if world.distributed and not world.is_main:
         return _follow(config, output, split, stop_after, keep_best)
@@ -118,13 +120,23 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
                 progress.message(f"continuing from the checkpoint of step {trainer.step}")
             else:
                 _write_start_records(run_dir, prepared, trainer, progress)
+            trainer.trackers = trackers = open_trackers(config.log, RunInfo(
+                prepared.config.to_dict(), run_dir.path, trainer.step, resumed))
+            status = "FAILED"
             try:
                 with stop_requests() as request:  # Ctrl-C/SIGTERM: checkpoint, then stop
                     trainer.stop_request = request
-                    return trainer.fit(stop_after=stop_after)
+                    metrics = trainer.fit(stop_after=stop_after)
+                status = "KILLED" if metrics is None else "FINISHED"  # (None: stop_after)
+                return metrics
             except TrainingDiverged as exc:
                 _record_failure(run_dir, trainer, exc)
                 raise
+            except KeyboardInterrupt:
+                status = "KILLED"  # stopped with a checkpoint: --resume continues it
+                raise
+            finally:
+                trackers.close(status)
     except BaseException:
         # A run that never reached its first checkpoint leaves nothing behind.
         if (created is not None and lock.held and run_dir.path.exists()

@@ -46,6 +46,7 @@ from .sweep_plan import (  # re-exported: the planning half of a sweep
     read_spec,
 )
 from .threads import default_threads
+from .tracking import prepare_experiment
 
 __all__ = ["SPEC_KEYS", "STATUSES", "VARIED", "PlannedRun", "SweepInterrupted", "SweepResult",
            "SweepSpec", "check_same_splits", "fairness_key", "make_spec", "overridden_defaults",
@@ -111,6 +112,7 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
     )
 
     console = Console(stderr=True)
+    prepare_experiment(runs[0].config.log, runs[0].config.experiment)
     jobs = max(1, jobs)
     threads = threads or runs[0].config.threads or default_threads(jobs)
     sweep_dir = Path(spec.results) / spec.name

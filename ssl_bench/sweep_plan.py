@@ -140,7 +140,8 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
         for seed in spec.seeds:
             for method in spec.methods:
                 name = method_registry.card(method).name
-                values = {**spec.run, "method": name, "labeled": labeled, "seed": seed,
+                values = {"experiment": spec.name,  # the tracker's (--log) experiment
+                          **spec.run, "method": name, "labeled": labeled, "seed": seed,
                           "method_options": options[method]}
                 config = resolve_config(config_file or {}, values)
                 output = (Path(spec.results) / spec.name / config.dataset / name
