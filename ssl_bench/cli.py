@@ -274,17 +274,13 @@ def command_compare(argv: Sequence[str]) -> int:
     """Tables and plots from finished runs: mean ± std over seeds, gains, paired tests."""
     from rich.console import Console
 
-    from .compare.arguments import FORMATS, MODELS, parse_pairs
+    from .compare.arguments import FORMATS, add_comparison_flags, parse_pairs
 
     parser = Parser(prog="ssl-bench compare", description=(
         "Read every finished run under FOLDERS and report mean ± std over seeds per data "
         "set x method x labeled fraction, the gain over supervised and paired tests."))
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding runs")
-    parser.add_argument("--metric", default="auc",
-                        help="any recorded test metric (auc, accuracy, f1_macro, auc_MEL, ...)")
-    parser.add_argument("--model", default="reported", choices=MODELS,
-                        help="reported (default: the model each run's --report-model names), "
-                        "student, teacher, or best (the one with the higher validation metric)")
+    add_comparison_flags(parser)
     parser.add_argument("--format", dest="fmt", choices=FORMATS,
                         help="md, csv, latex or json instead of the rich table")
     parser.add_argument("--output", type=Path, help="write the table to this file")
@@ -293,13 +289,6 @@ def command_compare(argv: Sequence[str]) -> int:
     parser.add_argument("--fraction", type=parse_labeled,
                         help="only this labeled amount's per-class plot (default: one per "
                         "labeled amount)")
-    parser.add_argument("--error-bars", choices=("sd", "ci95"), default="sd",
-                        help="error bars of the plots: sd (standard deviation over seeds; "
-                        "default) or ci95 (95%% t-interval of the mean)")
-    parser.add_argument("--baseline", help="method every other is tested against, runs "
-                        "paired by seed, Holm-corrected (default: supervised)")
-    parser.add_argument("--pairs", help="further paired tests, METHOD:METHOD,... "
-                        "(default: srcmt:mt where both ran; 'none' for none)")
     args = parser.parse_args(argv)
     pairs = parse_pairs(args.pairs) if args.pairs is not None else None
     from .compare import compare_command
@@ -307,6 +296,32 @@ def command_compare(argv: Sequence[str]) -> int:
     return compare_command(args.folders, args.metric, args.model, args.fmt, args.output,
                            args.plot_dir, args.fraction, Console(), baseline=args.baseline,
                            pairs=pairs, error_bars=args.error_bars)
+
+
+def command_report(argv: Sequence[str]) -> int:
+    """One self-contained HTML page: the comparison, its plots, curves and provenance."""
+    from .compare.arguments import add_comparison_flags, parse_pairs
+
+    parser = Parser(prog="ssl-bench report", description=(
+        "Write one self-contained HTML page (figures embedded) from the finished runs under "
+        "FOLDERS: the comparison table with paired tests, learning-curve and per-class "
+        "plots, every run's validation curve (mean ± SD per method) and each settings "
+        "group's settings and provenance."))
+    parser.add_argument("folders", nargs="+", type=Path, help="folders holding runs")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="the HTML file to write, e.g. report.html")
+    add_comparison_flags(parser)
+    args = parser.parse_args(argv)
+    pairs = parse_pairs(args.pairs) if args.pairs is not None else None
+    from .compare.report import build_report
+
+    path, warnings = build_report(args.folders, args.output, metric=args.metric,
+                                  model=args.model, baseline=args.baseline, pairs=pairs,
+                                  error_bars=args.error_bars)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {path}")
+    return 0
 
 
 def command_check_method(argv: Sequence[str]) -> int:
@@ -317,16 +332,18 @@ def command_check_method(argv: Sequence[str]) -> int:
 
 COMMANDS = {"run": command_run, "list": command_list, "split": command_split,
             "sweep": command_sweep, "compare": command_compare,
-            "check-method": command_check_method}
+            "report": command_report, "check-method": command_check_method}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: ssl-bench {run,sweep,compare,list,split,check-method} ...\n\n"
+        print("usage: ssl-bench {run,sweep,compare,report,list,split,check-method} ...\n\n"
               "  run    train and evaluate one method on one data set\n"
               "  sweep  run methods x labeled fractions x seeds under identical settings\n"
               "  compare  tables and plots of finished runs (mean ± std, gains, tests)\n"
+              "  report  one self-contained HTML page of finished runs (tables, plots, "
+              "provenance)\n"
               "  list   show methods (with options), data sets and timm backbones\n"
               "  split  write a reusable split file (train/val/test + nested labeled set)\n"
               "  check-method  run the method contract checks on a plug-in file\n\n"

@@ -4,8 +4,9 @@
 groups them by settings; ``groups`` says what sets settings groups apart; ``statistics``
 holds the paired test, its 95% interval, the effect size and Holm's correction;
 ``summary`` turns the table into mean ± std per method with tests against a baseline and
-between chosen pairs; ``tables`` renders rich/markdown/CSV/LaTeX/JSON; ``plots`` draws PNGs;
-``command`` is ``ssl-bench compare``; ``arguments`` what it accepts.
+between chosen pairs; ``tables`` renders rich/markdown/CSV/LaTeX/JSON; ``plots`` draws PNGs,
+``curves`` every run's validation curve; ``command`` is ``ssl-bench compare``, ``report``
+``ssl-bench report`` (one HTML page); ``arguments`` what both accept.
 
 The names below are imported on first use (PEP 562), so that ``ssl-bench compare --help``
 and its argument errors need neither pandas nor matplotlib.
@@ -19,7 +20,8 @@ from typing import Any
 #: Public name -> the submodule that defines it.
 _EXPORTS: dict[str, str] = {
     "FORMATS": "arguments", "MODELS": "arguments", "SUFFIX_FORMATS": "arguments",
-    "parse_pairs": "arguments", "compare_command": "command",
+    "parse_pairs": "arguments", "compare_command": "command", "build_report": "report",
+    "plot_validation_curves": "curves",
     "describe_differences": "groups", "plot_learning_curves": "plots",
     "plot_per_class": "plots", "pair_csv": "tables", "print_summary": "tables",
     "render": "tables", "ID_COLUMNS": "runs", "available_metrics": "runs",

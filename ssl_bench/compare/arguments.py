@@ -6,6 +6,8 @@ check its arguments, and print its help, without importing them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import UserError
 
 #: Table formats ``--format`` takes, and the file suffixes that imply one.
@@ -33,3 +35,19 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
             raise UserError(f"--pairs: {item.strip()!r} compares a method with itself")
         pairs.append((parts[0], parts[1]))
     return pairs
+
+
+def add_comparison_flags(parser: Any) -> None:
+    """The flags ``compare`` and ``report`` share: what is compared and how it is tested."""
+    parser.add_argument("--metric", default="auc",
+                        help="any recorded test metric (auc, accuracy, f1_macro, auc_MEL, ...)")
+    parser.add_argument("--model", default="reported", choices=MODELS,
+                        help="reported (default: the model each run's --report-model names), "
+                        "student, teacher, or best (the one with the higher validation metric)")
+    parser.add_argument("--error-bars", choices=("sd", "ci95"), default="sd",
+                        help="error bars of the plots: sd (standard deviation over seeds; "
+                        "default) or ci95 (95%% t-interval of the mean)")
+    parser.add_argument("--baseline", help="method every other is tested against, runs "
+                        "paired by seed, Holm-corrected (default: supervised)")
+    parser.add_argument("--pairs", help="further paired tests, METHOD:METHOD,... "
+                        "(default: srcmt:mt where both ran; 'none' for none)")
