@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The GPU check (issue 14), one command for the day a GPU is lent; under 8 minutes on
+# one H100. It writes every figure to one JSON file (and its log beside it):
+#   1. environment: device, memory, driver, torch and CUDA versions
+#   2. the CUDA-only tests (tests/test_cuda.py: bf16 autocast, channels-last, pinned
+#      host batches, torch.compile, CUDA steps = CPU steps), skipped on a CPU
+#   3. benchmarks/speed.py for every method: densenet121, 224 px, batch 48 (12 labeled),
+#      bf16; ms/step, images/s, ratio to supervised
+#   4. the same with --compile for supervised, mt, srcmt and fixmatch (the compile gain)
+#   5. a one-epoch paper-preset run of supervised, mt, srcmt and fixmatch on
+#      isic2018-mini: the supervised loss must fall and the metrics be finite
+#   6. three steps on CUDA against the same steps on the CPU, within bf16 tolerance
+#
+# usage: bash benchmarks/gpu_check.sh [--out DIR] [--data-root DIR] [--pretrained]
+#                                     [--dry-run]
+#   --out        where gpu_check.json and gpu_check.log go (default: $OUT, else gpu_check/)
+#   --data-root  isic2018-mini (default ../shared/data/isic2018-mini); without it the
+#                speed stages use the built-in digits data and stage 5 is skipped
+#   --pretrained start the paper runs from ImageNet weights (needs them downloaded or
+#                cached; the default starts from scratch: the check is about numerics)
+#   --dry-run    every stage on the CPU at a tiny size: checks this script, not a GPU
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+out="${OUT:-gpu_check}"
+data_root="../shared/data/isic2018-mini"
+pretrained=false
+dry_run=false
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) out="$2"; shift 2 ;;
+        --data-root) data_root="$2"; shift 2 ;;
+        --pretrained) pretrained=true; shift ;;
+        --dry-run) dry_run=true; shift ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+log="$out/gpu_check.log"
+: >"$log"
+export PYTHONUNBUFFERED=1 SSL_BENCH_CACHE="$work/cache"
+python=python3
+
+if $dry_run; then
+    device=cpu
+    speed=(--device cpu --backbone resnet10t --size 32 --methods supervised,mt --steps 1
+           --rounds 1 --warmup 1 --eval-batch-sizes 64 --threads 1)
+    runs=(supervised mt)
+    run_flags=(--dataset digits --image-size 16 --iterations 6 --eval-every 3
+               --batch-size 16 --labeled-batch-size 4 --threads 1)
+    test_limit=120
+else
+    device=cuda
+    speed=(--device cuda --backbone densenet121 --size 224 --batch-size 48
+           --labeled-batch-size 12 --amp true --steps 10 --rounds 2 --warmup 3
+           --eval-batch-sizes 256)
+    runs=(supervised mt srcmt fixmatch)
+    run_flags=(--preset paper --dataset isic --data-root "$data_root" --epochs 1
+               --eval-every 35 --unsupervised-start 0 --pretrained "$pretrained")
+    test_limit=150
+fi
+if ! $dry_run && [ -d "$data_root" ]; then
+    speed+=(--dataset isic --data-root "$data_root")
+else
+    speed+=(--dataset digits)
+fi
+
+# stage NAME LIMIT_SECONDS COMMAND...: run it under a time limit, log it, record the outcome
+stage() {
+    local name="$1" limit="$2" started status
+    shift 2
+    started=$(date +%s)
+    echo "=== $name (limit ${limit} s): $*" | tee -a "$log"
+    if timeout "$limit" "$@" >>"$log" 2>&1; then status=ok; else status=failed; fi
+    printf '%s\t%s\t%s\t\n' "$name" "$status" "$(( $(date +%s) - started ))" >>"$work/stages.tsv"
+    echo "=== $name: $status" | tee -a "$log"
+}
+skip() {
+    printf '%s\tskipped\t0\t%s\n' "$1" "$2" >>"$work/stages.tsv"
+    echo "=== $1: skipped ($2)" | tee -a "$log"
+}
+
+stage environment 60 "$python" benchmarks/gpu_check_parts.py environment "$work/environment.json"
+stage cuda_tests "$test_limit" "$python" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider \
+    --junitxml "$work/cuda_tests.xml"
+stage speed_eager 150 "$python" benchmarks/speed.py "${speed[@]}" --json "$work/speed_eager.json"
+if $dry_run; then
+    skip speed_compile "torch.compile is measured on the GPU only"
+else
+    stage speed_compile 200 "$python" benchmarks/speed.py "${speed[@]}" --compile --rounds 1 \
+        --methods supervised,mt,srcmt,fixmatch --json "$work/speed_compile.json"
+fi
+if $dry_run || [ -d "$data_root" ]; then
+    for method in "${runs[@]}"; do
+        stage "paper_run_$method" 120 "$python" -m ssl_bench run --method "$method" \
+            --labeled 0.2 --device "$device" "${run_flags[@]}" -o "$work/runs/$method"
+    done
+else
+    skip paper_runs "no isic2018-mini at $data_root (pass --data-root)"
+fi
+stage numerics 90 "$python" benchmarks/gpu_check_parts.py numerics "$work/numerics.json" \
+    --device "$device"
+"$python" benchmarks/gpu_check_parts.py collect "$work" "$out/gpu_check.json" | tee -a "$log"
+"$python" -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))['ok'] else 1)" \
+    "$out/gpu_check.json"

@@ -1,0 +1,65 @@
+"""``benchmarks/gpu_check.sh``, ready for the day a GPU is lent: its syntax, its
+arguments, a ``--dry-run`` of every stage on the CPU, and that its summary fails when a
+stage's figures say something went wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def test_the_script_parses_and_refuses_unknown_arguments():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+    done = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown argument --bogus" in done.stderr
+    usage = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "--dry-run" in usage.stdout
+
+
+def test_a_dry_run_runs_every_stage_on_the_cpu(tmp_path):
+    done = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["ok"] and result["failed"] == []
+    assert {k: v["status"] for k, v in result["stages"].items()} == {
+        "environment": "ok", "cuda_tests": "ok", "speed_eager": "ok",
+        "speed_compile": "skipped", "paper_run_supervised": "ok", "paper_run_mt": "ok",
+        "numerics": "ok"}
+    assert result["cuda_tests"]["status"] == "skipped"  # no GPU here
+    assert result["speed_eager"]["methods"]["mt"]["ratio_to_supervised"] > 0
+    assert all(run["loss_fell"] and run["metrics_finite"]
+               for run in result["paper_runs"].values())
+    assert result["numerics"]["ok"]  # the CPU against itself: identical
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_check.json", "gpu_check.log"]
+
+
+def test_the_summary_fails_when_a_run_did_not_learn_or_a_test_was_skipped_on_a_gpu(
+        tmp_path):
+    work = tmp_path / "work"
+    run = work / "runs" / "mt"
+    run.mkdir(parents=True)
+    (run / "history.csv").write_text("step,loss_supervised\n35,1.0\n70,1.2\n")
+    section = {"val": {"auc": 0.6}, "test": {"auc": 0.55}}
+    (run / "metrics.json").write_text(json.dumps({
+        "student": section, "steps": 70, "train_seconds": 9.0}))
+    (work / "environment.json").write_text(json.dumps({"cuda_available": True}))
+    (work / "cuda_tests.xml").write_text(
+        '<testsuites><testsuite tests="2" failures="0" errors="0" skipped="1">'
+        '<testcase classname="t" name="a"/><testcase classname="t" name="b"><skipped/>'
+        '</testcase></testsuite></testsuites>')
+    out = tmp_path / "gpu_check.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check_parts.py"),
+                    "collect", str(work), str(out)], check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    assert not result["ok"] and result["failed"] == ["paper run mt", "cuda tests"]
+    assert result["paper_runs"]["mt"]["loss_fell"] is False
