@@ -62,7 +62,7 @@ def _tensorboard(folder: Path):
 def test_a_sweep_logs_every_run_to_tensorboard_and_one_mlflow_experiment(tmp_path,
                                                                           mlflow_store):
     spec = make_spec({
-        "name": "tracked", "methods": ["supervised", "mt"], "labeled": [0.1], "seeds": [0],
+        "name": "tracked", "methods": ["supervised", "fixmatch"], "labeled": [0.1], "seeds": [0],
         "run": {"image_size": 16, "iterations": 6, "eval_every": 2, "batch_size": 16,
                 "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0,
                 "test_at": "every", "log": "tensorboard,mlflow"},
@@ -76,6 +76,8 @@ def test_a_sweep_logs_every_run_to_tensorboard_and_one_mlflow_experiment(tmp_pat
         history = _history(planned.output)
         metrics = json.loads((planned.output / "metrics.json").read_text())
         assert "test_student_auc" in history and "loss_total" in history
+        if planned.method == "fixmatch":  # the method's logs (mask ratio, ...) too
+            assert "log_mask_ratio" in history
         # TensorBoard: every column at its steps (float32 in event files)
         events = _tensorboard(planned.output)
         for key, expected in history.items():
