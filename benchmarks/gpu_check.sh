@@ -50,6 +50,7 @@ if $dry_run; then
     speed=(--device cpu --backbone resnet10t --size 32 --methods supervised,mt --steps 1
            --rounds 1 --warmup 1 --eval-batch-sizes 64 --threads 1)
     runs=(supervised mt)
+    numerics_methods=supervised,srcmt
     run_flags=(--dataset digits --image-size 16 --iterations 6 --eval-every 3
                --batch-size 16 --labeled-batch-size 4 --threads 1)
     test_limit=120
@@ -59,6 +60,7 @@ else
            --labeled-batch-size 12 --amp true --steps 10 --rounds 2 --warmup 3
            --eval-batch-sizes 256)
     runs=(supervised mt srcmt fixmatch)
+    numerics_methods=supervised,mt,srcmt
     run_flags=(--preset paper --dataset isic --data-root "$data_root" --epochs 1
                --eval-every 35 --unsupervised-start 0 --pretrained "$pretrained")
     test_limit=150
@@ -103,7 +105,7 @@ else
     skip paper_runs "no isic2018-mini at $data_root (pass --data-root)"
 fi
 stage numerics 90 "$python" benchmarks/gpu_check_parts.py numerics "$work/numerics.json" \
-    --device "$device"
+    --device "$device" --methods "$numerics_methods"
 "$python" benchmarks/gpu_check_parts.py collect "$work" "$out/gpu_check.json" | tee -a "$log"
 "$python" -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))['ok'] else 1)" \
     "$out/gpu_check.json"

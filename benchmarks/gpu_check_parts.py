@@ -51,7 +51,8 @@ def environment(path: Path) -> None:
     path.write_text(json.dumps(info, indent=2))
 
 
-def numerics(path: Path, device: str, steps: int = 3) -> None:
+def numerics(path: Path, device: str, methods: tuple[str, ...] = NUMERICS_METHODS,
+             steps: int = 3) -> None:
     """The same steps (same batches, no randomness) on ``device`` and on the CPU."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from ssl_bench.contract import check_config
@@ -61,7 +62,7 @@ def numerics(path: Path, device: str, steps: int = 3) -> None:
     report: dict[str, Any] = {"device": device, "steps": steps,
                               "tolerance": {"relative": REL_TOLERANCE,
                                             "absolute": ABS_TOLERANCE}, "methods": {}}
-    for method in NUMERICS_METHODS:
+    for method in methods:
         losses = {}
         for where in ("cpu", device):
             trainer = Trainer(prepare(check_config(method=method, dataset="digits",
@@ -176,6 +177,7 @@ def main() -> None:
     part = sub.add_parser("numerics")
     part.add_argument("output", type=Path)
     part.add_argument("--device", default="cuda")
+    part.add_argument("--methods", default=",".join(NUMERICS_METHODS))
     part = sub.add_parser("collect")
     part.add_argument("work", type=Path)
     part.add_argument("output", type=Path)
@@ -183,7 +185,7 @@ def main() -> None:
     if args.command == "environment":
         environment(args.output)
     elif args.command == "numerics":
-        numerics(args.output, args.device)
+        numerics(args.output, args.device, tuple(args.methods.split(",")))
     else:
         collect(args.work, args.output)
 
