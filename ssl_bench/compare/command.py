@@ -27,6 +27,19 @@ def _output_format(output: Path, fmt: str | None) -> str:
     return found
 
 
+def load_summary(folders: Sequence[str | Path], metric: str, model: str,
+                 baseline: str | None, pairs: Sequence[tuple[str, str]] | None,
+                 ) -> tuple[Any, Any, list[str]]:
+    """The runs below ``folders``, their summary and the loading warnings; a summary with
+    no value of ``metric`` is an error (what ``compare`` and ``report`` both start with)."""
+    df, warnings = load_runs([Path(f) for f in folders])
+    summary = summarize(df, metric=metric, model=model, baseline=baseline, pairs=pairs)
+    if summary.empty:
+        raise UserError(f"no {metric} values for the {model} model in the runs found"
+                        + "".join(f"; {note}" for note in summary.attrs.get("notes", [])))
+    return df, summary, warnings
+
+
 def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: str = "reported",
                     fmt: str | None = None, output: str | Path | None = None,
                     plot_dir: str | Path | None = None,
@@ -50,11 +63,7 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
     fmt_out = _output_format(output, fmt) if output is not None else None
     if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
         raise UserError(f"plot folder {plot_dir} exists and is not a folder")
-    df, warnings = load_runs([Path(f) for f in folders])
-    summary = summarize(df, metric=metric, model=model, baseline=baseline, pairs=pairs)
-    if summary.empty:
-        raise UserError(f"no {metric} values for the {model} model in the runs found"
-                        + "".join(f"; {note}" for note in summary.attrs.get("notes", [])))
+    df, summary, warnings = load_summary(folders, metric, model, baseline, pairs)
     to_stdout = fmt is not None and output is None
     messages = Console(stderr=True) if to_stdout else console
     for warning in warnings:

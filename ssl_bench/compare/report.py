@@ -26,10 +26,9 @@ import pandas as pd
 from ..atomic import atomic_write_text
 from ..errors import UserError
 from ..run_dir import CONFIG
+from .command import load_summary
 from .curves import plot_validation_curves
 from .plots import plot_learning_curves, plot_per_class
-from .runs import load_runs
-from .summary import summarize
 from .tables import method_cells, notes, pair_cells
 
 STYLE = """
@@ -134,11 +133,7 @@ def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: s
     output = Path(output)
     if output.is_dir():
         raise UserError(f"output {output} is a folder; give a file name such as report.html")
-    df, warnings = load_runs([Path(f) for f in folders])
-    summary = summarize(df, metric=metric, model=model, baseline=baseline, pairs=pairs)
-    if summary.empty:
-        raise UserError(f"no {metric} values for the {model} model in the runs found"
-                        + "".join(f"; {note}" for note in summary.attrs.get("notes", [])))
+    df, summary, warnings = load_summary(folders, metric, model, baseline, pairs)
     base = summary.attrs["baseline"]
     with tempfile.TemporaryDirectory() as scratch:
         curves = plot_learning_curves(df, Path(scratch, "curves"), metric=metric, model=model,
