@@ -30,7 +30,7 @@ from .divergence import DivergenceMonitor
 from .errors import UserError
 from .evaluation import Evaluator
 from .integrity import load_verified
-from .interrupts import EXIT_CODES, RunInterrupted, StopRequest
+from .interrupts import RunInterrupted, StopRequest
 from .method import Batch, StepContext, StepOutput
 from .method_logs import StepLogs, method_info
 from .metrics import metric_names
@@ -382,7 +382,7 @@ class Trainer:
                 saved = int(self.history[-1]["step"])
         return RunInterrupted(self.stop_request.name, self.step, self.p.total_steps,
                               None if self.run_dir is None else self.run_dir.path, saved,
-                              EXIT_CODES[self.stop_request.signum])
+                              self.stop_request.signum)
 
     def _lead(self) -> str:
         return "teacher" if self.teacher is not None else "student"

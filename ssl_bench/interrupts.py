@@ -39,10 +39,14 @@ class RunInterrupted(KeyboardInterrupt):
     caller that already stops cleanly on Ctrl-C does so here too)."""
 
     def __init__(self, reason: str, step: int, total: int, output: Path | None,
-                 checkpoint_step: int | None, exit_code: int) -> None:
+                 checkpoint_step: int | None, signum: int) -> None:
         super().__init__(reason)
         self.reason, self.step, self.total = reason, step, total
-        self.output, self.checkpoint_step, self.exit_code = output, checkpoint_step, exit_code
+        self.output, self.checkpoint_step, self.signum = output, checkpoint_step, signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.signum]
 
     def describe(self) -> str:
         """One line: what stopped the run, where, and what was kept."""

@@ -66,7 +66,7 @@ def execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
     except RunInterrupted as exc:  # Ctrl-C/SIGTERM: a checkpoint of this step, then stop
         return {"status": "interrupted", "reason": exc.reason, "step": exc.step,
                 "total": exc.total, "checkpoint_step": exc.checkpoint_step,
-                "signal": exc.exit_code - 128,
+                "signal": int(exc.signum),
                 "seconds": round(time.perf_counter() - started, 2)}
     except KeyboardInterrupt:
         raise
