@@ -46,6 +46,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
+        """The shell's exit status for this signal (130 for SIGINT, 143 for SIGTERM)."""
         return EXIT_CODES[self.signum]
 
     def describe(self) -> str:
