@@ -10,32 +10,44 @@
 #   5. a one-epoch paper-preset run of supervised, mt, srcmt and fixmatch on
 #      isic2018-mini: the supervised loss must fall and the metrics be finite
 #   6. three steps on CUDA against the same steps on the CPU, within bf16 tolerance
+# (run in the order 1, 2, 6, 3, 4, 5: the cheap correctness stages first). gpu_check.json
+# is rewritten after every stage, so a check cut off by its lease still reports the
+# stages it finished ("complete": false).
 #
 # usage: bash benchmarks/gpu_check.sh [--out DIR] [--data-root DIR] [--pretrained]
-#                                     [--dry-run]
+#                                     [--budget SECONDS] [--dry-run]
 #   --out        where gpu_check.json and gpu_check.log go (default: $OUT, else gpu_check/)
 #   --data-root  isic2018-mini (default ../shared/data/isic2018-mini); without it the
 #                speed stages use the built-in digits data and stage 5 is skipped
 #   --pretrained start the paper runs from ImageNet weights (needs them downloaded or
 #                cached; the default starts from scratch: the check is about numerics)
+#   --budget     seconds the whole check may take (e.g. a GPU lease): each stage's limit
+#                is cut to what is left, and a stage with under 30 s left is skipped
 #   --dry-run    every stage on the CPU at a tiny size: checks this script, not a GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # ssl_bench without an install
 
 out="${OUT:-gpu_check}"
 data_root="../shared/data/isic2018-mini"
 pretrained=false
 dry_run=false
+budget=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="$2"; shift 2 ;;
         --data-root) data_root="$2"; shift 2 ;;
         --pretrained) pretrained=true; shift ;;
+        --budget) budget="$2"; shift 2 ;;
         --dry-run) dry_run=true; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
+    echo "gpu_check.sh: --budget must be a whole number of seconds, not '$budget'" >&2; exit 2
+fi
+check_started=$(date +%s)
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 work="$(mktemp -d)"
@@ -71,15 +83,28 @@ else
     speed+=(--dataset digits)
 fi
 
-# stage NAME LIMIT_SECONDS COMMAND...: run it under a time limit, log it, record the outcome
+collect() {
+    "$python" benchmarks/gpu_check_parts.py collect "$work" "$out/gpu_check.json" "$@"
+}
+# stage NAME LIMIT_SECONDS COMMAND...: run it under a time limit, log it, record the
+# outcome, and rewrite gpu_check.json with what is known so far
 stage() {
-    local name="$1" limit="$2" started status
+    local name="$1" limit="$2" started status left
     shift 2
     started=$(date +%s)
+    if [ "$budget" -gt 0 ]; then
+        left=$(( budget - (started - check_started) ))
+        if [ "$left" -lt 30 ]; then
+            skip "$name" "only ${left} s of --budget ${budget} left"
+            return
+        fi
+        [ "$left" -lt "$limit" ] && limit=$left
+    fi
     echo "=== $name (limit ${limit} s): $*" | tee -a "$log"
     if timeout "$limit" "$@" >>"$log" 2>&1; then status=ok; else status=failed; fi
     printf '%s\t%s\t%s\t\n' "$name" "$status" "$(( $(date +%s) - started ))" >>"$work/stages.tsv"
     echo "=== $name: $status" | tee -a "$log"
+    collect --partial >/dev/null
 }
 skip() {
     printf '%s\tskipped\t0\t%s\n' "$1" "$2" >>"$work/stages.tsv"
@@ -89,6 +114,8 @@ skip() {
 stage environment 60 "$python" benchmarks/gpu_check_parts.py environment "$work/environment.json"
 stage cuda_tests "$test_limit" "$python" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider \
     --junitxml "$work/cuda_tests.xml"
+stage numerics 90 "$python" benchmarks/gpu_check_parts.py numerics "$work/numerics.json" \
+    --device "$device" --methods "$numerics_methods"
 stage speed_eager 150 "$python" benchmarks/speed.py "${speed[@]}" --json "$work/speed_eager.json"
 if $dry_run; then
     skip speed_compile "torch.compile is measured on the GPU only"
@@ -104,8 +131,6 @@ if $dry_run || [ -d "$data_root" ]; then
 else
     skip paper_runs "no isic2018-mini at $data_root (pass --data-root)"
 fi
-stage numerics 90 "$python" benchmarks/gpu_check_parts.py numerics "$work/numerics.json" \
-    --device "$device" --methods "$numerics_methods"
-"$python" benchmarks/gpu_check_parts.py collect "$work" "$out/gpu_check.json" | tee -a "$log"
+collect | tee -a "$log"
 "$python" -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))['ok'] else 1)" \
     "$out/gpu_check.json"

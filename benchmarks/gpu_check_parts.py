@@ -128,8 +128,9 @@ def _run(folder: Path) -> dict[str, Any]:
             "loss_columns": [k for k in rows[-1] if k.startswith("loss_")]}
 
 
-def collect(work: Path, output: Path) -> None:
-    """Every stage's figures in one JSON file; ``ok`` only if no stage failed."""
+def collect(work: Path, output: Path, partial: bool = False) -> None:
+    """Every stage's figures in one JSON file; ``ok`` only if no stage failed, and
+    ``complete`` only when every stage ran (not ``partial``, none skipped for --budget)."""
     stages: dict[str, dict[str, Any]] = {}
     if (work / "stages.tsv").is_file():  # name, status (ok/failed/skipped), seconds, note
         for line in (work / "stages.tsv").read_text().splitlines():
@@ -164,8 +165,12 @@ def collect(work: Path, output: Path) -> None:
         failed.append("numerics")
     result["failed"] = failed
     result["ok"] = not failed
+    result["complete"] = not partial and not any(
+        "--budget" in stage.get("note", "") for stage in stages.values())
     output.write_text(json.dumps(result, indent=2))
     verdict = "all stages passed" if not failed else "FAILED: " + ", ".join(failed)
+    if not result["complete"]:
+        verdict += " (incomplete: " + ("still running" if partial else "over --budget") + ")"
     print(f"wrote {output}: {verdict}")
 
 
@@ -181,13 +186,15 @@ def main() -> None:
     part = sub.add_parser("collect")
     part.add_argument("work", type=Path)
     part.add_argument("output", type=Path)
+    part.add_argument("--partial", action="store_true",
+                      help="written between stages: the check has not finished")
     args = parser.parse_args()
     if args.command == "environment":
         environment(args.output)
     elif args.command == "numerics":
         numerics(args.output, args.device, tuple(args.methods.split(",")))
     else:
-        collect(args.work, args.output)
+        collect(args.work, args.output, args.partial)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,20 @@ def test_the_script_parses_and_refuses_unknown_arguments():
     done = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown argument --bogus" in done.stderr
     usage = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True)
-    assert usage.returncode == 0 and "--dry-run" in usage.stdout
+    assert usage.returncode == 0 and "--dry-run" in usage.stdout and "--budget" in usage.stdout
+    done = subprocess.run(["bash", str(SCRIPT), "--budget", "5min"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "--budget must be a whole number" in done.stderr
+
+
+def test_a_budget_too_small_for_any_stage_skips_them_all_and_says_incomplete(tmp_path):
+    done = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--budget", "1", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert done.returncode == 0 and result["ok"] and not result["complete"]
+    assert {v["status"] for v in result["stages"].values()} == {"skipped"}
+    assert "--budget 1 left" in result["stages"]["cuda_tests"]["note"]
+    assert "incomplete: over --budget" in done.stdout
 
 
 def test_a_dry_run_runs_every_stage_on_the_cpu(tmp_path):
@@ -30,7 +43,7 @@ def test_a_dry_run_runs_every_stage_on_the_cpu(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     result = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert result["ok"] and result["failed"] == []
+    assert result["ok"] and result["complete"] and result["failed"] == []
     assert {k: v["status"] for k, v in result["stages"].items()} == {
         "environment": "ok", "cuda_tests": "ok", "speed_eager": "ok",
         "speed_compile": "skipped", "paper_run_supervised": "ok", "paper_run_mt": "ok",
@@ -62,4 +75,9 @@ def test_the_summary_fails_when_a_run_did_not_learn_or_a_test_was_skipped_on_a_g
                     "collect", str(work), str(out)], check=True, capture_output=True)
     result = json.loads(out.read_text())
     assert not result["ok"] and result["failed"] == ["paper run mt", "cuda tests"]
+    assert result["complete"]
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check_parts.py"),
+                    "collect", str(work), str(out), "--partial"], check=True,
+                   capture_output=True)
+    assert json.loads(out.read_text())["complete"] is False  # between two stages
     assert result["paper_runs"]["mt"]["loss_fell"] is False
