@@ -115,6 +115,9 @@ def _run(folder: Path) -> dict[str, Any]:
     metrics = json.loads((folder / "metrics.json").read_text())
     with open(folder / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
+    if len(rows) < 2:
+        return {"status": "failed", "note": "one evaluation interval in history.csv: "
+                "cannot tell whether the loss fell (evaluate more often)"}
     first, last = float(rows[0]["loss_supervised"]), float(rows[-1]["loss_supervised"])
     reported = metrics.get("reported", metrics.get("best", {}))
     values = [metrics["student"][part]["auc"] for part in ("val", "test")]
@@ -166,11 +169,12 @@ def collect(work: Path, output: Path, partial: bool = False) -> None:
     result["failed"] = failed
     result["ok"] = not failed
     result["complete"] = not partial and not any(
-        "--budget" in stage.get("note", "") for stage in stages.values())
+        flag in stage.get("note", "") for stage in stages.values()
+        for flag in ("--budget", "--only"))
     output.write_text(json.dumps(result, indent=2))
     verdict = "all stages passed" if not failed else "FAILED: " + ", ".join(failed)
     if not result["complete"]:
-        verdict += " (incomplete: " + ("still running" if partial else "over --budget") + ")"
+        verdict += " (incomplete: " + ("still running" if partial else "--budget or --only") + ")"
     print(f"wrote {output}: {verdict}")
 
 

@@ -37,8 +37,9 @@ def test_amp_trains_in_bf16_without_a_loss_scaler():
     losses = trainer.train_step()
     assert all(torch.isfinite(v).all() for v in losses.values())
     with trainer._autocast():
-        out = trainer.student(torch.randn(2, trainer.p.in_chans, 16, 16, device="cuda"))
-    assert out.dtype == torch.bfloat16
+        features, logits = trainer.student(
+            torch.randn(2, trainer.p.in_chans, 16, 16, device="cuda"))
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(features).all()
 
 
 def test_models_and_views_are_channels_last():
@@ -73,8 +74,9 @@ def test_compiled_models_train_and_give_the_eager_outputs(tmp_path):
         memory_format=torch.channels_last)
     trainer.student.eval()
     with torch.no_grad():
-        assert torch.allclose(trainer.student_call(images), trainer.student(images),
-                              rtol=1e-3, atol=1e-4)
+        compiled, eager = trainer.student_call(images), trainer.student(images)
+    for name, a, b in zip(("features", "logits"), compiled, eager, strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
 
 
 @pytest.mark.parametrize("method", ["supervised", "srcmt"])

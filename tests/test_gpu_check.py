@@ -26,6 +26,21 @@ def test_the_script_parses_and_refuses_unknown_arguments():
     done = subprocess.run(["bash", str(SCRIPT), "--budget", "5min"], capture_output=True,
                           text=True)
     assert done.returncode == 2 and "--budget must be a whole number" in done.stderr
+    done = subprocess.run(["bash", str(SCRIPT), "--only", "cuda_tests,speed"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--only: unknown stage 'speed'" in done.stderr
+
+
+def test_only_runs_the_named_stages(tmp_path):
+    done = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--only", "numerics,paper_runs",
+                           "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["ok"] and not result["complete"]
+    ran = {k for k, v in result["stages"].items() if v["status"] == "ok"}
+    assert ran == {"environment", "numerics", "paper_run_supervised", "paper_run_mt"}
+    assert result["stages"]["cuda_tests"]["note"] == "not in --only numerics,paper_runs"
 
 
 def test_a_budget_too_small_for_any_stage_skips_them_all_and_says_incomplete(tmp_path):
@@ -35,7 +50,7 @@ def test_a_budget_too_small_for_any_stage_skips_them_all_and_says_incomplete(tmp
     assert done.returncode == 0 and result["ok"] and not result["complete"]
     assert {v["status"] for v in result["stages"].values()} == {"skipped"}
     assert "--budget 1 left" in result["stages"]["cuda_tests"]["note"]
-    assert "incomplete: over --budget" in done.stdout
+    assert "incomplete: --budget or --only" in done.stdout
 
 
 def test_a_dry_run_runs_every_stage_on_the_cpu(tmp_path):
@@ -80,4 +95,9 @@ def test_the_summary_fails_when_a_run_did_not_learn_or_a_test_was_skipped_on_a_g
                     "collect", str(work), str(out), "--partial"], check=True,
                    capture_output=True)
     assert json.loads(out.read_text())["complete"] is False  # between two stages
+    (run / "history.csv").write_text("step,loss_supervised\n70,1.2\n")  # one interval
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check_parts.py"),
+                    "collect", str(work), str(out)], check=True, capture_output=True)
+    assert "cannot tell whether the loss fell" in json.loads(
+        out.read_text())["paper_runs"]["mt"]["note"]
     assert result["paper_runs"]["mt"]["loss_fell"] is False
