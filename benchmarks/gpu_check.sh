@@ -105,13 +105,13 @@ stage() {
     started=$(date +%s)
     [[ "$name" == paper_run_* ]] && group=paper_runs
     if [ -n "$only" ] && [ "$name" != environment ] && [[ ",$only," != *",$group,"* ]]; then
-        skip "$name" "not in --only $only"
+        skip "$name" "not in --only $only" "not run"
         return
     fi
     if [ "$budget" -gt 0 ]; then
         left=$(( budget - (started - check_started) ))
         if [ "$left" -lt 30 ]; then
-            skip "$name" "only ${left} s of --budget ${budget} left"
+            skip "$name" "only ${left} s of --budget ${budget} left" "not run"
             return
         fi
         [ "$left" -lt "$limit" ] && limit=$left
@@ -122,9 +122,12 @@ stage() {
     echo "=== $name: $status" | tee -a "$log"
     collect --partial >/dev/null
 }
+# skip NAME WHY [STATUS]: "skipped" by design (no GPU, no data), or "not run" when
+# --only or --budget left it out (then the check is not complete)
 skip() {
-    printf '%s\tskipped\t0\t%s\n' "$1" "$2" >>"$work/stages.tsv"
-    echo "=== $1: skipped ($2)" | tee -a "$log"
+    local status="${3:-skipped}"
+    printf '%s\t%s\t0\t%s\n' "$1" "$status" "$2" >>"$work/stages.tsv"
+    echo "=== $1: $status ($2)" | tee -a "$log"
 }
 
 stage environment 60 "$python" benchmarks/gpu_check_parts.py environment "$work/environment.json"

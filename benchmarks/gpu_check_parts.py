@@ -133,9 +133,10 @@ def _run(folder: Path) -> dict[str, Any]:
 
 def collect(work: Path, output: Path, partial: bool = False) -> None:
     """Every stage's figures in one JSON file; ``ok`` only if no stage failed, and
-    ``complete`` only when every stage ran (not ``partial``, none skipped for --budget)."""
+    ``complete`` only when every stage ran (not ``partial``, none "not run" for --only or
+    --budget)."""
     stages: dict[str, dict[str, Any]] = {}
-    if (work / "stages.tsv").is_file():  # name, status (ok/failed/skipped), seconds, note
+    if (work / "stages.tsv").is_file():  # name, status (ok/failed/skipped/not run), seconds, note
         for line in (work / "stages.tsv").read_text().splitlines():
             name, status, seconds, note = (line.split("\t") + ["", "", ""])[:4]
             stages[name] = {"status": status, "seconds": int(seconds or 0),
@@ -168,9 +169,8 @@ def collect(work: Path, output: Path, partial: bool = False) -> None:
         failed.append("numerics")
     result["failed"] = failed
     result["ok"] = not failed
-    result["complete"] = not partial and not any(
-        flag in stage.get("note", "") for stage in stages.values()
-        for flag in ("--budget", "--only"))
+    result["complete"] = not partial and all(
+        stage["status"] != "not run" for stage in stages.values())
     output.write_text(json.dumps(result, indent=2))
     verdict = "all stages passed" if not failed else "FAILED: " + ", ".join(failed)
     if not result["complete"]:

@@ -131,7 +131,6 @@ def amp_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-
 #: The GPU check of 2026-11-27 (H100, torch 2.11+cu130) found compiled student outputs
 #: 4.0x the eager ones (tests/test_cuda.py); not reproduced on the CPU. Until that is
 #: understood, a compiled CUDA run says so.
@@ -139,6 +138,13 @@ COMPILE_ON_CUDA = (
     "--compile on CUDA failed the GPU check's compiled-equals-eager test (compiled features "
     "were 4x the eager ones; README, 'The GPU check'): compare with a run without --compile "
     "before reporting its results")
+
+
+def warn_if_compile_unverified(device: torch.device) -> None:
+    """Warn that ``--compile`` is unverified on ``device`` (CUDA; see COMPILE_ON_CUDA)."""
+    if device.type == "cuda":
+        warnings.warn(COMPILE_ON_CUDA, stacklevel=3)
+
 
 class Trainer:
     """Runs one prepared configuration; owns models, optimiser, sampler and records."""
@@ -208,8 +214,7 @@ class Trainer:
         if self.world.distributed:  # gradients averaged over ranks in backward
             self.student_call = distributed.data_parallel(self.student, self.device)
         if self.config.compile:
-            if self.device.type == "cuda":
-                warnings.warn(COMPILE_ON_CUDA, stacklevel=2)
+            warn_if_compile_unverified(self.device)
             self.student_call = torch.compile(self.student_call)
             if self.teacher is not None:
                 self.teacher_call = torch.compile(self.teacher)

@@ -87,6 +87,18 @@ def test_compile_flag_routes_forwards_through_compiled_wrappers(monkeypatch, tmp
     assert metrics["teacher"]["test"]["auc"] is not None
 
 
+def test_compile_warns_on_cuda_only_where_it_failed_the_gpu_check(recwarn):
+    import torch
+
+    from ssl_bench.engine import COMPILE_ON_CUDA, warn_if_compile_unverified
+
+    warn_if_compile_unverified(torch.device("cpu"))
+    assert len(recwarn) == 0
+    with pytest.warns(UserWarning, match="compiled features were 4x the eager ones"):
+        warn_if_compile_unverified(torch.device("cuda"))
+    assert "compare with a run without --compile" in COMPILE_ON_CUDA
+
+
 def test_cpu_fallbacks_of_the_gpu_path():
     from ssl_bench.errors import UserError
     from ssl_bench.prepare import resolve_device
