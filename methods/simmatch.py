@@ -15,16 +15,35 @@ bank) / T)`` its similarities to the bank:
   ``p_hat``) masked by ``max p_hat >= threshold``, averaged over all unlabeled rows +
   ``instance_weight`` x CE(``q_hat``, ``softmax(sim(strong, bank) / T)``)).
 
-Follows USB (``semilearn/algorithms/simmatch``, ``config/classic_cv/simmatch``): p_cutoff
-0.95, T = 0.1 for teacher and student similarities, proj_size 128, in_loss_ratio 1,
-ulb_loss_ratio 1, smoothing_alpha 0.9, da_len 32 (uniform target), K = the labeled set
-size, soft pseudo-labels, bank entries *replaced* by the EMA model's embeddings of the
-labeled weak view (USB's ``use_ema_teacher`` path); no ramp-up (``defaults``).
+Follows USB (``semilearn/algorithms/simmatch``, ``config/classic_cv/simmatch``) in its
+numbers: p_cutoff 0.95, T = 0.1 for teacher and student similarities, proj_size 128,
+in_loss_ratio 1, ulb_loss_ratio 1, smoothing_alpha 0.9, da_len 32 (uniform target), K =
+the labeled set size, soft pseudo-labels, bank entries *replaced* by the EMA model's
+embeddings of the labeled weak view (USB's ``use_ema_teacher`` path); no ramp-up
+(``defaults``).
+
+The teacher is USB's EMA model: averaged parameters with the student's batch-norm
+statistics copied at every step (``defaults``: ``teacher_buffers = copy``, as every
+method whose teacher is an EMA model). Its training forward runs in train mode and
+normalises with the batch's own statistics, so the buffers matter only when the teacher
+is evaluated; with ``own`` it would be evaluated with running statistics of weak views
+alone while its weights were trained (as the student's) under batches of mostly strong
+views, which left it 0.07-0.10 test AUC below its student on isic2018-mini (issue 26).
+
+Projection heads: ``epass false`` (default) is the paper's and the official code's
+single head. ``epass true`` is EPASS (Nguyen et al., 2023, USB #201), set by all 13
+``config/classic_cv/simmatch`` files: three heads of the same shape whose outputs are
+averaged before the L2 normalisation. The default follows the paper because EPASS is a
+later addition of its own, not part of SimMatch; pass ``--epass true`` to match USB's
+configurations.
 
 Deliberate differences:
 - the teacher's weak-view forward gives the unlabeled probabilities and embeddings, as the
-  original SimMatch code (``self.ema(im_k)``); USB's CIFAR path takes them from the
-  student's (detached) forward. The student sees labeled weak + unlabeled strong rows;
+  original SimMatch code (``self.ema(im_k)`` over labeled and unlabeled weak views). USB
+  takes the unlabeled weak probabilities and embeddings from the student's forward on
+  both of its paths; only the labeled bank embeddings come from the EMA model, and only
+  with ``use_ema_teacher`` (otherwise from the student too, blended into the bank with
+  momentum 0.7). The student sees labeled weak + unlabeled strong rows;
 - no first-epoch warm-up with a random bank: entries not yet written are left out of every
   softmax (masked), and the batch's labeled embeddings enter the bank *before* the
   propagation, so the bank is never random and the instance term is live from step 0;
@@ -48,7 +67,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_bench.distributed import gather_rows, mean_over_ranks
-from ssl_bench.method import Batch, Method, MethodInfo, Option, StepContext, StepOutput, View
+from ssl_bench.method import (
+    EMA_MODEL_DEFAULTS,
+    Batch,
+    Method,
+    MethodInfo,
+    Option,
+    StepContext,
+    StepOutput,
+    View,
+)
 from ssl_bench.pseudo_labels import (
     confidence,
     distribution_alignment,
@@ -62,18 +90,37 @@ from ssl_bench.tasks import Task
 SINGLE = Task("single", 2)  # kind only: the pieces below need no class weights
 
 
-class ProjectedModel(nn.Module):
-    """Backbone + SimMatch's projection head; returns ``(embedding, logits)``."""
+#: Projection heads averaged by EPASS (USB's ``SimMatch_Net`` with ``epass``).
+EPASS_HEADS = 3
 
-    def __init__(self, backbone: nn.Module, proj_size: int) -> None:
+
+def projection_head(width: int, proj_size: int) -> nn.Module:
+    """SimMatch's head: ``Linear(F, F)``-ReLU-``Linear(F, proj_size)``."""
+    return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, proj_size))
+
+
+class ProjectedModel(nn.Module):
+    """Backbone + SimMatch's projection head(s); returns ``(embedding, logits)``.
+
+    With several heads (EPASS) the embedding is the L2-normalised mean of their outputs.
+    """
+
+    def __init__(self, backbone: nn.Module, proj_size: int, heads: int = 1) -> None:
         super().__init__()
         self.backbone = backbone
         width = backbone.num_features
-        self.head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, proj_size))
+        self.head = projection_head(width, proj_size)
+        #: EPASS's further heads (empty for one head, so a one-head state dict is unchanged).
+        self.extra_heads = nn.ModuleList(projection_head(width, proj_size)
+                                         for _ in range(heads - 1))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features, logits = self.backbone(images)
-        return F.normalize(self.head(features), dim=1), logits
+        projected = self.head(features)
+        if len(self.extra_heads):
+            projected = (projected + sum(head(features) for head in self.extra_heads)) / (
+                1 + len(self.extra_heads))
+        return F.normalize(projected, dim=1), logits
 
 
 def propagate(probs: torch.Tensor, similarity: torch.Tensor, bank_labels: torch.Tensor,
@@ -95,7 +142,7 @@ class SimMatch(Method):
     uses_unlabeled = True
     data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
-    defaults = {"rampup": 0.0}
+    defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
     task_kinds = ("single",)
     unsupported_reason = ("label propagation unfolds one softmax distribution over classes "
                           "onto bank entries of one class each and aggregates it back; a "
@@ -109,6 +156,8 @@ class SimMatch(Method):
         Option("da_len", int, 32, "batches in the distribution-alignment queue (0: off)"),
         Option("unlabeled_weight", float, 1.0, "weight of the pseudo-label loss"),
         Option("instance_weight", float, 1.0, "weight of the instance-similarity loss"),
+        Option("epass", bool, False, f"average {EPASS_HEADS} projection heads (EPASS, as "
+               "USB's classic_cv configurations); false: the paper's single head"),
     )
 
     def __init__(self, **options: object) -> None:
@@ -119,7 +168,7 @@ class SimMatch(Method):
         self.register_buffer("da_pointer", torch.zeros((), dtype=torch.long))
 
     def build_model(self, backbone: nn.Module) -> nn.Module:
-        return ProjectedModel(backbone, self.proj_size)
+        return ProjectedModel(backbone, self.proj_size, EPASS_HEADS if self.epass else 1)
 
     def setup(self, info: MethodInfo) -> None:
         size, device = info.num_labeled, info.device

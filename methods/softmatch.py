@@ -1,22 +1,33 @@
 """SoftMatch (Chen et al., ICLR 2023): truncated-Gaussian sample weights instead of a
 hard confidence threshold, with uniform alignment.
 
-The weak-view probabilities are first aligned (``distribution_alignment``) towards a
-uniform class distribution by an EMA of the model's mean prediction on unlabeled data.
-The mean ``mu_t`` and (unbiased) variance ``sigma_t^2`` of the aligned max-confidence
-are EMAs (momentum ``ema_momentum``, 0.999; start 1/K and 1) over unlabeled batches,
-and each image is weighted by
+The weak-view probabilities are aligned (``distribution_alignment``) towards a uniform
+class distribution by an EMA of the model's mean prediction on unlabeled data; the
+alignment serves the *weights* only. The mean ``mu_t`` and (unbiased) variance
+``sigma_t^2`` of the aligned max-confidence are EMAs (momentum ``ema_momentum``, 0.999;
+start 1/K and 1) over unlabeled batches, and each image is weighted by
 ``exp(-max(mu_t - p_max, 0)^2 / (2 sigma_t^2 / n_sigma^2))`` (1 above the mean).
 Loss = supervised CE + ``unlabeled_weight * lambda(t)`` x the weighted CE of the strong
-view against the aligned weak-view hard pseudo-label, averaged over all unlabeled rows.
+view against the hard pseudo-label ``argmax`` of the *unaligned* weak-view prediction,
+averaged over all unlabeled rows.
 
 Follows the paper and USB (``semilearn/algorithms/softmatch``, SoftMatchWeightingHook,
 DistAlignEMAHook, ``config/classic_cv/softmatch``): n_sigma 2, ``ema_p`` 0.999, hard
 labels, ``dist_align`` + ``dist_uniform`` true, ``per_class`` false, unlabeled weight 1;
-the statistics are updated with the batch *before* weighting it (unbiased variance);
-the model's mean prediction starts at the first batch's mean (a ``seen`` flag, so
-resuming is exact); no ramp-up (``defaults``: ``rampup = 0``); statistics are buffers,
-checkpointed.
+the pseudo-label is taken from the weak-view logits, not the aligned probabilities
+(USB passes ``logits=logits_x_ulb_w`` to its PseudoLabelingHook with the comment that
+uniform alignment in SoftMatch does not generate the pseudo-labels; the paper uses
+UA(p) inside the weighting function only); the statistics are updated with the batch
+*before* weighting it (unbiased variance); the model's mean prediction starts at the
+first batch's mean (a ``seen`` flag, so resuming is exact); no ramp-up (``defaults``:
+``rampup = 0``); statistics are buffers, checkpointed.
+
+``label_from aligned`` takes the pseudo-label from the aligned probabilities instead:
+what ssl-bench did before issue 26 (the ``results/`` runs committed before it), kept so
+those runs can be reproduced. It is not SoftMatch: on imbalanced data (ISIC is 67% NV)
+alignment moves confident rows' labels towards rare classes (10% of rows relabelled with
+unbiased logits, 21-25% with predictions leaning towards some classes, measured against
+USB).
 
 Deliberate differences: the alignment uses the shared
 ``ssl_bench.pseudo_labels.distribution_alignment`` (``p * target / max(model, 1e-6)``;
@@ -27,7 +38,8 @@ which would poison the EMA); as FixMatch, the run's shared batch (CPU preset 12 
 
 Multi-label (no reference has it): each class is its own two-class SoftMatch: per-class
 EMA mean/variance of the entry confidence ``max(p, 1 - p)`` (starting at 1/2 and 1) and
-per-entry weights, BCE summed over entries divided by their number. The alignment
+per-entry weights against the unaligned entry labels ``p >= 1/2``, BCE summed over
+entries divided by their number. The alignment
 target of a binary class cannot sensibly be uniform (p = 1/2 would inflate rare
 findings), so ``alignment auto`` aligns each class to its positive rate among the
 labeled images (clamped to [0.001, 0.999]); ``alignment uniform`` forces 1/2.
@@ -78,6 +90,9 @@ class SoftMatch(Method):
         Option("alignment", str, "auto", "distribution alignment target (auto: uniform, "
                "multi-label: labeled positive rate)",
                choices=("auto", "uniform", "labeled", "none")),
+        Option("label_from", str, "prediction", "pseudo-labels from the weak-view prediction "
+               "(the paper, USB) or the aligned probabilities (ssl-bench before issue 26)",
+               choices=("prediction", "aligned")),
     )
 
     def __init__(self, **options: object) -> None:
@@ -103,17 +118,22 @@ class SoftMatch(Method):
 
     def unlabeled_loss(self, logits_weak: torch.Tensor, logits_strong: torch.Tensor,
                        task: Task) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Align, update the statistics, weight; returns loss, labels, weights (task shapes)."""
+        """Align, update the statistics, weight; returns loss, labels, weights (task shapes).
+
+        The weights come from the aligned probabilities, the labels (by default) from
+        the unaligned ones (module docstring)."""
         probs = task.probabilities(logits_weak)
         with torch.no_grad():
+            aligned = probs
             if self.alignment != "none":  # statistics of every rank's rows (docstring)
                 batch_mean = gather_rows(probs).mean(dim=0)
                 ema_(self.model_mean, batch_mean, self.ema_momentum)
                 self.model_mean.copy_(torch.where(self.model_mean_seen, self.model_mean,
                                                   batch_mean))
                 self.model_mean_seen.fill_(True)
-                probs = distribution_alignment(probs, self.model_mean, self.target_mean, task)
-            conf, labels = grouped_labels(probs, task)
+                aligned = distribution_alignment(probs, self.model_mean, self.target_mean, task)
+            conf, _ = grouped_labels(aligned, task)  # the weights: aligned confidence
+            _, labels = grouped_labels(aligned if self.label_from == "aligned" else probs, task)
             every_conf = gather_rows(conf)
             ema_(self.conf_mean, every_conf.mean(dim=0), self.ema_momentum)
             rows = every_conf.shape[0]  # unbiased as USB; one row (undefined) counts as 0

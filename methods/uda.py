@@ -3,17 +3,23 @@
 view, where that prediction is confident.
 
 For each unlabeled image the detached weak-view prediction, sharpened by ``temperature``
-(0.4: ``softmax(logits / T)``), is the soft target of its strong view (RandAugment +
-Cutout, ``ssl_bench.augmentations`` ``strong``) where the weak view's top probability
-reaches ``threshold`` (0.8). Loss = supervised CE (optionally with training-signal
-annealing) + ``unlabeled_weight * lambda(t)`` x the masked soft CE averaged over *all*
-unlabeled rows.
+(T = 0.4: ``softmax(logits / T)``; 1 leaves it as it is), is the soft target of its
+strong view (RandAugment + Cutout, ``ssl_bench.augmentations`` ``strong``) where the
+weak view's top probability reaches ``threshold`` (0.8). Loss = supervised CE
+(optionally with training-signal annealing) + ``unlabeled_weight * lambda(t)`` x the
+masked soft CE averaged over *all* unlabeled rows.
 
-Follows the paper's official code (``google-research/uda``) and USB
-(``semilearn/algorithms/uda``):
+Follows the paper's official code (``google-research/uda``: ``uda_softmax_temp`` 0.4),
+and USB up to 0.2 (``semilearn/algorithms/uda``), in sharpening the targets by
+``temperature`` 0.4. USB since 0.3.0 (commit 7429eee) no longer sharpens: it passes the
+already-softmaxed weak probabilities to its PseudoLabelingHook with ``softmax=False``,
+which returns them unchanged, so its ``T`` (0.4 in its ``config/classic_cv/uda`` files)
+is never applied; ``temperature 1.0`` (``--temperature 1.0``) reproduces USB's current
+code exactly (targets = the weak-view probabilities). The default stays with the paper's
+code, whose sharpening is part of the method the paper describes. Further:
 - one forward pass over labeled weak, unlabeled weak and unlabeled strong views
   concatenated (USB's ``use_cat``);
-- targets ``softmax(weak logits / 0.4)``, detached; confidence mask ``max p >= 0.8`` on
+- targets ``softmax(weak logits / T)``, detached; confidence mask ``max p >= 0.8`` on
   the unsharpened weak prediction; ``(loss * mask).mean()`` over the unlabeled rows;
 - the unlabeled loss is the soft cross-entropy ``-sum q log p_strong`` (USB's ``ce``).
   The paper's KL divergence ``KL(q || p_strong)`` differs from it by the entropy of the
@@ -86,7 +92,8 @@ class UDA(Method):
     options = (
         Option("threshold", float, 0.8, "confidence of the weak-view prediction a row needs "
                "to enter the unlabeled loss"),
-        Option("temperature", float, 0.4, "sharpening temperature of the soft targets"),
+        Option("temperature", float, 0.4, "sharpening temperature of the soft targets (0.4: "
+               "the paper's code and USB <= 0.2; 1: USB >= 0.3, no sharpening)"),
         Option("unlabeled_weight", float, 1.0, "weight of the unlabeled loss (times lambda)"),
         Option("tsa", str, "none", "training-signal annealing schedule of the supervised "
                "loss", choices=TSA_SCHEDULES),

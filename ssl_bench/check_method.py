@@ -24,16 +24,17 @@ def _source_of(cls: type) -> Path | None:
 
 
 def command_check_method(argv: Sequence[str]) -> int:
+    from .contract import CHECK_NAMES
     from .flags import Parser
 
     parser = Parser(prog="ssl-bench check-method", description=(
         "Run the method contract checks (gradients, teacher EMA, vanishing consistency, "
-        "exact resume) on the methods a plug-in file registers; seconds per method on a "
-        "CPU. See CONTRIBUTING.md, 'Adding a method'."))
+        "teacher normalisation, exact resume) on the methods a plug-in file registers; "
+        "seconds per method on a CPU. See CONTRIBUTING.md, 'Adding a method'."))
     parser.add_argument("file", help="Python file registering methods (@register_method)")
     parser.add_argument("--method", action="append", default=[], metavar="NAME",
                         help="check only these of its methods (repeatable)")
-    parser.add_argument("--checks", default="gradients,vanishing,resume",
+    parser.add_argument("--checks", default=",".join(CHECK_NAMES),
                         help="comma-separated checks to run (default: all that apply)")
     args = parser.parse_args(argv)
 
@@ -56,10 +57,10 @@ def command_check_method(argv: Sequence[str]) -> int:
         raise UserError(f"{args.file} registers no method (decorate a Method subclass with "
                         "@register_method('name'))")
     wanted = {c.strip() for c in args.checks.split(",") if c.strip()}
-    unknown = sorted(wanted - {"gradients", "vanishing", "resume"})
+    unknown = sorted(wanted - set(CHECK_NAMES))
     if unknown:
         raise UserError(f"--checks: unknown check(s) {', '.join(unknown)}; the checks are "
-                        "gradients, vanishing, resume")
+                        f"{', '.join(CHECK_NAMES)}")
     console = Console(stderr=True)
     failed = 0
     for name in added:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import supports, tiny_config
 
-from ssl_bench.contract import check_gradients, check_vanishing
+from ssl_bench.contract import ContractError, check_gradients, check_teacher, check_vanishing
 from ssl_bench.engine import Trainer
 from ssl_bench.method import StepContext, StepOutput
 from ssl_bench.prepare import prepare
@@ -51,6 +51,28 @@ def test_unsupervised_terms_vanish_for_identical_views_and_models(method: str, d
     if not supports(method, dataset):
         pytest.skip(f"{method} does not support {dataset}")
     check_vanishing(method, dataset)
+
+
+TEACHERS = [m for m in METHODS if get_method_class(m).needs_teacher]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("method", TEACHERS)
+def test_a_teacher_with_the_students_weights_predicts_as_the_student(method: str,
+                                                                    dataset: str):
+    """Issue 26, item 4: every teacher method's teacher is evaluated with the batch-norm
+    statistics its weights were trained under (ssl_bench.contract.check_teacher)."""
+    if not supports(method, dataset):
+        pytest.skip(f"{method} does not support {dataset}")
+    check_teacher(method, dataset)
+
+
+def test_the_teacher_check_catches_an_ema_model_with_statistics_of_weak_views():
+    """SimMatch's teacher before issue 26 (``own`` statistics: weak views only, while its
+    weights were trained under mostly strong views) fails the check."""
+    assert get_method_class("simmatch").defaults["teacher_buffers"] == "copy"
+    with pytest.raises(ContractError, match=r"teacher_buffers own\) of other inputs"):
+        check_teacher("simmatch", "digits", teacher_buffers="own")  # the old default
 
 
 def test_method_options_are_declared_and_checked():

@@ -116,6 +116,28 @@ def test_uda_unlabeled_loss_by_hand():
     assert float(loss) == pytest.approx(float(ce) / 2, rel=1e-6)
 
 
+def test_uda_targets_at_the_papers_temperature_and_at_usbs_current_one():
+    """Issue 26, item 2: T = 0.4 sharpens (the official code, USB <= 0.2); T = 1 leaves the
+    weak-view probabilities as they are (USB >= 0.3 passes them with softmax=False)."""
+    weak = torch.tensor([[2.0, 0.0, 0.0]])  # p = (e^2, 1, 1) / (e^2 + 2) = (.787, .107, .107)
+    strong = torch.tensor([[0.0, 1.0, 0.0]])
+    log_p_strong = [-math.log(2 + math.e), 1 - math.log(2 + math.e), -math.log(2 + math.e)]
+    for temperature, power in ((0.4, 2.5), (1.0, 1.0)):
+        uda = create_method("uda", temperature=temperature, threshold=0.5)
+        loss, _, mask = uda.unlabeled_loss(weak, strong, SINGLE)
+        sharpened = [math.exp(2.0 * power), 1.0, 1.0]  # p^(1/T), normalised below
+        target = [v / sum(sharpened) for v in sharpened]
+        assert mask.tolist() == [True]
+        expected = -sum(t * lp for t, lp in zip(target, log_p_strong))
+        assert float(loss) == pytest.approx(expected, rel=1e-6)
+        # by hand: 1.5448 sharpened (target (.986, .007, .007)), 1.4449 with T = 1
+        assert expected == pytest.approx({0.4: 1.5447964, 1.0: 1.4449377}[temperature])
+    # T = 1: the target is the weak probabilities themselves
+    p0 = math.exp(2) / (math.exp(2) + 2)
+    assert expected == pytest.approx(-(p0 * log_p_strong[0] + (1 - p0) / 2 * (
+        log_p_strong[1] + log_p_strong[2])), rel=1e-9)
+
+
 def test_uda_multilabel_per_entry_targets_and_masks():
     uda = create_method("uda")
     weak = torch.tensor([[2.0, -2.0, 0.5]])  # p = 0.881, 0.119, 0.622

@@ -1,5 +1,5 @@
 """SimMatch: label propagation by hand, the labeled bank after a known step, the projection
-head's training, exact resume and the multi-label refusal."""
+head's training, EPASS's averaged heads, exact resume and the multi-label refusal."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from torch import nn
 
-from methods.simmatch import SimMatch, propagate
+from methods.simmatch import EPASS_HEADS, ProjectedModel, SimMatch, propagate
 from ssl_bench.engine import Trainer
 from ssl_bench.errors import UserError
 from ssl_bench.method import Batch, MethodInfo, StepContext
@@ -123,6 +123,43 @@ def test_the_projection_head_is_optimised_averaged_and_trained():
     assert bool(trainer.method.filled[index].all())
     assert int(trainer.method.filled.sum()) == index.unique().numel()
     assert torch.equal(trainer.method.bank_labels[index], seen[0].targets)
+
+
+def test_epass_averages_three_projection_heads_before_normalising():
+    """Issue 26, item 3: USB's SimMatch_Net with ``use_epass``:
+    ``l2norm((mlp_proj(f) + mlp_proj_2(f) + mlp_proj_3(f)) / 3)``, written out by hand."""
+    assert EPASS_HEADS == 3
+    single = SimMatch().build_model(TinyBackbone())
+    assert len(single.extra_heads) == 0 and {k.split(".")[0] for k, _ in
+                                             single.named_parameters()} == {"backbone", "head"}
+    torch.manual_seed(0)
+    model = SimMatch(epass=True, proj_size=3).build_model(TinyBackbone())
+    assert isinstance(model, ProjectedModel) and len(model.extra_heads) == 2
+    images = torch.randn(5, 12)
+    features, logits = model.backbone(images)
+    heads = [model.head, *model.extra_heads]
+    outputs = []
+    for head in heads:  # Linear -> ReLU -> Linear, by hand
+        first, last = head[0], head[2]
+        hidden = (features @ first.weight.T + first.bias).clamp_min(0.0)
+        outputs.append(hidden @ last.weight.T + last.bias)
+    mean = sum(outputs) / 3
+    expected = mean / mean.pow(2).sum(dim=1, keepdim=True).sqrt()
+    embedding, got_logits = model(images)
+    torch.testing.assert_close(embedding, expected)
+    torch.testing.assert_close(got_logits, logits)
+    assert not torch.allclose(outputs[0] / outputs[0].norm(dim=1, keepdim=True), expected)
+
+
+def test_epass_heads_are_trained_and_followed_by_the_teacher():
+    trainer = Trainer(prepare(tiny_config(method="simmatch", method_options={"epass": True})))
+    heads = dict(trainer.student.extra_heads.named_parameters())
+    assert len(heads) == 2 * 4  # two extra heads, two Linear layers each
+    before = {k: v.detach().clone() for k, v in heads.items()}
+    trainer.train_step()
+    for name, value in heads.items():
+        assert not torch.equal(value, before[name]), f"EPASS head {name} did not change"
+    assert [n for n, _ in trainer.teacher.extra_heads.named_parameters()] == list(heads)
 
 
 def test_state_survives_a_checkpoint_round_trip():

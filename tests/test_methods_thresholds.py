@@ -170,14 +170,36 @@ def test_softmatch_uniform_alignment_by_hand():
     weak = torch.log(torch.tensor([[0.75, 0.25], [0.6, 0.4]]))
     _, labels, _ = soft.unlabeled_loss(weak, torch.zeros(2, 2), SINGLE2)
     # the model's mean starts at the first batch's mean (.675, .325); row 2 aligned:
-    # (.6 / .675, .4 / .325) -> class 1 wins
+    # (.6 / .675, .4 / .325) -> class 1 wins the weights' confidence, while its
+    # pseudo-label stays the unaligned arg-max, class 0 (issue 26)
     _approx(soft.model_mean, [0.675, 0.325])
-    assert bool(soft.model_mean_seen) and labels.tolist() == [0, 1]
+    assert bool(soft.model_mean_seen) and labels.tolist() == [0, 0]
     aligned = [0.75 / 0.675, 0.25 / 0.325]
     _approx(soft.conf_mean, [0.25 + 0.5 * (aligned[0] / sum(aligned) + 0.4 / 0.325 / (
         0.6 / 0.675 + 0.4 / 0.325)) / 2])
     soft.unlabeled_loss(torch.log(torch.tensor([[0.5, 0.5]])), torch.zeros(1, 2), SINGLE2)
     _approx(soft.model_mean, [0.5 * 0.675 + 0.25, 0.5 * 0.325 + 0.25])  # then an EMA
+
+
+def test_softmatch_pseudo_labels_come_from_the_unaligned_prediction():
+    """Issue 26, item 1: USB and the paper weight rows by the aligned confidence but take
+    the hard pseudo-label from the unaligned weak-view prediction."""
+    weak = torch.log(torch.tensor([[0.75, 0.25], [0.6, 0.4]]))
+    strong = torch.tensor([[0.0, 0.0], [LN3, 0.0]])  # row 2: p_strong = (.75, .25)
+    # hand: model mean (.675, .325) (the first batch's), aligned p * (1/2) / mean, renormed
+    aligned = [[0.75 / 0.675, 0.25 / 0.325], [0.6 / 0.675, 0.4 / 0.325]]
+    conf = [max(row) / sum(row) for row in aligned]  # .5806 (class 0), .6490 (class 1)
+    mean = sum(conf) / 2
+    var = sum((c - mean) ** 2 for c in conf)  # unbiased over 2 rows
+    mu, sigma2 = 0.5 * 0.5 + 0.5 * mean, 0.5 * 1.0 + 0.5 * var  # momentum 0.5
+    weights = [1.0 if c >= mu else math.exp(-((mu - c) ** 2) / (2 * sigma2 / 4)) for c in conf]
+    ce = {0: [math.log(2), math.log(4 / 3)], 1: [math.log(2), math.log(4)]}  # CE per label
+    for label_from, row2 in (("prediction", 0), ("aligned", 1)):
+        soft = _setup("softmatch", SINGLE2, ema_momentum=0.5, label_from=label_from)
+        loss, labels, got = soft.unlabeled_loss(weak, strong, SINGLE2)
+        assert labels.tolist() == [0, row2]
+        _approx(got, weights)  # the weights do not depend on where the labels come from
+        _approx(loss, (weights[0] * ce[0][0] + weights[1] * ce[row2][1]) / 2)
 
 
 def test_softmatch_multilabel_per_class_statistics():
