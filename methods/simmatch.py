@@ -28,13 +28,14 @@ method whose teacher is an EMA model). Its training forward runs in train mode a
 normalises with the batch's own statistics, so the buffers matter only when the teacher
 is evaluated; with ``own`` it would be evaluated with running statistics of weak views
 alone while its weights were trained (as the student's) under batches of mostly strong
-views, which left it 0.07-0.10 test AUC below its student on isic2018-mini (issue 26).
+views, which left it 0.08-0.09 test AUC below its student on isic2018-mini on average
+(0.06-0.12 per seed; issue 26).
 
 Projection heads: ``epass false`` (default) is the paper's and the official code's
-single head. ``epass true`` is EPASS (Nguyen et al., 2023, USB #201), set by all 13
-``config/classic_cv/simmatch`` files: three heads of the same shape whose outputs are
-averaged before the L2 normalisation. The default follows the paper because EPASS is a
-later addition of its own, not part of SimMatch; pass ``--epass true`` to match USB's
+single head. ``epass true`` is EPASS (ensemble projectors, added to USB in #201), set by
+all 13 ``config/classic_cv/simmatch`` files: three heads of the same shape whose outputs
+are averaged before the L2 normalisation. The default follows the paper because EPASS is
+a later addition of its own, not part of SimMatch; pass ``--epass true`` to match USB's
 configurations.
 
 Deliberate differences:

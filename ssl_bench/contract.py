@@ -47,7 +47,7 @@ CHECK_SETTINGS: dict[str, Any] = dict(
 #: ``digits`` after 20 steps (seeds 0-2): 0 for a teacher with the student's batch-norm
 #: statistics (``copy``), 0.0011-0.0017 for Mean Teacher and SRC-MT (``own``, whose teacher
 #: sees the student's kind of views), 0.009-0.026 for SimMatch's teacher with ``own``
-#: statistics of weak views alone (issue 26: 0.07-0.10 test AUC below its student).
+#: statistics of weak views alone (issue 26: 0.08-0.09 test AUC below its student).
 TEACHER_CHECK_STEPS = 20
 TEACHER_MAX_GAP = 0.005
 #: Every check by name, in the order they run (``checks_for`` picks those that apply).

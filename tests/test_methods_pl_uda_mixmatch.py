@@ -128,7 +128,7 @@ def test_uda_targets_at_the_papers_temperature_and_at_usbs_current_one():
         sharpened = [math.exp(2.0 * power), 1.0, 1.0]  # p^(1/T), normalised below
         target = [v / sum(sharpened) for v in sharpened]
         assert mask.tolist() == [True]
-        expected = -sum(t * lp for t, lp in zip(target, log_p_strong))
+        expected = -sum(t * lp for t, lp in zip(target, log_p_strong, strict=True))
         assert float(loss) == pytest.approx(expected, rel=1e-6)
         # by hand: 1.5448 sharpened (target (.986, .007, .007)), 1.4449 with T = 1
         assert expected == pytest.approx({0.4: 1.5447964, 1.0: 1.4449377}[temperature])
