@@ -1,7 +1,10 @@
-"""What produced a result: library versions, platform and the project's git commit."""
+"""What produced a result: library versions, platform, the project's git commit and a
+digest of the code that ran (so runs from trees with uncommitted changes can still be
+told apart or matched)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -10,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "ssl-bench", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pandas",
-    "iterative-stratification",
+    "ssl-bench", "torch", "torchvision", "timm", "kornia", "pillow", "numpy", "scikit-learn",
+    "pandas", "iterative-stratification",
 )
+#: The folders (beside each other, as in the repository and an installed wheel) whose
+#: Python files are the engine's and the built-in methods' code.
+CODE_FOLDERS = ("ssl_bench", "methods")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -42,13 +48,38 @@ def git_commit(path: Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+def code_digest(root: Path | None = None) -> dict[str, Any]:
+    """SHA-256 over the path and content of every ``.py`` file of :data:`CODE_FOLDERS`
+    (sorted): equal digests mean the same engine and method code, committed or not."""
+    root = root or Path(__file__).resolve().parent.parent
+    files = sorted(path for folder in CODE_FOLDERS for path in (root / folder).rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return {"digest": digest.hexdigest()[:16], "files": len(files)}
+
+
+def processor() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment(device: str) -> dict[str, Any]:
     import torch
 
     return {
         "versions": package_versions(),
         "git": git_commit(),
+        "code": code_digest(),
         "platform": platform.platform(),
+        "processor": processor(),
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name() if device.startswith("cuda") else None,

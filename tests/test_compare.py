@@ -61,8 +61,10 @@ def write_run(root: Path, *, dataset: str = "isic", method: str = "supervised",
               teacher_auc: float | None = None, kind: str = "single",
               config: dict[str, Any] | None = None, fingerprint: str = "fp-isic",
               per_class: dict[str, float | None] | None = None,
-              finished: bool = True) -> Path:
-    """A run directory in the layout of a sweep; returns it."""
+              finished: bool = True,
+              environment: dict[str, Any] | None = None) -> Path:
+    """A run directory in the layout of a sweep; returns it (all of one code version
+    unless ``environment`` says otherwise)."""
     classes = ISIC if kind == "single" else CXR
     path = root / dataset / method / f"labeled={labeled}" / f"seed={seed}"
     path.mkdir(parents=True)
@@ -72,7 +74,8 @@ def write_run(root: Path, *, dataset: str = "isic", method: str = "supervised",
         "config": resolved,
         "dataset": {"name": dataset, "kind": kind, "classes": classes,
                     "fingerprint": fingerprint},
-        "environment": {"versions": {}, "git": {}},
+        "environment": environment or {"versions": {}, "git": {},
+                                       "code": {"digest": "c0de", "files": 1}},
     }))
     if not finished:
         return path
@@ -483,3 +486,53 @@ def test_error_bars_are_sd_or_a_t_interval_and_stay_inside_0_1():
     np.testing.assert_allclose(errors, [[0.1, 0.1, 0.02], [0.05, 0.1, 0.1]])
     with pytest.raises(UserError, match="--error-bars"):
         error_half_widths(std, n, "se")
+
+
+# --------------------------------------------------------------- code versions (issue 27)
+
+def test_code_version_prefers_the_digest_and_cannot_verify_a_dirty_tree():
+    from ssl_bench.compare.code_versions import code_version
+
+    digest = {"environment": {"code": {"digest": "ab12"}, "git": {"commit": "f" * 40,
+                                                                   "dirty": True}}}
+    assert code_version(digest) == ("code ab12", True)  # edited trees: the digest decides
+    assert code_version({"environment": {"git": {"commit": "a" * 40, "dirty": False}}}) == (
+        "commit aaaaaaaaaaaa", True)
+    assert code_version({"environment": {"git": {"commit": "a" * 40, "dirty": True}}}) == (
+        "commit aaaaaaaaaaaa with uncommitted changes", False)
+    assert code_version({"environment": {"git": {}}}) == ("unknown code", False)
+    assert code_version([]) == ("unknown code", False)
+
+
+def test_code_warnings_name_each_version_with_its_run_count():
+    from ssl_bench.compare.code_versions import mixed_code_warnings
+
+    same = [("code a", True)] * 3
+    assert mixed_code_warnings([("isic (settings s1)", same)]) == []
+    mixed = [("code a", True)] * 2 + [("commit b with uncommitted changes", False)]
+    (warning,) = mixed_code_warnings([("isic (settings s1)", mixed)])
+    assert warning.startswith("isic (settings s1) mixes 2 code versions: code a (2 runs), "
+                              "commit b with uncommitted changes (1 run);")
+    assert "(1 run(s) from trees with uncommitted changes and no code digest)" in warning
+    (alone,) = mixed_code_warnings([("x", [("commit b with uncommitted changes", False)])])
+    assert "comes from one tree with uncommitted changes" in alone
+
+
+def test_compare_warns_when_one_comparison_mixes_code_versions(tmp_path):
+    """The 180 committed isic2018-mini-pretrained runs span 9 commits (123 from edited
+    trees): compare says so per settings group, and stays quiet for one code version."""
+    root = tmp_path / "results"
+    for seed in range(2):
+        write_run(root, method="supervised", seed=seed)
+        write_run(root, method="mt", seed=seed, teacher_auc=0.8)
+    _, warnings = load_runs([root])
+    assert not [w for w in warnings if "code" in w]
+    write_run(root, method="pi", seed=0, environment={
+        "versions": {}, "git": {"commit": "b" * 40, "dirty": True}})
+    write_run(root / "other", method="pi", seed=1, environment={
+        "versions": {}, "code": {"digest": "e11e", "files": 1}, "git": {}})
+    _, warnings = load_runs([root])
+    (warning,) = [w for w in warnings if "code versions" in w]
+    assert warning.startswith("isic (settings ")
+    assert ("mixes 3 code versions: code c0de (4 runs), commit bbbbbbbbbbbb with "
+            "uncommitted changes (1 run), code e11e (1 run)") in warning

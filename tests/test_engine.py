@@ -37,6 +37,10 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path, method, dataset):
     assert config["config"]["method"] == method
     assert config["environment"]["versions"]["torch"]
     assert "commit" in config["environment"]["git"]
+    from ssl_bench.provenance import code_digest
+
+    assert config["environment"]["code"] == code_digest()  # the code that ran
+    assert "processor" in config["environment"]
     split = json.loads((out / "split.json").read_text())
     assert split["fingerprint"] == config["dataset"]["fingerprint"]
     with open(out / "history.csv") as handle:

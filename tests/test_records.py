@@ -95,3 +95,28 @@ def test_a_plug_in_method_s_source_is_recorded_and_copied(tmp_path):
     assert (tmp_path / "r" / record[0]["copy"]).read_bytes() == PLUGIN.read_bytes()
     run(tiny_config(method="mt"), tmp_path / "builtin", quiet=True)
     assert json.loads((tmp_path / "builtin" / "config.json").read_text())["plugins"] == []
+
+
+def test_code_digest_follows_the_engine_and_method_sources(tmp_path):
+    """Issue 27 (provenance): equal code gives an equal digest, committed or not; any
+    edit of an engine or method file, or a new method file, changes it; other files
+    (tests, results, docs) do not."""
+    from ssl_bench.provenance import code_digest
+
+    for folder, name in (("ssl_bench", "engine.py"), ("methods", "mt.py")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("docs")
+    first = code_digest(tmp_path)
+    assert first["files"] == 2 and len(first["digest"]) == 16
+    assert code_digest(tmp_path) == first
+    (tmp_path / "README.md").write_text("other docs")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "a.py").write_text("y = 2\n")
+    assert code_digest(tmp_path) == first
+    (tmp_path / "methods" / "mt.py").write_text("x = 2\n")
+    edited = code_digest(tmp_path)
+    assert edited["digest"] != first["digest"]
+    (tmp_path / "methods" / "new.py").write_text("")
+    assert code_digest(tmp_path)["files"] == 3
+    assert code_digest(tmp_path)["digest"] != edited["digest"]

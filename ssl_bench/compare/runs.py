@@ -30,6 +30,7 @@ from ..labeled import labeled_tag
 from ..run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
 from ..splits import load_split
 from .arguments import MODELS
+from .code_versions import code_version, mixed_code_warnings
 
 #: Columns of :func:`load_runs`'s table that are not metrics.
 ID_COLUMNS: tuple[str, ...] = (
@@ -167,7 +168,8 @@ def _check_split_record(path: Path, document: Any, metrics: dict[str, Any]) -> N
 
 
 def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], list[str]]:
-    """Rows (one per model) of one run, its settings hash and settings, its classes."""
+    """Rows (one per model) of one run, its settings hash and settings (with its code
+    version under ``_code``), its classes."""
     metrics_path = path / METRICS
     metrics = _read_json(metrics_path)
     _check_metrics(metrics_path, metrics)
@@ -175,6 +177,7 @@ def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], li
     document = _read_json(config_path)
     settings = _settings_config(config_path, document)
     _check_split_record(path, document, metrics)
+    code = code_version(document)
     digest = settings_hash(settings)
     labeled = metrics["labeled"]
     base = {
@@ -203,6 +206,7 @@ def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], li
                 if name not in classes:
                     classes.append(name)
         rows.append(row)
+    settings["_code"] = code
     return rows, digest, settings, classes
 
 
@@ -230,6 +234,7 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     classes: dict[str, list[str]] = {}
     corrupt = 0
     per_run: dict[Path, dict[str, Any]] = {}
+    code: dict[Path, tuple[str, bool]] = {}
     for path in sorted(finished):
         try:
             run_rows, digest, settings, run_classes = _read_run(path)
@@ -238,6 +243,7 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
             corrupt += 1
             continue
         rows.extend(run_rows)
+        code[path] = settings.pop("_code")
         per_run[path] = settings
         known = classes.setdefault(run_rows[0]["dataset"], [])
         known.extend(name for name in run_classes if name not in known)
@@ -274,6 +280,10 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     frame.attrs["settings_configs"] = configs
     frame.attrs["classes"] = classes
     warnings.extend(_duplicate_warnings(frame))
+    runs = frame.drop_duplicates("path")
+    warnings.extend(mixed_code_warnings(
+        (f"{dataset} (settings {settings})", [code[Path(p)] for p in group["path"]])
+        for (dataset, settings), group in runs.groupby(["dataset", "settings"], sort=True)))
     return frame, warnings
 
 

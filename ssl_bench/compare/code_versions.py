@@ -1,0 +1,56 @@
+"""Which code produced each run, and a warning where one comparison mixes several.
+
+A comparison is fair only if every method ran on the same engine code; runs made
+between two edits differ in code even when their settings agree. A run's code is the
+digest of its engine and method sources (``environment.code.digest``, recorded since
+issue 27); older runs only recorded their git commit and whether the tree had
+uncommitted changes, and a run from such a tree cannot be matched to any other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+#: How many code versions a warning names before it counts the rest.
+SHOWN = 3
+
+
+def code_version(document: Any) -> tuple[str, bool]:
+    """``(label, verifiable)`` of a run's ``config.json``: its code digest when recorded,
+    else its commit (``verifiable`` false for a tree with uncommitted changes or none)."""
+    environment = document.get("environment") if isinstance(document, dict) else None
+    environment = environment if isinstance(environment, dict) else {}
+    code = environment.get("code") if isinstance(environment.get("code"), dict) else {}
+    if code.get("digest"):
+        return f"code {code['digest']}", True
+    git = environment.get("git") if isinstance(environment.get("git"), dict) else {}
+    commit = str(git.get("commit") or "")[:12]
+    if not commit:
+        return "unknown code", False
+    if git.get("dirty"):
+        return f"commit {commit} with uncommitted changes", False
+    return f"commit {commit}", True
+
+
+def mixed_code_warnings(groups: Iterable[tuple[str, list[tuple[str, bool]]]]) -> list[str]:
+    """One warning per group (``name``, the code version of each of its runs) that mixes
+    code versions or holds runs whose code cannot be verified."""
+    out = []
+    for name, versions in groups:
+        counts = Counter(label for label, _ in versions)
+        unverified = sum(1 for _, verifiable in versions if not verifiable)
+        if len(counts) < 2 and not unverified:
+            continue
+        shown = ", ".join(f"{label} ({n} run{'s' * (n != 1)})"
+                          for label, n in counts.most_common(SHOWN))
+        more = f" and {len(counts) - SHOWN} more" if len(counts) > SHOWN else ""
+        problem = (f"mixes {len(counts)} code versions" if len(counts) > 1
+                   else "comes from one tree with uncommitted changes")
+        out.append(f"{name} {problem}: {shown}{more}; differences between methods may "
+                   f"come from the code rather than the method"
+                   + (f" ({unverified} run(s) from trees with uncommitted changes and no "
+                      "code digest)" if unverified else "")
+                   + "; re-run them from one clean commit")
+    return out
