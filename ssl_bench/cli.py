@@ -177,7 +177,7 @@ def command_sweep(argv: Sequence[str]) -> int:
     from rich.console import Console
 
     from .cluster import add_cluster_arguments, print_status, submit_command
-    from .sweep_plan import make_spec, overridden_defaults, plan, read_spec
+    from .sweep_plan import code_provenance, make_spec, overridden_defaults, plan, read_spec
 
     pre = Parser(prog="ssl-bench sweep", add_help=False)
     pre.add_argument("--dataset")
@@ -208,6 +208,8 @@ def command_sweep(argv: Sequence[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="delete the sweep's folder "
                         "first (default: skip finished runs, resume interrupted ones)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and stop")
+    parser.add_argument("--allow-uncommitted", action="store_true", help="run a reference "
+                        "sweep from a tree with uncommitted code changes (recorded)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
     parser.add_argument("--preset", choices=sorted(PRESETS))
     add_cluster_arguments(parser)
@@ -258,10 +260,11 @@ def command_sweep(argv: Sequence[str]) -> int:
 
     if args.overwrite:
         remove_sweep(spec)
+    code = code_provenance(spec, args.allow_uncommitted)
     if args.executor != "local":
         return submit_command(spec, runs, args, console)
     try:
-        result = run_sweep(spec, runs, jobs=args.jobs)
+        result = run_sweep(spec, runs, jobs=args.jobs, provenance=code)
     except SweepInterrupted as stopped:
         print_summary(stopped.result, console)
         print(f"ssl-bench: {stopped.describe()}", file=sys.stderr)

@@ -48,6 +48,19 @@ def git_commit(path: Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+def uncommitted_code(path: Path | None = None) -> list[str] | None:
+    """Files of :data:`CODE_FOLDERS` that differ from the checkout's commit (modified,
+    staged, deleted or untracked, as ``git status`` lists them); None outside git."""
+    where = path or Path(__file__).resolve().parent.parent
+    try:
+        listed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", *CODE_FOLDERS],
+            cwd=where, capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [line[3:] for line in listed.splitlines() if line.strip()]
+
+
 def code_digest(root: Path | None = None) -> dict[str, Any]:
     """SHA-256 over the path and content of every ``.py`` file of :data:`CODE_FOLDERS`
     (sorted): equal digests mean the same engine and method code, committed or not."""

@@ -99,8 +99,10 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
-              threads: int | None = None, quiet: bool = False) -> SweepResult:
-    """Execute ``runs``: skip finished ones, resume interrupted ones, record failures."""
+              threads: int | None = None, quiet: bool = False,
+              provenance: dict[str, Any] | None = None) -> SweepResult:
+    """Execute ``runs``: skip finished ones, resume interrupted ones, record failures
+    (and, in ``sweep.json``, the code ``provenance`` it runs: ``code_provenance``)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -125,7 +127,8 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
         else:
             todo.append(planned)
     def write_record() -> None:
-        write_sweep_record(spec, runs, status, {"jobs": jobs, "threads_per_job": threads})
+        write_sweep_record(spec, runs, status, {"jobs": jobs, "threads_per_job": threads,
+                                                **({"code": provenance} if provenance else {})})
 
     write_record()
     progress = Progress(

@@ -23,7 +23,7 @@ VARIED = ("method", "method_options", "labeled", "seed")
 #: in a sweep stopped by a signal).
 STATUSES = ("done", "resumed", "skipped", "busy", "failed", "interrupted", "pending")
 SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
-             "results", "keep_checkpoints")
+             "results", "keep_checkpoints", "reference")
 
 
 @dataclass
@@ -39,6 +39,9 @@ class SweepSpec:
     results: str = "results"
     keep_checkpoints: bool = True
     description: str = ""
+    #: A reference sweep (results the README or a paper reports) starts only from a tree
+    #: without uncommitted changes to the engine or the methods (:func:`code_provenance`).
+    reference: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in SPEC_KEYS}
@@ -104,7 +107,35 @@ def make_spec(values: dict[str, Any], source: str) -> SweepSpec:
     return SweepSpec(name=name, methods=methods, labeled=labeled, seeds=seeds, run=run,
                      method_options=options, results=str(values.get("results", "results")),
                      keep_checkpoints=bool(values.get("keep_checkpoints", True)),
-                     description=str(values.get("description", "")))
+                     description=str(values.get("description", "")),
+                     reference=_as_bool(values.get("reference", False), "reference", source))
+
+
+def _as_bool(value: Any, what: str, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{source}: {what} must be true or false, got {value!r}")
+    return value
+
+
+def code_provenance(spec: SweepSpec, allow_uncommitted: bool,
+                    path: Path | None = None) -> dict[str, Any]:
+    """The code a sweep runs (commit, uncommitted code files, digest), for ``sweep.json``.
+
+    A reference sweep refuses to start when the engine's or the methods' files have
+    uncommitted changes, unless ``allow_uncommitted`` (``--allow-uncommitted``, recorded).
+    """
+    from .provenance import code_digest, git_commit, uncommitted_code
+
+    changed = uncommitted_code(path)
+    if spec.reference and changed and not allow_uncommitted:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more"
+                                          if len(changed) > 3 else "")
+        raise UserError(f"sweep {spec.name} is a reference sweep (reference = true) and the "
+                        f"code has uncommitted changes ({shown}): commit them and run from a "
+                        "clean checkout or worktree, or pass --allow-uncommitted (recorded "
+                        "in sweep.json)")
+    return {"reference": spec.reference, "git": git_commit(path), "uncommitted_code": changed,
+            "allow_uncommitted": allow_uncommitted, "code": code_digest(path)}
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:

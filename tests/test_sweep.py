@@ -220,3 +220,64 @@ def test_a_finished_sweep_of_every_method_plans_and_skips_again(tmp_path):
     assert first.count("done") == len(list_methods())
     again = run_sweep(spec, plan(spec), quiet=True)
     assert again.count("skipped") == len(list_methods())
+
+
+# ------------------------------------------------- reference sweeps (issue 27, provenance)
+
+def _git(cwd: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.email=t@example.org", "-c", "user.name=t", *args],
+                   cwd=cwd, check=True, capture_output=True)
+
+
+def _code_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    for folder in ("ssl_bench", "methods"):
+        (tree / folder).mkdir(parents=True)
+        (tree / folder / "a.py").write_text("x = 1\n")
+    (tree / "README.md").write_text("docs\n")
+    _git(tree, "init", "-q")
+    _git(tree, "add", "-A")
+    _git(tree, "commit", "-q", "-m", "code")
+    return tree
+
+
+def test_a_reference_sweep_refuses_uncommitted_code_unless_allowed(tmp_path):
+    from ssl_bench.sweep_plan import code_provenance
+
+    tree = _code_tree(tmp_path)
+    reference = _spec(tmp_path, reference=True)
+    clean = code_provenance(reference, False, tree)
+    assert clean["uncommitted_code"] == [] and clean["reference"] is True
+    assert len(clean["git"]["commit"]) == 40 and clean["code"]["files"] == 2
+    (tree / "README.md").write_text("edited docs\n")  # not code: still clean
+    assert code_provenance(reference, False, tree)["uncommitted_code"] == []
+    (tree / "methods" / "a.py").write_text("x = 2\n")
+    (tree / "methods" / "new.py").write_text("")  # untracked code counts too
+    with pytest.raises(UserError, match=r"reference sweep \(reference = true\) and the code "
+                       r"has uncommitted changes \(methods/a.py, methods/new.py\)"):
+        code_provenance(reference, False, tree)
+    allowed = code_provenance(reference, True, tree)
+    assert allowed["allow_uncommitted"] is True
+    assert allowed["uncommitted_code"] == ["methods/a.py", "methods/new.py"]
+    assert allowed["code"]["digest"] != clean["code"]["digest"]
+    ordinary = code_provenance(_spec(tmp_path), False, tree)  # not a reference sweep
+    assert ordinary["reference"] is False and ordinary["uncommitted_code"]
+
+
+def test_reference_must_be_a_boolean(tmp_path):
+    with pytest.raises(UserError, match="test spec: reference must be true or false"):
+        _spec(tmp_path, reference="yes")
+
+
+def test_sweep_json_records_the_code_it_ran(tmp_path):
+    from conftest import TINY_FLAGS
+
+    assert main(["sweep", "--name", "tiny", "--methods", "supervised", "--labeled", "0.1",
+                 "--seeds", "0", "--results", str(tmp_path), *TINY_FLAGS]) == 0
+    record = json.loads((tmp_path / "tiny" / "sweep.json").read_text())
+    from ssl_bench.provenance import code_digest
+
+    assert record["code"]["code"] == code_digest() and record["code"]["reference"] is False
+    assert "uncommitted_code" in record["code"]
