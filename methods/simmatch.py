@@ -117,10 +117,8 @@ class ProjectedModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features, logits = self.backbone(images)
-        projected = self.head(features)
-        if len(self.extra_heads):
-            projected = (projected + sum(head(features) for head in self.extra_heads)) / (
-                1 + len(self.extra_heads))
+        heads = (self.head, *self.extra_heads)
+        projected = sum(head(features) for head in heads) / len(heads)
         return F.normalize(projected, dim=1), logits
 
 

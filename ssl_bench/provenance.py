@@ -31,40 +31,42 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def _git(where: Path, *args: str) -> str | None:
+    """``git ARGS`` in ``where``: its standard output, or None outside git (or no git)."""
+    try:
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True,
+                              timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _checkout(path: Path | None) -> Path:
+    return path or Path(__file__).resolve().parent.parent
+
+
 def git_commit(path: Path | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the checkout holding ssl-bench (None outside git)."""
-    where = path or Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-            timeout=10, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    where = _checkout(path)
+    commit = _git(where, "rev-parse", "HEAD")
+    dirty = _git(where, "status", "--porcelain", "--untracked-files=no")
+    if commit is None or dirty is None:
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(dirty)}
+    return {"commit": commit.strip(), "dirty": bool(dirty.strip())}
 
 
 def uncommitted_code(path: Path | None = None) -> list[str] | None:
     """Files of :data:`CODE_FOLDERS` that differ from the checkout's commit (modified,
     staged, deleted or untracked, as ``git status`` lists them); None outside git."""
-    where = path or Path(__file__).resolve().parent.parent
-    try:
-        listed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=all", "--", *CODE_FOLDERS],
-            cwd=where, capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return [line[3:] for line in listed.splitlines() if line.strip()]
+    listed = _git(_checkout(path), "status", "--porcelain", "--untracked-files=all", "--",
+                  *CODE_FOLDERS)
+    return None if listed is None else [line[3:] for line in listed.splitlines()
+                                        if line.strip()]
 
 
 def code_digest(root: Path | None = None) -> dict[str, Any]:
     """SHA-256 over the path and content of every ``.py`` file of :data:`CODE_FOLDERS`
     (sorted): equal digests mean the same engine and method code, committed or not."""
-    root = root or Path(__file__).resolve().parent.parent
+    root = _checkout(root)
     files = sorted(path for folder in CODE_FOLDERS for path in (root / folder).rglob("*.py"))
     digest = hashlib.sha256()
     for path in files:

@@ -17,15 +17,20 @@ from typing import Any
 SHOWN = 3
 
 
+def _field(record: Any, key: str) -> dict[str, Any]:
+    """``record[key]`` where both are objects (a hand-edited record may hold anything)."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def code_version(document: Any) -> tuple[str, bool]:
     """``(label, verifiable)`` of a run's ``config.json``: its code digest when recorded,
     else its commit (``verifiable`` false for a tree with uncommitted changes or none)."""
-    environment = document.get("environment") if isinstance(document, dict) else None
-    environment = environment if isinstance(environment, dict) else {}
-    code = environment.get("code") if isinstance(environment.get("code"), dict) else {}
+    environment = _field(document, "environment")
+    code = _field(environment, "code")
     if code.get("digest"):
         return f"code {code['digest']}", True
-    git = environment.get("git") if isinstance(environment.get("git"), dict) else {}
+    git = _field(environment, "git")
     commit = str(git.get("commit") or "")[:12]
     if not commit:
         return "unknown code", False
