@@ -177,7 +177,14 @@ def command_sweep(argv: Sequence[str]) -> int:
     from rich.console import Console
 
     from .cluster import add_cluster_arguments, print_status, submit_command
-    from .sweep_plan import code_provenance, make_spec, overridden_defaults, plan, read_spec
+    from .sweep_plan import (
+        code_provenance,
+        exposure_notes,
+        make_spec,
+        overridden_defaults,
+        plan,
+        read_spec,
+    )
 
     pre = Parser(prog="ssl-bench sweep", add_help=False)
     pre.add_argument("--dataset")
@@ -243,9 +250,10 @@ def command_sweep(argv: Sequence[str]) -> int:
     spec = make_spec(values, known.spec or "command line")
     runs = plan(spec)
     console = Console()
-    for note in overridden_defaults(spec):
+    for note in overridden_defaults(spec) + exposure_notes(runs):
         console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
-    console.print(f"sweep {spec.name}: {len(spec.methods)} methods x {len(spec.labeled)} "
+    console.print(f"sweep {spec.name}: {len({r.label for r in runs})} methods x "
+                  f"{len(spec.labeled)} "
                   f"labeled x {len(spec.seeds)} seeds = {len(runs)} runs on "
                   f"{runs[0].config.dataset} -> {Path(spec.results) / spec.name}",
                   highlight=False)

@@ -74,13 +74,15 @@ class RunConfig:
     # budget and batches
     iterations: int | None = 400
     epochs: float | None = None
+    labeled_epochs: float | None = None
     epoch_length: str = "train"
     batch_size: int = 48
     labeled_batch_size: int = 12
-    supervised_batch: str = "labeled"
+    supervised_batch: str = "two-stream"
     eval_batch_size: int = 64
     eval_every: int = 0
     test_at: str = "end"
+    patience: int = 0
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -116,6 +118,10 @@ class RunConfig:
     # tracking (ssl_bench/tracking): where else the run's curves go
     log: str = ""
     experiment: str = ""
+    #: Engine settings this run's method sets for itself in its comparison (a sweep's
+    #: ``[method_run.<method>]`` table, e.g. a tuned learning rate): like the method's own
+    #: defaults, they are not compared across methods.
+    own_settings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
@@ -128,8 +134,11 @@ class RunConfig:
 #: ``MACHINE_SETTINGS``: where and how a run executes (may change on ``--resume``, never
 #: part of a comparison). Every other field defines the comparison: runs that differ in
 #: one are never averaged together.
+#: ``supervised_batch`` only changes labeled-only methods, whose baseline it names
+#: (:func:`ssl_bench.budget.method_label`); ``own_settings`` lists what a method set alone.
 VARIED_SETTINGS: frozenset[str] = frozenset(
-    {"method", "method_options", "labeled", "seed", "split_file"})
+    {"method", "method_options", "labeled", "seed", "split_file", "supervised_batch",
+     "own_settings"})
 MACHINE_SETTINGS: frozenset[str] = frozenset(
     {"device", "amp", "compile", "channels_last", "deterministic", "cache_dir", "workers",
      "image_cache", "data_root", "eval_batch_size", "test_at", "preset", "threads", "log",
@@ -141,7 +150,8 @@ MACHINE_SETTINGS: frozenset[str] = frozenset(
 #: listed here makes a stored run differ (``teacher_buffers``: older runs copied the
 #: student's batch-norm statistics, which the default ``own`` does not).
 SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0, "sync_bn": False,
-                               "threads": 0, "log": "", "experiment": ""}
+                               "threads": 0, "log": "", "experiment": "",
+                               "labeled_epochs": None, "patience": 0, "own_settings": []}
 
 
 def with_field_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -209,8 +219,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection_metric": ("auc", "accuracy", "balanced_accuracy", "f1_macro"),
     "preset": tuple(PRESETS),
     "split_mode": ("grouped", "paper"),
-    "test_at": ("end", "best", "every"),
+    "test_at": ("end", "best", "every", "never"),
 }
+
+#: The ways to set a run's length (exactly one is set): optimisation steps, epochs of
+#: ``epoch_length`` steps, or labeled epochs (passes over the labeled images at the
+#: method's own labeled images per step: equal labeled exposure for every method).
+BUDGETS: tuple[str, ...] = ("iterations", "epochs", "labeled_epochs")
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
 
@@ -273,11 +288,11 @@ def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> R
                 tables[key].update(value or {})
             elif value is not None:
                 values[key] = value
-        # iterations and epochs are alternatives: setting one clears the other.
-        if source.get("epochs") is not None and source.get("iterations") is None:
-            values["iterations"] = None
-        elif source.get("iterations") is not None and source.get("epochs") is None:
-            values["epochs"] = None
+        # The budgets are alternatives: a source that sets one clears the others.
+        if any(source.get(budget) is not None for budget in BUDGETS):
+            for budget in BUDGETS:
+                if source.get(budget) is None:
+                    values[budget] = None
     values["preset"] = preset
     values.update(tables)
     try:
@@ -307,7 +322,8 @@ def _resolve_options(config: RunConfig) -> None:
 #: Command-line flags whose name is not the field's (see ``flags.RUN_FLAGS``).
 _FLAGS = {"split_file": "--split"}
 #: Fields with checks of their own (parse_labeled, the ratio check, the option tables).
-_OWN_CHECKS = frozenset({"labeled", "split_ratios", "method_options", "dataset_options"})
+_OWN_CHECKS = frozenset({"labeled", "split_ratios", "method_options", "dataset_options",
+                         "own_settings"})
 
 
 def _type_problem(value: Any, hint: Any) -> str | None:
@@ -340,6 +356,8 @@ def _label(name: str) -> str:
 _RANGES: tuple[tuple[str, Any, str], ...] = (
     ("iterations", lambda v, c: v >= 1, "be at least 1"),
     ("epochs", lambda v, c: v > 0, "be positive"),
+    ("labeled_epochs", lambda v, c: v > 0, "be positive"),
+    ("patience", lambda v, c: v >= 0, "be >= 0 evaluations (0 = no early stopping)"),
     ("batch_size", lambda v, c: v >= 2, "be at least 2"),
     ("labeled_batch_size", lambda v, c: 1 <= v <= c.batch_size,
      "lie in [1, batch_size={batch_size}]"),
@@ -393,8 +411,12 @@ def validate(config: RunConfig) -> None:
                 f"got {getattr(config, name)!r}")
     config.split_ratios = tuple(float(r) for r in config.split_ratios)  # type: ignore
     config.log = ",".join(parse_log(config.log))
-    if (config.iterations is None) == (config.epochs is None):
-        raise UserError("set exactly one of iterations (--iterations) and epochs (--epochs)")
+    if sum(getattr(config, budget) is not None for budget in BUDGETS) != 1:
+        raise UserError("set exactly one of " + ", ".join(_label(b) for b in BUDGETS))
+    if (not isinstance(config.own_settings, list | tuple)
+            or not set(config.own_settings) <= set(FIELD_NAMES) - VARIED_SETTINGS):
+        raise UserError(f"own_settings must list engine settings, got {config.own_settings!r}")
+    config.own_settings = sorted(config.own_settings)
     for name, fits, wanted in _RANGES:
         value = getattr(config, name)
         if value is not None and not fits(value, config):

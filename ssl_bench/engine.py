@@ -15,7 +15,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch import nn
 
 from . import distributed
 from .backbones import Backbone, create_backbone
+from .budget import should_stop
 from .checkpoints import restore_trainer, trainer_state
 from .config import RunConfig
 from .divergence import DivergenceMonitor
@@ -205,6 +206,11 @@ class Trainer:
                                          "pending_count": 0}
         #: TensorBoard/MLflow (``--log``; the runner opens them on the first rank only).
         self.trackers = Trackers()
+        #: Called after every evaluation with (step, history row), e.g. by ``tune`` to
+        #: prune a trial; may raise to end the run (its checkpoint is written first).
+        self.on_evaluation: Callable[[int, dict[str, Any]], None] | None = None
+        #: Why training ended: ``budget`` (all its steps) or ``patience`` (early stopping).
+        self.stopped = "budget"
         #: Optional phase timer (``ssl_bench.benchmarking.PhaseTimer``) for speed reports.
         self.timer: Any = None
         # What the method calls: the models themselves, or their torch.compile'd wrappers
@@ -337,6 +343,9 @@ class Trainer:
             model.train()
         if self.step == 0:
             self.monitor.start(self.student)
+        if self.history and self.patience_used_up():  # stopped, killed before finishing
+            self.stopped = "patience"
+            return self._finish()
         while self.step < total:
             for name, value in self.train_step().items():
                 pending[name] = pending.get(name, 0) + value
@@ -372,6 +381,14 @@ class Trainer:
                 self.interval = {"sums": {}, "count": 0, "pending": {}, "pending_count": 0}
                 last_val = results[self._lead()]["val"].get(self.config.selection_metric)
                 self._record(improved, results)
+                if self.on_evaluation is not None:
+                    self.on_evaluation(self.step, self.history[-1])
+                if self.patience_used_up():
+                    self.stopped = "patience"
+                    self._message(f"early stopping at step {self.step}: no better validation "
+                                  f"{self.config.selection_metric} for "
+                                  f"{self.config.patience} evaluations")
+                    break
             if self.stop_request and self.step < total:
                 self.interval = {"sums": sums, "count": count, "pending": pending,
                                  "pending_count": pending_count}
@@ -380,6 +397,13 @@ class Trainer:
             if stop_after is not None and self.step >= stop_after:
                 return None
         return self._finish()
+
+    def patience_used_up(self) -> bool:
+        """Early stopping (``patience``), judged from the history and best records only
+        (both in the checkpoint), so a resumed run keeps the patience it had used."""
+        best = {name: record["best_step"] for name, record in self.evaluator.best.items()}
+        return should_stop(self.config.patience, [int(r["step"]) for r in self.history],
+                           best, self.config.report_model)
 
     def _interrupted(self, checkpointed: bool) -> RunInterrupted:
         """Save a checkpoint of this step (unless the evaluation just did) and say so.
@@ -421,7 +445,8 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         self.evaluator.score_test_at_best(self.models())
-        metrics = metrics_record(self.p, self.step, self.elapsed, self.summary())
+        metrics = metrics_record(self.p, self.step, self.elapsed, self.summary(),
+                                 self.batches.global_labeled, self.stopped)
         if self.run_dir is not None:
             self.run_dir.write_json(METRICS, metrics)
             self.run_dir.file(CHECKPOINT).unlink(missing_ok=True)

@@ -10,7 +10,9 @@ is scored (``test_at``) changes its cost, never the numbers a run reports:
   weights -- the one test score per model a run reports;
 * ``"best"``: whenever a model's validation metric has just improved (test curves at the
   best steps in ``history.csv``);
-* ``"every"``: at every evaluation (full test curves).
+* ``"every"``: at every evaluation (full test curves);
+* ``"never"``: not at all -- a tuning trial (``ssl-bench tune``), whose objective must
+  come from validation alone, reports no test metric to choose from.
 
 The test part is twice the validation part on a 70/10/20 split, so ``"end"`` evaluates
 about a third of the images ``"every"`` does.

@@ -82,6 +82,10 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--image-size", "image_size", int, "square image size in pixels; default 32 (cpu)"),
     ("--iterations", "iterations", int, "training steps (instead of --epochs); default 400"),
     ("--epochs", "epochs", float, "training length in epochs (see --epoch-length)"),
+    ("--labeled-epochs", "labeled_epochs", float,
+     "training length in passes over the labeled images at the method's own labeled "
+     "images per step (instead of --iterations): the same labeled exposure for every "
+     "method and both supervised baselines"),
     ("--epoch-length", "epoch_length", str,
      "train (one pass over the training part in batches of --batch-size; default) or "
      "labeled (labeled images // --labeled-batch-size steps, the official SRC-MT epoch)"),
@@ -89,8 +93,10 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--labeled-batch-size", "labeled_batch_size", int,
      "labeled images per step for SSL methods; default 12"),
     ("--supervised-batch", "supervised_batch", str,
-     "batch of labeled-only methods: labeled (--batch-size labeled images; default) or "
-     "two-stream (the SSL batch, loss on its labeled images, as the official baseline)"),
+     "batch of labeled-only methods: two-stream (the SSL batch, loss on its "
+     "--labeled-batch-size labeled images, as the official SRC-MT baseline; default) or "
+     "labeled (--batch-size labeled images per step: 4x the labeled exposure at equal "
+     "steps; compared as <method>-labeled-batch)"),
     ("--eval-batch-size", "eval_batch_size", int,
      "images per evaluation batch; default 64 (on CPUs faster per image than larger ones)"),
     ("--eval-every", "eval_every", int,
@@ -98,7 +104,12 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--test-at", "test_at", str,
      "when the test part is scored (never changing what a run reports): end (once, with "
      "each model's best-validation weights; default), best (at each new best-validation "
-     "step) or every (at every evaluation: test curves in history.csv)"),
+     "step), every (at every evaluation: test curves in history.csv) or never (tuning "
+     "trials)"),
+    ("--patience", "patience", int,
+     "early stopping: end training after this many evaluations without a better "
+     "validation metric of the reported model; the budget is then a maximum; default 0 "
+     "(off)"),
     ("--optimizer", "optimizer", str, f"one of {', '.join(CHOICES['optimizer'])}; default adam"),
     ("--lr", "lr", float, "learning rate; default 1e-3 (cpu) / 1e-4 (paper)"),
     ("--weight-decay", "weight_decay", float, "weight decay; default 5e-4"),
@@ -162,14 +173,15 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
                        "skip_bad_images", "skip_bad_rows", "workers"),
     "model": ("backbone", "pretrained", "weights", "drop_rate", "frozen_groups", "sync_bn",
               "image_size"),
-    "schedule and optimiser": ("iterations", "epochs", "epoch_length", "batch_size",
+    "schedule and optimiser": ("iterations", "epochs", "labeled_epochs", "epoch_length",
+                               "batch_size",
                                "labeled_batch_size", "supervised_batch", "optimizer", "lr",
                                "weight_decay", "lr_schedule", "lr_decay", "class_weights"),
     "semi-supervised terms (every method)": (
         "ema_decay", "teacher_buffers", "consistency_weight", "consistency_class_weights",
         "rampup", "rampup_per_epoch", "unsupervised_start"),
     "augmentation": ("rotation", "translate", "hflip", "noise_std"),
-    "evaluation and reporting": ("eval_batch_size", "eval_every", "test_at",
+    "evaluation and reporting": ("eval_batch_size", "eval_every", "test_at", "patience",
                                  "selection_metric", "report_model"),
     "machine (never part of a comparison)": ("device", "threads", "amp", "compile",
                                              "deterministic"),

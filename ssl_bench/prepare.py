@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .budget import batch_split
+from .budget import total_steps as budget_steps
 from .cache import BadImage, load_images
 from .config import RunConfig
 from .datasets._tables import skip_bad_rows
@@ -201,10 +203,8 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         steps_per_epoch = max(1, len(parts["labeled"]) // config.labeled_batch_size)
     else:
         steps_per_epoch = max(1, math.ceil(len(train_rows) / config.batch_size))
-    if config.iterations is not None:
-        total_steps = config.iterations
-    else:
-        total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    labeled_per_step, _ = batch_split(config, method.uses_unlabeled, len(parts["unlabeled"]))
+    total_steps = budget_steps(config, steps_per_epoch, len(parts["labeled"]), labeled_per_step)
     if config.eval_every:
         eval_every = config.eval_every
     elif config.epochs is not None:

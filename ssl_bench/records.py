@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .budget import exposure, method_label
 from .errors import UserError
 from .plugin_sources import plugin_sources
 from .provenance import environment
@@ -66,17 +67,26 @@ def config_record(prepared: PreparedRun, trainer: Trainer) -> dict[str, Any]:
 
 
 def metrics_record(prepared: PreparedRun, steps: int, seconds: float,
-                   summary: dict[str, Any]) -> dict[str, Any]:
-    """``metrics.json``: a finished run's identity and its summary (``Evaluator``)."""
+                   summary: dict[str, Any], labeled_per_step: int,
+                   stopped: str) -> dict[str, Any]:
+    """``metrics.json``: a finished run's identity, its labeled exposure and budget, and
+    its summary (``Evaluator``). ``stopped``: ``budget`` (ran to its end) or ``patience``
+    (stopped early)."""
+    config = prepared.config
     return {
         "finished": True,
-        "method": prepared.config.method,
+        "method": config.method,
+        "label": method_label(config.method, prepared.method.uses_unlabeled,
+                              config.supervised_batch),
         "dataset": prepared.dataset.name,
         "labeled": prepared.config.labeled,
         "num_labeled": len(prepared.parts["labeled"]),
         "seed": prepared.config.seed,
         "steps": steps,
         "train_seconds": round(seconds, 2),
+        "exposure": exposure(labeled_per_step, steps, len(prepared.parts["labeled"])),
+        "budget": {"max_steps": prepared.total_steps, "steps": steps, "stopped": stopped,
+                   "patience": config.patience, "eval_every": prepared.eval_every},
         **summary,
     }
 

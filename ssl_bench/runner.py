@@ -9,6 +9,7 @@ run must have the configuration it was started with.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
 def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resume: bool = False,
         quiet: bool = False, split: Split | None = None, stop_after: int | None = None,
         progress: TrainingProgress | None = None,
-        keep_best: bool = True, auto: bool = False) -> dict[str, Any] | None:
+        keep_best: bool = True, auto: bool = False,
+        on_evaluation: Callable[[int, dict[str, Any]], None] | None = None,
+        ) -> dict[str, Any] | None:
     """Prepare, train and record one run in ``output``; return its metrics.
 
     The run folder is locked (:class:`~ssl_bench.locks.FolderLock`) from before it is
@@ -80,7 +83,8 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
     (the sweep runner reports steps through it); ``keep_best=False`` writes no
     ``best.pt`` (reference results keep none). ``auto`` (sweeps) decides under the lock:
     a finished run's metrics are returned as they are, an interrupted one is resumed and
-    a partial one without a checkpoint is started again.
+    a partial one without a checkpoint is started again. ``on_evaluation`` is called
+    after every evaluation with (step, history row) (``tune`` prunes trials with it).
     """
     set_threads(config.threads or default_threads())
     check_available(config.log)  # a missing tracker package: before anything is written
@@ -115,6 +119,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
         with progress:
             trainer = Trainer(prepared, run_dir, progress)
             trainer.keep_best = keep_best
+            trainer.on_evaluation = on_evaluation
             if resumed:
                 trainer.resume_from(run_dir.file(CHECKPOINT))
                 progress.message(f"continuing from the checkpoint of step {trainer.step}")

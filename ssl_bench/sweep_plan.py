@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import FIELD_NAMES, RunConfig, comparison_settings, read_toml, resolve_config
+from .budget import batch_split, method_label
+from .config import (
+    FIELD_NAMES,
+    VARIED_SETTINGS,
+    RunConfig,
+    comparison_settings,
+    read_toml,
+    resolve_config,
+)
 from .errors import UserError
 from .labeled import labeled_tag, parse_labeled
 from .run_dir import CONFIG, SPLIT
@@ -23,7 +31,10 @@ VARIED = ("method", "method_options", "labeled", "seed")
 #: in a sweep stopped by a signal).
 STATUSES = ("done", "resumed", "skipped", "busy", "failed", "interrupted", "pending")
 SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
-             "results", "keep_checkpoints", "reference")
+             "method_run", "baselines", "results", "keep_checkpoints", "reference")
+#: The supervised batches (``supervised_batch``) a sweep may run its labeled-only methods
+#: on, each a baseline of its own (:func:`ssl_bench.budget.method_label`).
+BASELINES = ("two-stream", "labeled")
 
 
 @dataclass
@@ -36,6 +47,12 @@ class SweepSpec:
     seeds: list[int]
     run: dict[str, Any] = field(default_factory=dict)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Engine settings one method sets for itself (``[method_run.<method>]``, e.g. the
+    #: learning rate ``ssl-bench tune`` chose for it): recorded as its ``own_settings``.
+    method_run: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The batches labeled-only methods run on, one baseline each (default: the run
+    #: settings' ``supervised_batch``, i.e. ``two-stream``).
+    baselines: list[str] = field(default_factory=list)
     results: str = "results"
     keep_checkpoints: bool = True
     description: str = ""
@@ -55,9 +72,12 @@ class PlannedRun:
     config: RunConfig
     output: Path
 
+    #: The name it is compared under (``supervised-labeled-batch`` for that baseline).
+    label: str = ""
+
     @property
     def key(self) -> str:
-        return f"{self.method}/labeled={labeled_tag(self.labeled)}/seed={self.seed}"
+        return f"{self.label or self.method}/labeled={labeled_tag(self.labeled)}/seed={self.seed}"
 
 
 def _as_list(value: Any, what: str, source: str) -> list[Any]:
@@ -94,21 +114,60 @@ def make_spec(values: dict[str, Any], source: str) -> SweepSpec:
     if varied:
         raise UserError(f"{source}: [run] may not set {', '.join(varied)}: a sweep varies "
                         "them (use methods/labeled/seeds and [method_options.<method>])")
-    options = values.get("method_options", {})
-    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
-        raise UserError(f"{source}: method_options must be tables [method_options.<method>]")
-    strays = sorted(set(options) - set(methods))
-    if strays:
-        raise UserError(f"{source}: method_options for {', '.join(strays)}, which the sweep "
-                        "does not run")
-    for what, items in (("methods", methods), ("labeled", labeled), ("seeds", seeds)):
+    options = _method_tables(values.get("method_options", {}), "method_options", methods,
+                             source)
+    method_run = _method_tables(values.get("method_run", {}), "method_run", methods, source)
+    for method, table in method_run.items():
+        bad = sorted(k for k in table if k not in FIELD_NAMES or k in VARIED_SETTINGS)
+        if bad:
+            raise UserError(f"{source}: [method_run.{method}] may set engine settings only, "
+                            f"not {', '.join(bad)}")
+    baselines = [str(b) for b in _as_list(values.get("baselines", ["-"]), "baselines", source)]
+    if baselines == ["-"]:
+        baselines = []
+    wrong = [b for b in baselines if b not in BASELINES]
+    if wrong or ("supervised_batch" in run and baselines):
+        raise UserError(f"{source}: baselines must list {' and/or '.join(BASELINES)} (and "
+                        "replaces [run] supervised_batch)" + (f", got {wrong[0]!r}" if wrong
+                                                              else ""))
+    for what, items in (("methods", methods), ("labeled", labeled), ("seeds", seeds),
+                        ("baselines", baselines)):
         if len(set(map(str, items))) != len(items):
             raise UserError(f"{source}: {what} lists a value twice")
+    reference = _as_bool(values.get("reference", False), "reference", source)
+    if reference:
+        _fix_reporting(run, source)
     return SweepSpec(name=name, methods=methods, labeled=labeled, seeds=seeds, run=run,
-                     method_options=options, results=str(values.get("results", "results")),
+                     method_options=options, method_run=method_run, baselines=baselines,
+                     results=str(values.get("results", "results")),
                      keep_checkpoints=bool(values.get("keep_checkpoints", True)),
                      description=str(values.get("description", "")),
-                     reference=_as_bool(values.get("reference", False), "reference", source))
+                     reference=reference)
+
+
+def _fix_reporting(run: dict[str, Any], source: str) -> None:
+    """A reference sweep names its reported model before it runs and scores test at
+    every evaluation, so every robustness view (student, teacher, last step) exists."""
+    if "report_model" not in run:
+        raise UserError(f"{source}: a reference sweep (reference = true) names the model it "
+                        "reports before it runs: set report_model in [run] (best, student "
+                        "or teacher)")
+    if run.setdefault("test_at", "every") != "every":
+        raise UserError(f"{source}: a reference sweep scores test at every evaluation (for "
+                        f"the robustness views); [run] test_at = {run['test_at']!r} must be "
+                        "'every' or left out")
+
+
+def _method_tables(tables: Any, key: str, methods: list[str],
+                   source: str) -> dict[str, dict[str, Any]]:
+    """``[key.<method>]`` tables, each for a method the sweep runs."""
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise UserError(f"{source}: {key} must be tables [{key}.<method>]")
+    strays = sorted(set(tables) - set(methods))
+    if strays:
+        raise UserError(f"{source}: {key} for {', '.join(strays)}, which the sweep does not "
+                        "run")
+    return {m: {k.replace("-", "_"): v for k, v in t.items()} for m, t in tables.items()}
 
 
 def _as_bool(value: Any, what: str, source: str) -> bool:
@@ -170,17 +229,24 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
     for labeled in spec.labeled:
         for seed in spec.seeds:
             for method in spec.methods:
-                name = method_registry.card(method).name
-                values = {"experiment": spec.name,  # the tracker's (--log) experiment
-                          **spec.run, "method": name, "labeled": labeled, "seed": seed,
-                          "method_options": options[method]}
-                config = resolve_config(config_file or {}, values)
-                output = (Path(spec.results) / spec.name / config.dataset / name
-                          / f"labeled={labeled_tag(labeled)}" / f"seed={seed}")
-                runs.append(PlannedRun(name, labeled, seed, config, output))
-    # Settings a method declares as its paper's own (Method.defaults) may differ between
-    # methods; everything else must not.
+                card = method_registry.card(method)
+                name = card.name
+                own = spec.method_run.get(method, {})
+                for batch in _baselines_of(spec, card.facts.get("unlabeled") == "yes"):
+                    values = {"experiment": spec.name,  # the tracker's (--log) experiment
+                              **spec.run, **own, **batch, "method": name, "labeled": labeled,
+                              "seed": seed, "method_options": options[method],
+                              "own_settings": sorted(own)}
+                    config = resolve_config(config_file or {}, values)
+                    label = method_label(name, card.facts.get("unlabeled") == "yes",
+                                         config.supervised_batch)
+                    output = (Path(spec.results) / spec.name / config.dataset / label
+                              / f"labeled={labeled_tag(labeled)}" / f"seed={seed}")
+                    runs.append(PlannedRun(name, labeled, seed, config, output, label))
+    # Settings a method declares as its paper's own (Method.defaults) or sets for itself
+    # ([method_run]) may differ between methods; everything else must not.
     owned = {key for method in spec.methods for key in method_registry.card(method).defaults}
+    owned |= {key for table in spec.method_run.values() for key in table}
     reference = fairness_key(runs[0].config.to_dict(), owned)
     for planned in runs[1:]:
         other = fairness_key(planned.config.to_dict(), owned)
@@ -194,8 +260,12 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
                 stored = json.loads(stored_path.read_text(encoding="utf-8"))["config"]
             except (OSError, ValueError, KeyError):
                 continue  # an unreadable partial run is simply run again
-            wanted = fairness_key(planned.config.to_dict())
-            have = fairness_key(stored)
+            wanted = {**fairness_key(planned.config.to_dict()),
+                      "label": planned.label, "own_settings": planned.config.own_settings}
+            uses_unlabeled = method_registry.card(planned.method).facts.get("unlabeled") == "yes"
+            have = {**fairness_key(stored), "own_settings": stored.get("own_settings", []),
+                    "label": method_label(planned.method, uses_unlabeled,
+                                          stored.get("supervised_batch", "labeled"))}
             if have != wanted or stored.get("method_options") != planned.config.method_options:
                 have = {**have, "method_options": stored.get("method_options")}
                 wanted = {**wanted, "method_options": planned.config.method_options}
@@ -203,6 +273,38 @@ def plan(spec: SweepSpec, config_file: dict[str, Any] | None = None) -> list[Pla
                     f"{planned.output} holds a run made with other settings "
                     f"({_differences(have, wanted)}); change the sweep name or remove it")
     return runs
+
+
+def _baselines_of(spec: SweepSpec, uses_unlabeled: bool) -> list[dict[str, Any]]:
+    """The ``supervised_batch`` settings a method runs under: one per baseline for a
+    labeled-only method, none of its own for an SSL method (it has one batch)."""
+    if uses_unlabeled or not spec.baselines:
+        return [{}]
+    return [{"supervised_batch": batch} for batch in spec.baselines]
+
+
+def exposure_notes(runs: list[PlannedRun]) -> list[str]:
+    """Warnings for a sweep whose methods see different labeled exposure: labeled images
+    per step x steps, unless the budget is in labeled epochs (equal by construction)."""
+    from .registry import method_registry
+
+    seen: dict[str, tuple[int, int | None]] = {}
+    for planned in runs:
+        config = planned.config
+        if config.labeled_epochs is not None:
+            continue
+        uses_unlabeled = method_registry.card(planned.method).facts.get("unlabeled") == "yes"
+        per_step, _ = batch_split(config, uses_unlabeled, 0 if config.labeled == 1.0 else 1)
+        seen.setdefault(planned.label or planned.method, (per_step, config.iterations))
+    if len({per_step * (steps or 1) for per_step, steps in seen.values()}) < 2:
+        return []
+    low = min(per_step * (steps or 1) for per_step, steps in seen.values())
+    parts = [f"{label} {per_step} per step" + (f" x {steps} steps" if steps else "")
+             + f" ({per_step * (steps or 1) / low:.1f}x)"
+             for label, (per_step, steps) in sorted(seen.items())]
+    return [f"unequal labeled exposure: {', '.join(parts)}; set labeled_epochs "
+            "(--labeled-epochs) for equal exposure, or report both supervised baselines "
+            "(baselines = [\"two-stream\", \"labeled\"])"]
 
 
 def overridden_defaults(spec: SweepSpec) -> list[str]:

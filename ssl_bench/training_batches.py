@@ -17,6 +17,7 @@ import torch
 
 from . import distributed
 from .batches import TwoStreamSampler
+from .budget import batch_split
 from .method import Batch, Method
 from .perturb import ImagePipeline, Perturbation
 from .prepare import PreparedRun
@@ -29,16 +30,9 @@ Timer = Callable[[str], AbstractContextManager[Any]]
 
 
 def batch_composition(prepared: PreparedRun, method: Method) -> tuple[int, int]:
-    """(labeled, unlabeled) rows per step.
-
-    Labeled-only methods get either a fully labeled batch or, as the official SRC-MT
-    baseline (``--ema_consistency 0``), the SSL methods' two-stream batch.
-    """
-    config = prepared.config
-    two_stream = method.uses_unlabeled or config.supervised_batch == "two-stream"
-    if two_stream and len(prepared.parts["unlabeled"]) > 0:
-        return config.labeled_batch_size, config.batch_size - config.labeled_batch_size
-    return config.batch_size, 0
+    """(labeled, unlabeled) rows per step (see :func:`ssl_bench.budget.batch_split`)."""
+    return batch_split(prepared.config, method.uses_unlabeled,
+                       len(prepared.parts["unlabeled"]))
 
 
 class BatchMaker:

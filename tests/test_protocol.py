@@ -149,8 +149,9 @@ def test_paper_preset_is_the_official_protocol():
     assert (config.supervised_batch, config.report_model, config.teacher_buffers) == (
         "two-stream", "student", "own")
     cpu = resolve_config({}, {})
+    # the same labeled stream as the SSL methods by default (issue 27: equal exposure)
     assert (cpu.supervised_batch, cpu.report_model, cpu.epoch_length) == (
-        "labeled", "best", "train")
+        "two-stream", "best", "train")
 
 
 @pytest.mark.parametrize("values, message", [

@@ -107,9 +107,14 @@ def test_protocol_settings_are_part_of_the_fairness_check(tmp_path):
     spec = _spec(tmp_path, methods=["supervised"], seeds=[0])
     run_sweep(spec, plan(spec), quiet=True)
     changed = _spec(tmp_path, methods=["supervised"], seeds=[0],
-                    run={**TINY_RUN, "supervised_batch": "two-stream"})
-    with pytest.raises(UserError, match="supervised_batch: 'labeled' vs 'two-stream'"):
+                    run={**TINY_RUN, "supervised_batch": "labeled"})
+    planned = plan(changed)[0]
+    assert planned.output.parent.parent.name == "supervised-labeled-batch"
+    planned.output.parent.parent.parent.joinpath("supervised").rename(
+        planned.output.parent.parent)  # the two-stream run, moved where the other belongs
+    with pytest.raises(UserError, match="label: 'supervised' vs 'supervised-labeled-batch'"):
         plan(changed)
+    planned.output.parent.parent.rename(planned.output.parent.parent.parent / "supervised")
     config = next((tmp_path / "results").rglob("config.json"))
     record = json.loads(config.read_text())
     del record["config"]["teacher_buffers"]  # a run from before the setting existed
@@ -247,7 +252,7 @@ def test_a_reference_sweep_refuses_uncommitted_code_unless_allowed(tmp_path):
     from ssl_bench.sweep_plan import code_provenance
 
     tree = _code_tree(tmp_path)
-    reference = _spec(tmp_path, reference=True)
+    reference = _spec(tmp_path, reference=True, run={**TINY_RUN, "report_model": "best"})
     clean = code_provenance(reference, False, tree)
     assert clean["uncommitted_code"] == [] and clean["reference"] is True
     assert len(clean["git"]["commit"]) == 40 and clean["code"]["files"] == 2
