@@ -86,8 +86,8 @@ def test_method_options_are_declared_and_checked():
         create_method("srcmt", relation_weight="heavy")
 
 
-def test_supervised_batches_are_fully_labeled():
-    trainer = _trainer("supervised", "digits")
+def test_supervised_batches_are_fully_labeled_on_the_labeled_batch():
+    trainer = _trainer("supervised", "digits", supervised_batch="labeled")
     batch = trainer.next_batch()
     assert batch.num_labeled == batch.size == trainer.config.batch_size
     trainer = _trainer("srcmt", "digits")
@@ -96,8 +96,9 @@ def test_supervised_batches_are_fully_labeled():
 
 
 def test_supervised_two_stream_batch_is_the_ssl_batch_with_loss_on_labeled_rows():
-    """--supervised-batch two-stream: the official baseline's 48 images, 12 of them labeled."""
-    trainer = _trainer("supervised", "digits", supervised_batch="two-stream")
+    """--supervised-batch two-stream (the default): the official baseline's 48 images, 12
+    of them labeled."""
+    trainer = _trainer("supervised", "digits")
     ssl = _trainer("srcmt", "digits")
     assert torch.equal(torch.from_numpy(trainer.sampler.next()),
                        torch.from_numpy(ssl.sampler.next())), "the same two-stream indices"
