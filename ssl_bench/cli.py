@@ -306,7 +306,7 @@ def command_compare(argv: Sequence[str]) -> int:
 
     return compare_command(args.folders, args.metric, args.model, args.fmt, args.output,
                            args.plot_dir, args.fraction, Console(), baseline=args.baseline,
-                           pairs=pairs, error_bars=args.error_bars)
+                           pairs=pairs, error_bars=args.error_bars, views=args.views)
 
 
 def command_report(argv: Sequence[str]) -> int:

@@ -16,8 +16,11 @@ SUFFIX_FORMATS: dict[str, str] = {
     ".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "latex", ".json": "json",
 }
 #: ``reported``: the model each run reports (its ``report_model``; runs that predate it
-#: reported ``best``).
-MODELS: tuple[str, ...] = ("student", "teacher", "best", "reported")
+#: reported ``best``); ``last``: that model at its last evaluation, no best-step selection
+#: (runs made with ``test_at = "every"`` only).
+MODELS: tuple[str, ...] = ("student", "teacher", "best", "reported", "last")
+#: The robustness views ``--views`` shows side by side (a README claim must hold in each).
+VIEWS: tuple[str, ...] = ("reported", "student", "teacher", "last")
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
@@ -43,7 +46,11 @@ def add_comparison_flags(parser: Any) -> None:
                         help="any recorded test metric (auc, accuracy, f1_macro, auc_MEL, ...)")
     parser.add_argument("--model", default="reported", choices=MODELS,
                         help="reported (default: the model each run's --report-model names), "
-                        "student, teacher, or best (the one with the higher validation metric)")
+                        "student, teacher, best (the one with the higher validation metric) or "
+                        "last (the reported model at the last evaluation; test_at = every)")
+    parser.add_argument("--views", action="store_true",
+                        help="the table in every robustness view: reported, student only, "
+                        "teacher only (the student for methods without one), last step")
     parser.add_argument("--error-bars", choices=("sd", "ci95"), default="sd",
                         help="error bars of the plots: sd (standard deviation over seeds; "
                         "default) or ci95 (95%% t-interval of the mean)")

@@ -8,11 +8,12 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..errors import UserError
-from .arguments import FORMATS, SUFFIX_FORMATS
+from .arguments import FORMATS, SUFFIX_FORMATS, VIEWS
 from .plots import plot_learning_curves, plot_per_class
 from .runs import load_runs
 from .summary import summarize
 from .tables import pair_csv, print_summary, render
+from .views import summarize_views
 
 
 def _output_format(output: Path, fmt: str | None) -> str:
@@ -46,7 +47,7 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
                     fraction: str | float | int | None = None, console: Any = None,
                     baseline: str | None = None,
                     pairs: Sequence[tuple[str, str]] | None = None,
-                    error_bars: str = "sd") -> int:
+                    error_bars: str = "sd", views: bool = False) -> int:
     """Load, summarise, print/write, plot. Returns 0; problems raise :class:`UserError`.
 
     With ``fmt`` and no ``output`` the chosen format goes to stdout (warnings to stderr);
@@ -72,6 +73,17 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
         console.out(render(summary, fmt), highlight=False, end="")
     else:
         print_summary(summary, console)
+    if views:
+        others = [view for view in VIEWS if view != model]
+        for view, table, note in summarize_views(df, metric, baseline, pairs, others):
+            title = f"view: {view}" + (f" -- {note}" if table is None else "")
+            if to_stdout:
+                console.out(f"\n{title}\n" + ("" if table is None else render(table, fmt)),
+                            highlight=False, end="")
+            else:
+                console.print(f"\n{title}", markup=False, highlight=False, soft_wrap=True)
+                if table is not None:
+                    print_summary(table, console)
     if output is not None and fmt_out is not None:
         atomic_write_text(output, render(summary, fmt_out))
         messages.print(f"wrote {output}", markup=False, highlight=False, soft_wrap=True)

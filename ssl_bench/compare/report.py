@@ -30,6 +30,7 @@ from .command import load_summary
 from .curves import plot_validation_curves
 from .plots import plot_learning_curves, plot_per_class
 from .tables import method_cells, notes, pair_cells
+from .views import summarize_views
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
@@ -124,6 +125,26 @@ def _settings_section(df: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def _views_section(df: pd.DataFrame, metric: str, baseline: str | None,
+                   pairs: Sequence[tuple[str, str]] | None) -> list[str]:
+    """The comparison in every robustness view (:mod:`.views`)."""
+    out = ["<h2>Robustness views</h2><p class=note>the same comparison for the reported "
+           "model, the student only, the teacher only and the last step; a claim holds "
+           "only where it holds in each</p>"]
+    for view, table, note in summarize_views(df, metric, baseline, pairs):
+        out.append(f"<h3>{html.escape(view)}</h3>")
+        if table is None:
+            out.append(f"<p class=note>{html.escape(note)}</p>")
+            continue
+        out.append(_table(*method_cells(table), numbers=True))
+        header, body = pair_cells(table)
+        if body:
+            out.append(_table(header, body, numbers=True))
+        if note:
+            out.append(f"<p class=note>{html.escape(note)}</p>")
+    return out
+
+
 def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: str = "auc",
                  model: str = "reported", baseline: str | None = None,
                  pairs: Sequence[tuple[str, str]] | None = None,
@@ -161,6 +182,7 @@ def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: s
         body += ["<h3>Pairs</h3>", _table(pair_header, pair_body, numbers=True)]
     body += ["<ul class=note>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes(summary))
              + "</ul>"]
+    body += _views_section(df, metric, baseline, pairs)
     if warnings:
         body += ["<h3>Warnings</h3><ul>" + "".join(f"<li>{html.escape(w)}</li>"
                                                    for w in warnings) + "</ul>"]

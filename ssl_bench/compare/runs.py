@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..budget import method_label, peaked_late
 from ..config import comparison_settings
 from ..errors import UserError
 from ..labeled import labeled_tag
@@ -35,7 +36,8 @@ from .code_versions import code_version, mixed_code_warnings
 #: Columns of :func:`load_runs`'s table that are not metrics.
 ID_COLUMNS: tuple[str, ...] = (
     "dataset", "method", "labeled", "labeled_tag", "seed", "model", "selected_model",
-    "best_step", "path", "settings", "num_labeled", "n_test",
+    "best_step", "path", "settings", "num_labeled", "n_test", "labeled_seen", "labeled_budget",
+    "max_steps", "peaked_late",
 )
 
 
@@ -129,7 +131,8 @@ def _settings_config(path: Path, document: Any) -> dict[str, Any]:
     settings["dataset_fingerprint"] = (dataset or {}).get("fingerprint")
     method = document.get("method")
     owned = method.get("defaults") if isinstance(method, dict) else None
-    settings["_method_owned"] = sorted(owned) if isinstance(owned, dict) else []
+    own = document["config"].get("own_settings") or []  # set by this method alone (tuned)
+    settings["_method_owned"] = sorted({*(owned if isinstance(owned, dict) else ()), *own})
     return settings
 
 
@@ -167,6 +170,61 @@ def _check_split_record(path: Path, document: Any, metrics: dict[str, Any]) -> N
                        f"says num_labeled {metrics['num_labeled']}")
 
 
+def run_label(document: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The name a run is compared under: ``metrics.json``'s ``label``, or for runs that
+    predate it the same rule (``supervised-labeled-batch`` for that baseline)."""
+    if isinstance(metrics.get("label"), str):
+        return metrics["label"]
+    method = document.get("method") if isinstance(document, dict) else None
+    batch = (document.get("config") or {}).get("supervised_batch")
+    if isinstance(method, dict) and "uses_unlabeled" in method and batch:
+        return method_label(metrics["method"], bool(method["uses_unlabeled"]), batch)
+    return metrics["method"]
+
+
+def exposure_and_budget(document: dict[str, Any], metrics: dict[str, Any],
+                        ) -> tuple[float | None, float | None, float | None]:
+    """(labeled images seen, labeled images its budget allowed, maximum steps) of a run;
+    derived from ``config.json``'s schedule for runs that predate ``exposure``/``budget``
+    in ``metrics.json``."""
+    schedule = document.get("schedule") if isinstance(document, dict) else None
+    schedule = schedule if isinstance(schedule, dict) else {}
+    per_step = (metrics.get("exposure") or {}).get("labeled_per_step",
+                                                   schedule.get("num_labeled_per_batch"))
+    max_steps = (metrics.get("budget") or {}).get("max_steps", schedule.get("total_steps"))
+    if not _is_number(per_step):
+        return None, None, float(max_steps) if _is_number(max_steps) else None
+    seen = per_step * metrics.get("steps", 0)
+    allowed = per_step * max_steps if _is_number(max_steps) else None
+    return float(seen), allowed, float(max_steps) if _is_number(max_steps) else None
+
+
+def last_step_section(path: Path, model: str) -> dict[str, Any] | None:
+    """The ``last`` view of a run: ``model``'s metrics at its last evaluation (no
+    best-step selection), from ``history.csv``; None without test columns there (runs
+    made without ``test_at = "every"``)."""
+    history = path / "history.csv"
+    if not history.is_file():
+        return None
+    try:
+        table = pd.read_csv(history)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    if table.empty or "step" not in table:
+        return None
+    last = table.iloc[-1]
+
+    def part(name: str) -> dict[str, Any]:
+        prefix = f"{name}_{model}_"
+        return {key[len(prefix):]: (None if pd.isna(value) else float(value))
+                for key, value in last.items() if key.startswith(prefix)}
+
+    test = part("test")
+    if not test or all(value is None for value in test.values()):
+        return None
+    return {"model": model, "best_step": int(last["step"]), "val": part("val"), "test": test}
+
+
 def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], list[str]]:
     """Rows (one per model) of one run, its settings hash and settings (with its code
     version under ``_code``), its classes."""
@@ -180,21 +238,28 @@ def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], li
     code = code_version(document)
     digest = settings_hash(settings)
     labeled = metrics["labeled"]
+    seen, allowed, max_steps = exposure_and_budget(document, metrics)
     base = {
-        "dataset": metrics["dataset"], "method": metrics["method"], "labeled": labeled,
-        "labeled_tag": labeled_tag(labeled), "seed": metrics["seed"], "path": str(path),
-        "settings": digest, "num_labeled": metrics.get("num_labeled"),
+        "dataset": metrics["dataset"], "method": run_label(document, metrics),
+        "labeled": labeled, "labeled_tag": labeled_tag(labeled), "seed": metrics["seed"],
+        "path": str(path), "settings": digest, "num_labeled": metrics.get("num_labeled"),
+        "labeled_seen": seen, "labeled_budget": allowed, "max_steps": max_steps,
+        "peaked_late": peaked_late(
+            (metrics.get("reported") or metrics.get("best") or {}).get("best_step"), max_steps),
     }
     rows = []
     classes: list[str] = []
     for model in MODELS:
         section = metrics.get(model)
-        if model == "reported" and section is None:
-            section = metrics.get("best")
+        if model in ("reported", "last") and model not in metrics:
+            section = metrics.get("reported") or metrics.get("best")
+        if model == "last" and section is not None:
+            section = last_step_section(path, section.get("model", "student"))
         if section is None:
             continue
         test = section["test"]
-        selected = section.get("model", model) if model in ("best", "reported") else model
+        selected = (section.get("model", model) if model in ("best", "reported", "last")
+                    else model)
         row = dict(base, model=model, selected_model=selected,
                    best_step=section.get("best_step"), n_test=test.get("n"))
         row.update(_scalars(test, ""))

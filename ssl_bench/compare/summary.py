@@ -18,6 +18,13 @@ import pandas as pd
 
 from ..errors import UserError
 from ..run_dir import METRICS
+from .fairness import (
+    cell_facts,
+    convergence_notes,
+    default_baseline,
+    exposure_notes,
+    second_baseline_pairs,
+)
 from .groups import describe_differences
 from .runs import MODELS, available_metrics, labeled_order
 from .statistics import (
@@ -29,13 +36,16 @@ from .statistics import (
     paired_comparison,
 )
 
+#: The baseline when none is named and none of the supervised baselines ran.
 DEFAULT_BASELINE = "supervised"
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (("srcmt", "mt"),)
 #: Columns of a comparison against a reference (the baseline, or a pair's second method).
 COMPARISON_COLUMNS = ("gain", "n_pairs", "paired_diff", "ci_low", "ci_high", "effect_size",
                       "test", "statistic", "p_value", "p_holm")
 SUMMARY_COLUMNS = ("dataset", "settings", "method", "labeled", "labeled_tag", "model",
-                   "metric", "mean", "std", "n", "n_undefined", "baseline",
+                   "metric", "mean", "std", "n", "n_undefined", "labeled_seen", "labeled_budget",
+                   "converged",
+                   "baseline",
                    *COMPARISON_COLUMNS, "test_note", "settings_note")
 PAIR_COLUMNS = ("dataset", "settings", "labeled", "labeled_tag", "first", "second",
                 "mean_first", "mean_second", *COMPARISON_COLUMNS, "note")
@@ -120,11 +130,12 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
         raise UserError(f"unknown metric {metric!r}; available: {', '.join(available)}")
     present = set(df["method"])
     if baseline is None:
-        baseline = DEFAULT_BASELINE
+        baseline = default_baseline(present)
     else:
         baseline = _canonical(baseline, present, "--baseline")
     if pairs is None:
         pairs = [pair for pair in DEFAULT_PAIRS if set(pair) <= present]
+        pairs += second_baseline_pairs(present, baseline)
     else:
         pairs = [(_canonical(a, present, "--pairs"), _canonical(b, present, "--pairs"))
                  for a, b in pairs]
@@ -152,7 +163,7 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
             undefined_total += undefined
             per_seed[(method, tag)] = runs.groupby("seed")[metric].mean().dropna()
             cells[(method, tag)] = {"labeled": runs["labeled"].iloc[0],
-                                    "n_undefined": undefined}
+                                    "n_undefined": undefined, **cell_facts(runs)}
         where = {"dataset": dataset, "settings": settings,
                  "settings_note": differences.get(settings, "")}
         for tag in sorted({tag for _, tag in cells}, key=labeled_order):
@@ -168,6 +179,9 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
                     "mean": float(values.mean()) if n else None,
                     "std": float(values.std(ddof=1)) if n >= 2 else None,
                     "n": n, "n_undefined": cells[(method, tag)]["n_undefined"],
+                    "labeled_seen": cells[(method, tag)]["labeled_seen"],
+                    "labeled_budget": cells[(method, tag)]["labeled_budget"],
+                    "converged": cells[(method, tag)]["converged"],
                     "baseline": baseline,
                 }
                 if method == baseline:
@@ -200,6 +214,7 @@ def summarize(df: pd.DataFrame, metric: str = "auc", model: str = "reported",
         shown = ", ".join(sorted(set(tags), key=labeled_order))
         notes.append(f"{dataset} (settings {settings}): no {name} runs at labeled {shown}: "
                      f"no gain or test against {name} there")
+    notes.extend(exposure_notes(rows) + convergence_notes(rows))
     if undefined_total:
         notes.append(f"{undefined_total} undefined {metric} value(s) (None in {METRICS}) "
                      "dropped; see column n_undefined")

@@ -40,6 +40,11 @@ def _value_cell(row: Any) -> str:
     return f"{row['mean']:.4f} ± {row['std']:.4f}"
 
 
+def _seen(value: Any) -> str:
+    """Mean labeled images seen per run (labeled images per step x steps)."""
+    return "" if _missing(value) else f"{value:,.0f}"
+
+
 def _signed(value: Any) -> str:
     return "" if _missing(value) else f"{value:+.4f}"
 
@@ -78,12 +83,14 @@ def method_cells(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     model = _attr(summary, "model", "model")
     baseline = _attr(summary, "baseline", "baseline")
     header = ["dataset", "settings", "method", "labeled", f"{metric} ({model})", "n",
-              f"gain vs {baseline}", CI_HEADER, "d_z", f"p vs {baseline}",
+              "labeled seen", "converged", f"gain vs {baseline}", CI_HEADER, "d_z",
+              f"p vs {baseline}",
               f"p {CORRECTION_NAME}"]
     body = []
     for _, row in summary.iterrows():
         body.append([str(row["dataset"]), str(row["settings"]), str(row["method"]),
                      str(row["labeled_tag"]), _value_cell(row), str(int(row["n"])),
+                     _seen(row.get("labeled_seen")), str(row.get("converged") or ""),
                      _signed(row["gain"]), _interval(row), _effect(row),
                      *_p_cells(row, row["test_note"])])
     return header, body
