@@ -53,6 +53,7 @@ from ssl_bench.method import (
 )
 from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT
 from ssl_bench.tasks import Task
 
 
@@ -65,6 +66,7 @@ class FixMatch(Method):
     uses_unlabeled = True
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
+    search_space = {"threshold": THRESHOLD, "unlabeled_weight": UNLABELED_WEIGHT}
     options = (
         Option("threshold", float, 0.95, "confidence a weak-view prediction needs to become "
                "a pseudo-label"),

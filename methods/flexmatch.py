@@ -54,6 +54,7 @@ from ssl_bench.method import (
 )
 from ssl_bench.pseudo_labels import masked_mean, target_loss
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT
 from ssl_bench.tasks import Task
 from ssl_bench.thresholds import (
     forward_weak_strong,
@@ -75,6 +76,7 @@ class FlexMatch(Method):
     data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
+    search_space = {"threshold": THRESHOLD, "unlabeled_weight": UNLABELED_WEIGHT}
     options = (
         Option("threshold", float, 0.95, "tau: the upper threshold, scaled per class"),
         Option("unlabeled_weight", float, 1.0, "weight of the unlabeled loss (times lambda)"),

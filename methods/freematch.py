@@ -51,6 +51,7 @@ from ssl_bench.method import (
 )
 from ssl_bench.pseudo_labels import masked_mean, target_loss
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import UNLABELED_WEIGHT, Float
 from ssl_bench.tasks import Task
 from ssl_bench.thresholds import (
     ema_,
@@ -84,6 +85,8 @@ class FreeMatch(Method):
     data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
+    search_space = {"unlabeled_weight": UNLABELED_WEIGHT,
+                    "fairness_weight": Float(1e-4, 1e-1, log=True)}
     options = (
         Option("ema_momentum", float, 0.999, "momentum of the confidence statistics"),
         Option("unlabeled_weight", float, 1.0, "weight of the unlabeled loss (times lambda)"),

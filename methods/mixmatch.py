@@ -86,6 +86,7 @@ from ssl_bench.mixing import (
 )
 from ssl_bench.pseudo_labels import confidence, hard_labels, mixup, sharpen
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import Float
 from ssl_bench.tasks import Task
 
 
@@ -101,6 +102,8 @@ class MixMatch(Method):
     # unlabeled rows the first unlabeled view (the same draw as every method's first weak
     # view); the second weak view is of the unlabeled rows only.
     views = {"weak": "weak", "weak2": View("weak", rows="unlabeled")}
+    search_space = {"temperature": Float(0.25, 1.0), "alpha": Float(0.1, 1.0),
+                    "unlabeled_weight": Float(10.0, 300.0, log=True)}
     options = (
         Option("temperature", float, 0.5, "sharpening temperature of the guessed labels"),
         Option("alpha", float, 0.5, "MixUp's Beta(alpha, alpha) parameter"),

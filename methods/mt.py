@@ -11,6 +11,7 @@ import torch
 from ssl_bench.losses import consistency_mse
 from ssl_bench.method import Batch, LossDict, Method, StepContext
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import CONSISTENCY_WEIGHT
 
 
 @register_method("mt", aliases=("mean-teacher", "meanteacher"))
@@ -21,6 +22,7 @@ class MeanTeacher(Method):
     uses_unlabeled = True
     views = {"student": "weak", "teacher": "weak"}
     identical_views_vanish = True
+    search_space = {"consistency_weight": CONSISTENCY_WEIGHT}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
         _, logits = ctx.student(batch.student_view)

@@ -12,6 +12,7 @@ import torch
 from ssl_bench.losses import consistency_mse
 from ssl_bench.method import Batch, LossDict, Method, StepContext
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import CONSISTENCY_WEIGHT
 
 
 @register_method("pi", aliases=("pi-model", "pimodel"))
@@ -21,6 +22,7 @@ class PiModel(Method):
     uses_unlabeled = True
     views = {"student": "weak", "teacher": "weak"}
     identical_views_vanish = True
+    search_space = {"consistency_weight": CONSISTENCY_WEIGHT}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
         # Both views in one forward pass (BatchNorm statistics are shared by the two

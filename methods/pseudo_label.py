@@ -43,6 +43,7 @@ from ssl_bench.errors import UserError
 from ssl_bench.method import EMA_MODEL_DEFAULTS, Batch, Method, Option, StepContext, StepOutput
 from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT
 from ssl_bench.tasks import Task
 
 
@@ -55,6 +56,7 @@ class PseudoLabel(Method):
     defaults = dict(EMA_MODEL_DEFAULTS)  # its batch-norm statistics: as USB's EMA model
     uses_unlabeled = True
     views = {"weak": "weak"}
+    search_space = {"threshold": THRESHOLD, "unlabeled_weight": UNLABELED_WEIGHT}
     options = (
         Option("threshold", float, 0.95, "confidence a prediction needs to become a "
                "pseudo-label (0: every unlabeled image, as the 2013 paper)"),

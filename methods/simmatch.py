@@ -86,6 +86,7 @@ from ssl_bench.pseudo_labels import (
     target_loss,
 )
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT, Float
 from ssl_bench.tasks import Task
 
 SINGLE = Task("single", 2)  # kind only: the pieces below need no class weights
@@ -146,6 +147,8 @@ class SimMatch(Method):
     unsupported_reason = ("label propagation unfolds one softmax distribution over classes "
                           "onto bank entries of one class each and aggregates it back; a "
                           "multi-hot label has no single class to propagate")
+    search_space = {"threshold": THRESHOLD, "temperature": Float(0.05, 0.2),
+                    "unlabeled_weight": UNLABELED_WEIGHT}
     options = (
         Option("threshold", float, 0.95, "confidence a propagated pseudo-label needs"),
         Option("temperature", float, 0.1, "temperature of the similarities to the bank"),

@@ -62,6 +62,7 @@ from ssl_bench.method import (
 )
 from ssl_bench.pseudo_labels import distribution_alignment, masked_mean, target_loss
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import UNLABELED_WEIGHT, Float
 from ssl_bench.tasks import Task
 from ssl_bench.thresholds import (
     ema_,
@@ -83,6 +84,7 @@ class SoftMatch(Method):
     data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
+    search_space = {"n_sigma": Float(1.0, 3.0), "unlabeled_weight": UNLABELED_WEIGHT}
     options = (
         Option("n_sigma", float, 2.0, "width of the Gaussian: variance / n_sigma^2"),
         Option("ema_momentum", float, 0.999, "momentum of the confidence statistics"),

@@ -103,6 +103,7 @@ from ssl_bench.distributed import gather_rows
 from ssl_bench.losses import consistency_mse, relation_consistency
 from ssl_bench.method import Batch, LossDict, Method, Option, StepContext
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import CONSISTENCY_WEIGHT, Float
 
 
 @register_method("srcmt", aliases=("src-mt",))
@@ -113,6 +114,8 @@ class SRCMT(Method):
     uses_unlabeled = True
     views = {"student": "weak", "teacher": "weak"}
     identical_views_vanish = True
+    search_space = {"consistency_weight": CONSISTENCY_WEIGHT,
+                    "relation_weight": Float(0.1, 10.0, log=True)}
     options = (
         Option("relation_weight", float, 1.0, "weight of the relation consistency term"),
     )

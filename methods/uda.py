@@ -77,6 +77,7 @@ from ssl_bench.method import (
 from ssl_bench.mixing import TSA_SCHEDULES, tsa_threshold
 from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.registry import register_method
+from ssl_bench.search_space import UNLABELED_WEIGHT, Float
 from ssl_bench.tasks import Task
 
 
@@ -89,6 +90,8 @@ class UDA(Method):
     data_parallel = "global"
     views = {"weak": "weak", "strong": View("strong", rows="unlabeled")}
     defaults = {"rampup": 0.0, **EMA_MODEL_DEFAULTS}  # buffers: as USB's EMA model
+    search_space = {"threshold": Float(0.5, 0.95), "temperature": Float(0.2, 0.8),
+                    "unlabeled_weight": UNLABELED_WEIGHT}
     options = (
         Option("threshold", float, 0.8, "confidence of the weak-view prediction a row needs "
                "to enter the unlabeled loss"),

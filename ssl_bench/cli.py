@@ -341,17 +341,24 @@ def command_check_method(argv: Sequence[str]) -> int:
     return check(argv)
 
 
+def command_tune(argv: Sequence[str]) -> int:
+    from .tuning.command import command_tune as tune
+
+    return tune(argv)
+
+
 COMMANDS = {"run": command_run, "list": command_list, "split": command_split,
-            "sweep": command_sweep, "compare": command_compare,
+            "sweep": command_sweep, "tune": command_tune, "compare": command_compare,
             "report": command_report, "check-method": command_check_method}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: ssl-bench {run,sweep,compare,report,list,split,check-method} ...\n\n"
+        print("usage: ssl-bench {run,sweep,tune,compare,report,list,split,check-method} ...\n\n"
               "  run    train and evaluate one method on one data set\n"
               "  sweep  run methods x labeled fractions x seeds under identical settings\n"
+              "  tune   the same tuning budget for every method of a sweep (validation only)\n"
               "  compare  tables and plots of finished runs (mean ± std, gains, tests)\n"
               "  report  one self-contained HTML page of finished runs (tables, plots, "
               "provenance)\n"

@@ -36,6 +36,7 @@ from torch import nn
 
 from .errors import UserError
 from .options import Option, coerce_options
+from .search_space import Param
 from .tasks import Task
 
 __all__ = ["Batch", "LossDict", "Method", "MethodInfo", "Option", "StepContext",
@@ -170,6 +171,9 @@ class Method(nn.Module):
     identical_views_vanish: ClassVar[bool] = False
     #: Options the CLI and config files may set.
     options: ClassVar[tuple[Option, ...]] = ()
+    #: What ``ssl-bench tune`` searches besides the shared learning rate and weight decay
+    #: (:mod:`ssl_bench.search_space`): option names or engine settings -> ranges.
+    search_space: ClassVar[Mapping[str, Param]] = {}
     #: How the method runs on several processes (torchrun/DDP, each rank holding a shard
     #: of the batch). ``"global"``: its losses are means (or ``sum / B``) over rows, and
     #: any coupling between rows or state kept from batches goes through

@@ -23,6 +23,7 @@ from .config import (
 from .errors import UserError
 from .labeled import labeled_tag, parse_labeled
 from .run_dir import CONFIG, SPLIT
+from .tuning import TUNE_KEYS
 
 #: Settings a sweep varies, and settings that only say where/how a run executes.
 #: What a sweep varies itself ([run] may not set them).
@@ -31,7 +32,8 @@ VARIED = ("method", "method_options", "labeled", "seed")
 #: in a sweep stopped by a signal).
 STATUSES = ("done", "resumed", "skipped", "busy", "failed", "interrupted", "pending")
 SPEC_KEYS = ("name", "description", "methods", "labeled", "seeds", "run", "method_options",
-             "method_run", "baselines", "results", "keep_checkpoints", "reference")
+             "method_run", "baselines", "results", "keep_checkpoints", "reference", "tune",
+             "tuned_by")
 #: The supervised batches (``supervised_batch``) a sweep may run its labeled-only methods
 #: on, each a baseline of its own (:func:`ssl_bench.budget.method_label`).
 BASELINES = ("two-stream", "labeled")
@@ -59,6 +61,10 @@ class SweepSpec:
     #: A reference sweep (results the README or a paper reports) starts only from a tree
     #: without uncommitted changes to the engine or the methods (:func:`code_provenance`).
     reference: bool = False
+    #: ``[tune]``: how ``ssl-bench tune`` tunes this spec (:mod:`ssl_bench.tuning`).
+    tune: dict[str, Any] = field(default_factory=dict)
+    #: The ``tuning.json`` whose choices a tuned spec (``tuned.toml``) holds.
+    tuned_by: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in SPEC_KEYS}
@@ -135,6 +141,10 @@ def make_spec(values: dict[str, Any], source: str) -> SweepSpec:
         if len(set(map(str, items))) != len(items):
             raise UserError(f"{source}: {what} lists a value twice")
     reference = _as_bool(values.get("reference", False), "reference", source)
+    tune = values.get("tune", {})
+    if not isinstance(tune, dict) or sorted(set(tune) - set(TUNE_KEYS)):
+        raise UserError(f"{source}: [tune] must be a table with keys among "
+                        f"{', '.join(TUNE_KEYS)}")
     if reference:
         _fix_reporting(run, source)
     return SweepSpec(name=name, methods=methods, labeled=labeled, seeds=seeds, run=run,
@@ -142,7 +152,8 @@ def make_spec(values: dict[str, Any], source: str) -> SweepSpec:
                      results=str(values.get("results", "results")),
                      keep_checkpoints=bool(values.get("keep_checkpoints", True)),
                      description=str(values.get("description", "")),
-                     reference=reference)
+                     reference=reference, tune=dict(tune),
+                     tuned_by=str(values.get("tuned_by", "")))
 
 
 def _fix_reporting(run: dict[str, Any], source: str) -> None:

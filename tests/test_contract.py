@@ -82,11 +82,12 @@ def test_views_the_engine_cannot_give_are_refused_at_start_up(views, message, mo
 
 
 def test_unlabeled_views_need_unlabeled_rows(monkeypatch):
+    """A labeled-only method on fully labeled batches has no unlabeled rows to view."""
     monkeypatch.setattr(_Asks, "views", {"s": View("strong", rows="unlabeled")})
     monkeypatch.setattr(_Asks, "uses_unlabeled", False)
     monkeypatch.setitem(method_registry._entries, "test-asks", _Asks)
     with pytest.raises(UserError, match="unlabeled rows"):
-        _trainer(method="test-asks")
+        _trainer(method="test-asks", supervised_batch="labeled")
 
 
 def test_view_rows_are_checked():

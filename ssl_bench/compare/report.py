@@ -145,6 +145,23 @@ def _views_section(df: pd.DataFrame, metric: str, baseline: str | None,
     return out
 
 
+def _tuning_section(folders: Sequence[str | Path]) -> list[str]:
+    """Each tuning study behind these results: its budget per method and its choices."""
+    from ..tuning.records import budget_rows, describe, find_tuning_records
+
+    found = find_tuning_records(folders)
+    if not found:
+        return []
+    body = ["<h2>Tuning</h2>"]
+    for path, record in found:
+        try:
+            body += [f"<p class=note>{html.escape(str(path))}: {html.escape(describe(record))}"
+                     "</p>", _table(*budget_rows(record), numbers=True)]
+        except (KeyError, TypeError, AttributeError):
+            body += [f"<p class=note>{html.escape(str(path))}: not a tuning record</p>"]
+    return body
+
+
 def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: str = "auc",
                  model: str = "reported", baseline: str | None = None,
                  pairs: Sequence[tuple[str, str]] | None = None,
@@ -189,6 +206,7 @@ def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: s
     for title, items in figures.items():
         if items:
             body += [f"<h2>{html.escape(title)}</h2>", *items]
+    body += _tuning_section(folders)
     body += ["<h2>Settings and provenance</h2>", _settings_section(df)]
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             "<meta name=viewport content='width=device-width, initial-scale=1'>"

@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..labeled import labeled_tag
 from ..run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
 from ..splits import load_split
+from ..tuning import STUDY_DB
 from .arguments import MODELS
 from .code_versions import code_version, mixed_code_warnings
 
@@ -62,6 +63,9 @@ def _find_runs(folders: Sequence[Path]) -> tuple[list[Path], list[Path], list[Pa
     for folder in folders:
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if STUDY_DB in files:  # a tuning study's trials: never results
+                dirs[:] = []
+                continue
             path = Path(root)
             if METRICS in files:
                 finished.setdefault(path.resolve(), None)
