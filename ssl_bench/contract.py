@@ -4,6 +4,8 @@ The test suite runs them on every registered method; ``ssl-bench check-method FI
 them on the methods a plug-in file registers, so an author learns before a sweep what
 the engine expects:
 
+* ``search-space``: the method's ``search_space`` (what ``ssl-bench tune`` searches) names
+  options the method has, with valid ranges, and does not re-declare the engine's;
 * ``gradients``: one step's losses are finite scalars with ``total`` and ``supervised``;
   gradients reach every student parameter and the method's own, never the teacher; an
   optimiser step moves every student parameter, the teacher follows by the EMA formula and
@@ -51,7 +53,7 @@ CHECK_SETTINGS: dict[str, Any] = dict(
 TEACHER_CHECK_STEPS = 20
 TEACHER_MAX_GAP = 0.005
 #: Every check by name, in the order they run (``checks_for`` picks those that apply).
-CHECK_NAMES: tuple[str, ...] = ("gradients", "vanishing", "teacher", "resume")
+CHECK_NAMES: tuple[str, ...] = ("search-space", "gradients", "vanishing", "teacher", "resume")
 #: The built-in data sets the checks use, one per task kind.
 CHECK_DATASETS: dict[str, str] = {"single": "digits", "multi": "digits-multilabel"}
 
@@ -266,9 +268,19 @@ def check_resume(method: str, dataset: str, folder: Path | None = None) -> None:
                  "the resumed run's history.csv differs from an uninterrupted run's")
 
 
+def check_search_space(method: str, dataset: str) -> None:
+    """The method's ``search_space`` names its own options with valid ranges (``tune``)."""
+    from .registry import get_method_class
+    from .search_space import space_problems
+
+    problems = space_problems(get_method_class(method))
+    _require(not problems, "; ".join(problems))
+
+
 def checks_for(method_cls: Any) -> dict[str, Callable[[str, str], None]]:
     """The checks that apply to a method class, by name."""
-    checks: dict[str, Callable[[str, str], None]] = {"gradients": check_gradients}
+    checks: dict[str, Callable[[str, str], None]] = {"search-space": check_search_space,
+                                                    "gradients": check_gradients}
     if method_cls.identical_views_vanish:
         checks["vanishing"] = check_vanishing
     if method_cls.needs_teacher:

@@ -206,3 +206,37 @@ def _check_method_runs(bad, capsys):
     err = capsys.readouterr().err
     assert "nothing" not in err and "every check passed" in err
     assert main(["check-method", str(bad), "--checks", "speed"]) == 2
+
+
+BAD_SPACE_METHOD = '''
+from ssl_bench.method import Method
+from ssl_bench.registry import register_method
+from ssl_bench.search_space import Float
+
+
+@register_method("test-bad-space")
+class BadSpace(Method):
+    """Searches an option it does not have (a typo) -- ssl-bench tune would fail late."""
+
+    summary = "test plug-in with a bad search space"
+    search_space = {"wieght": Float(0.1, 1.0)}
+
+    def train_step(self, batch, ctx):
+        logits = ctx.student(batch.student_view)[1]
+        supervised = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
+        return {"total": supervised, "supervised": supervised}
+'''
+
+
+def test_check_method_checks_the_search_space(tmp_path, capsys):
+    """Issue 27: check-method validates what ``ssl-bench tune`` would search."""
+    from ssl_bench.registry import method_registry
+
+    bad = tmp_path / "bad_space.py"
+    bad.write_text(BAD_SPACE_METHOD)
+    try:
+        assert main(["check-method", str(bad), "--checks", "search-space"]) == 1
+    finally:
+        method_registry.unregister("test-bad-space")
+    err = capsys.readouterr().err
+    assert "test-bad-space on digits: search-space FAILED:" in err and "'wieght'" in err
