@@ -119,7 +119,45 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
-def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+class _RecordingWriter:
+    """A file handle that remembers the exception its ``write`` raised.
+
+    ``torch.save`` calls ``write`` from C++ and turns whatever it raised into a
+    ``RuntimeError("[enforce fail at inline_container.cc] unexpected pos")``; the real
+    cause (a full disk, a second Ctrl-C) must reach the caller instead.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.failure: BaseException | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _torch_save(obj: Any, handle: IO[bytes], path: Path) -> None:
     import torch
 
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
+    writer = _RecordingWriter(handle)
+    try:
+        torch.save(obj, writer)
+    except RuntimeError:
+        failure = writer.failure
+        if isinstance(failure, OSError):  # ENOSPC, EFBIG, EIO: one line naming the file
+            raise OSError(failure.errno, failure.strerror or str(failure), str(path)) from None
+        if failure is not None:  # a KeyboardInterrupt (Ctrl-C twice) or another signal
+            raise failure from None
+        raise
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` atomically; a failed write raises what failed (``OSError``), never
+    torch's opaque ``RuntimeError``, and leaves the previous file as it was."""
+    return atomic_write(path, lambda handle: _torch_save(obj, handle, Path(path)))

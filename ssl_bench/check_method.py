@@ -12,8 +12,10 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
+from .interrupts import user_interrupts
 
 
 def _source_of(cls: type) -> Path | None:
@@ -40,7 +42,6 @@ def command_check_method(argv: Sequence[str]) -> int:
 
     from rich.console import Console
 
-    from .contract import CHECK_DATASETS, checks_for
     from .registry import load_plugin, method_registry
 
     load_plugin(args.file)
@@ -62,8 +63,20 @@ def command_check_method(argv: Sequence[str]) -> int:
         raise UserError(f"--checks: unknown check(s) {', '.join(unknown)}; the checks are "
                         f"{', '.join(CHECK_NAMES)}")
     console = Console(stderr=True)
+    with user_interrupts():  # a KeyboardInterrupt of the method's own is its failure
+        failed = _run_checks(console, added, wanted)
+    console.print(f"{failed} check(s) failed" if failed else "every check passed",
+                  highlight=False)
+    return 1 if failed else 0
+
+
+def _run_checks(console: Any, methods: list[str], wanted: set[str]) -> int:
+    """Run the wanted checks on every method and task kind; return how many failed."""
+    from .contract import CHECK_DATASETS, checks_for
+    from .registry import method_registry
+
     failed = 0
-    for name in added:
+    for name in methods:
         cls = method_registry.get(name)
         for kind in cls.task_kinds:
             dataset = CHECK_DATASETS[kind]
@@ -76,6 +89,8 @@ def command_check_method(argv: Sequence[str]) -> int:
                     verdict = "ok"
                 except AssertionError as exc:  # ContractError and plain asserts
                     verdict, failed = f"FAILED: {exc}", failed + 1
+                except UserError as exc:  # e.g. the method ended the process: says where
+                    verdict, failed = f"FAILED: {type(exc).__name__}: {exc}", failed + 1
                 except Exception as exc:  # the method itself crashed
                     last = traceback.extract_tb(exc.__traceback__)[-1]
                     verdict = (f"FAILED: {type(exc).__name__}: {exc} "
@@ -84,6 +99,4 @@ def command_check_method(argv: Sequence[str]) -> int:
                 console.print(f"{name} on {dataset}: {check} {verdict} "
                               f"({time.perf_counter() - started:.1f} s)", highlight=False,
                               markup=False, soft_wrap=True)
-    console.print(f"{failed} check(s) failed" if failed else "every check passed",
-                  highlight=False)
-    return 1 if failed else 0
+    return failed

@@ -37,6 +37,7 @@ import torch
 
 from .config import RunConfig, resolve_config
 from .method import Batch, StepContext, StepOutput
+from .method_faults import guarded
 from .progress import TrainingProgress
 from .schedules import ema_decay_at
 
@@ -103,7 +104,8 @@ def check_gradients(method: str, dataset: str) -> None:
                     parameter.fill_(0.5)
     batch = trainer.next_batch()
     ctx = StepContext(trainer.student, trainer.teacher, trainer.task, 1.0, 5)
-    losses = _losses(method_obj.train_step(batch, ctx))
+    with guarded(method_obj, method, "train_step"):
+        losses = _losses(method_obj.train_step(batch, ctx))
     _require("total" in losses and "supervised" in losses,
              f"train_step returned {sorted(losses)}; it needs 'total' and 'supervised'")
     for name, value in losses.items():
@@ -176,7 +178,8 @@ def check_vanishing(method: str, dataset: str) -> None:
                  batch.num_labeled, batch.labeled_index, batch.unlabeled_index)
     teacher = copy.deepcopy(trainer.student) if trainer.method.needs_teacher else None
     ctx = StepContext(trainer.student, teacher, trainer.task, 1.0, 0)
-    losses = _losses(trainer.method.train_step(same, ctx))
+    with guarded(trainer.method, method, "train_step"):
+        losses = _losses(trainer.method.train_step(same, ctx))
     unsupervised = {k: v for k, v in losses.items() if k not in {"total", "supervised"}}
     _require(bool(unsupervised), "uses unlabeled data but reports no unsupervised term")
     for name, value in unsupervised.items():

@@ -34,6 +34,7 @@ from .evaluation import Evaluator
 from .integrity import load_verified
 from .interrupts import RunInterrupted, StopRequest
 from .method import Batch, StepContext, StepOutput
+from .method_faults import guarded
 from .method_logs import StepLogs, method_info
 from .metrics import metric_names
 from .prepare import PreparedRun
@@ -74,7 +75,9 @@ def build_models(prepared: PreparedRun) -> tuple[Backbone, nn.Module, nn.Module 
         pretrained=config.pretrained, drop_rate=config.drop_rate, weights=config.weights,
         img_size=config.image_size, frozen_groups=config.frozen_groups,
     )
-    student = prepared.method.build_model(backbone).to(prepared.device)
+    with guarded(prepared.method, config.method, "build_model"):
+        student = prepared.method.build_model(backbone)
+    student = student.to(prepared.device)
     if config.sync_bn and distributed.current().distributed:
         if prepared.device.type != "cuda":
             raise UserError("--sync-bn: synchronised batch norm needs CUDA (torch's "
@@ -171,7 +174,8 @@ class Trainer:
         if self.world.distributed:  # same models everywhere, different dropout per rank
             seed_everything(self.config.seed + RANK_SEED_STRIDE * self.world.rank)
         self.method.to(self.device)
-        self.method.setup(method_info(prepared))
+        with guarded(self.method, self.config.method, "setup"):
+            self.method.setup(method_info(prepared))
         self.optimizer = build_optimizer(self.config, self.student, self.method)
         self.ema = (EmaUpdater(self.teacher, self.student, self.config.teacher_buffers)
                     if self.teacher is not None else None)
@@ -254,7 +258,8 @@ class Trainer:
         batch = self.next_batch()
         ctx = StepContext(self.student_call, self.teacher_call, self.task,
                           self.consistency_weight(self.step), self.step)
-        with timer("method"), self._autocast():
+        with timer("method"), self._autocast(), guarded(self.method, self.config.method,
+                                                        "train_step"):
             output = self.method.train_step(batch, ctx)
         if not isinstance(output, StepOutput):
             output = StepOutput(output)

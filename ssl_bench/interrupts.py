@@ -34,6 +34,29 @@ class StopRequest:
         return "Ctrl-C" if self.signum == signal.SIGINT else signal.Signals(self.signum).name
 
 
+class UserInterrupt(KeyboardInterrupt):
+    """A Ctrl-C that stops at once (the second one of a run), as ssl-bench raises it: a
+    plain ``KeyboardInterrupt`` raised by a method's code is that method's failure
+    (:mod:`ssl_bench.method_faults`)."""
+
+
+@contextlib.contextmanager
+def user_interrupts() -> Iterator[None]:
+    """Make Ctrl-C raise :class:`UserInterrupt` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise UserInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class RunInterrupted(KeyboardInterrupt):
     """A run stopped by a signal at a step boundary (a KeyboardInterrupt, so that every
     caller that already stops cleanly on Ctrl-C does so here too)."""
@@ -85,7 +108,7 @@ def stop_requests() -> Iterator[StopRequest]:
     def handler(signum: int, frame: FrameType | None) -> None:
         if request:
             if signum == signal.SIGINT:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
+                raise UserInterrupt
             return
         for opened in _OPEN:
             if not opened:

@@ -221,6 +221,11 @@ def load_plugin(path: str | Path) -> None:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # would end the command with its code and no word
+        del sys.modules[module_name]
+        raise UserError(f"plug-in file {path} called sys.exit({exc.code!r}) while it was "
+                        "imported; a plug-in must register methods, not end the process"
+                        ) from None
     except Exception as exc:
         del sys.modules[module_name]
         raise UserError(

@@ -42,6 +42,8 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: What :meth:`prepare` did that the user should hear about (one line), if anything.
+        self.note: str | None = None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -86,6 +88,14 @@ class RunDir:
                 f"{self.path} holds a run that failed ({self.failure_text()}); pass "
                 "--overwrite to start it again (with other settings) or choose another --output"
             )
+        if self.stopped_before_first_checkpoint():
+            # Killed before its first checkpoint (SIGTERM while split.json was written,
+            # kill -9): nothing to continue from, so it starts again -- with --resume too,
+            # so a requeued job can always pass --resume.
+            self.clear()
+            self.note = (f"{self.path} holds a run stopped before its first checkpoint; "
+                         "starting it from step 0")
+            return False
         if resume:
             if not self.resumable:
                 raise UserError(f"cannot resume: {self.path} has no {CHECKPOINT}")
@@ -94,6 +104,17 @@ class RunDir:
             f"{self.path} holds an unfinished run; pass --resume to continue it or "
             "--overwrite to start again"
         )
+
+    def stopped_before_first_checkpoint(self) -> bool:
+        """Whether the folder holds an ssl-bench run's start records (``config.json``) but
+        no checkpoint, result or failure: a run killed before its first checkpoint."""
+        if self.resumable or self.finished or self.failed:
+            return False
+        try:
+            record = json.loads(self.file(CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(record, dict) and {"config", "method", "schedule"} <= set(record)
 
     def clear(self) -> None:
         """Delete everything in the folder but its lock file (held by this process)."""

@@ -115,6 +115,8 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
             title = f"{prepared.config.method}/{prepared.dataset.name}/seed={prepared.config.seed}"
             progress = TrainingProgress(prepared.total_steps, title, quiet=quiet)
         progress.total = prepared.total_steps
+        if run_dir.note:
+            progress.message(run_dir.note)
         progress.message(start_line(prepared, run_dir.path, resumed))
         with progress:
             trainer = Trainer(prepared, run_dir, progress)

@@ -1,0 +1,69 @@
+"""A method's own code that tries to end the process is a failure of that method.
+
+Plug-in code may call ``sys.exit`` or raise ``KeyboardInterrupt`` (a stray ``exit()`` left
+from debugging, a library that "handles" an error by exiting). Left alone, ``SystemExit(0)``
+ends ``run`` and ``check-method`` with status 0 and no result, and a whole sweep with
+its other runs pending; a ``KeyboardInterrupt`` reads as a user's Ctrl-C. :func:`guarded`
+turns both into :class:`MethodEndedProcess`, one line naming the method, its file and
+where it happened, which every caller reports as the failure of that run or check.
+
+A real Ctrl-C is never taken for the method's: while a run trains, signals only set a
+stop request (:func:`ssl_bench.interrupts.stop_requests`), and what ssl-bench itself raises
+on a Ctrl-C is a :class:`~ssl_bench.interrupts.UserInterrupt`. Where Python's default
+handler is in place, a ``KeyboardInterrupt`` may be the user's and passes through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import UserError
+from .interrupts import RunInterrupted, UserInterrupt
+
+
+class MethodEndedProcess(UserError):
+    """A method's code raised ``SystemExit`` or a ``KeyboardInterrupt`` of its own."""
+
+
+def method_source(method: Any) -> str:
+    """The file defining a method class (or instance), for messages."""
+    cls = method if isinstance(method, type) else type(method)
+    try:
+        return inspect.getfile(cls)
+    except (TypeError, OSError):
+        return cls.__module__
+
+
+def _signals_are_ours() -> bool:
+    """Whether a Ctrl-C now would raise a :class:`UserInterrupt` (or set a stop request)
+    rather than Python's plain ``KeyboardInterrupt``."""
+    return signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, signal.SIG_DFL,
+                                                   None)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return "raised KeyboardInterrupt (not a Ctrl-C)"
+
+
+@contextlib.contextmanager
+def guarded(method: Any, name: str, where: str) -> Iterator[None]:
+    """Run a call into method ``name``'s code (``where``: ``train_step``, ...)."""
+    try:
+        yield
+    except SystemExit as exc:
+        raise MethodEndedProcess(_message(method, name, where, exc)) from None
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, (UserInterrupt, RunInterrupted)) or not _signals_are_ours():
+            raise
+        raise MethodEndedProcess(_message(method, name, where, exc)) from None
+
+
+def _message(method: Any, name: str, where: str, exc: BaseException) -> str:
+    return (f"method {name!r} ({method_source(method)}) {_describe(exc)} in {where}; a "
+            "method must raise an exception, not end the process")
