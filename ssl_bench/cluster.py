@@ -13,18 +13,27 @@ from its last checkpoint (written at every evaluation together with ``history.cs
 so no evaluation row is lost or duplicated: the steps since that evaluation are
 trained again, identically. A run needing several GPUs is one job with a task per GPU;
 each task becomes one DDP rank (``ssl_bench.distributed``).
+
+Every job loads the sweep's ``--plugin`` files before its run, ends as ``busy`` (not as a
+failure) when another process holds the run's folder, as the local executor reports it,
+and every submission adds its job ids to the run's ``job_ids`` in ``sweep.json`` (under a
+lock, so two submissions at once keep both); ``--status`` asks about all of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .locks import waiting_lock
+from .plugin_sources import loaded_plugin_files
 
 #: ``--executor`` values: today's local processes, Slurm, or submitit's local executor.
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -94,8 +103,8 @@ def make_executor(options: ClusterOptions, folder: Path, name: str) -> Any:
                         "cluster, or use --executor submitit-local to try the sweep here)"
                         ) from None
     parameters: dict[str, Any] = dict(
-        name=name, timeout_min=options.time_min if cluster == "local" else
-        math.ceil(options.time_min), tasks_per_node=options.tasks_per_run,
+        # (whole minutes: submitit's AutoExecutor refuses a float, which --time gives)
+        name=name, timeout_min=math.ceil(options.time_min), tasks_per_node=options.tasks_per_run,
         nodes=1, cpus_per_task=options.cpus_per_run)
     if options.gpus_per_run:
         parameters["gpus_per_node"] = options.gpus_per_run
@@ -141,20 +150,107 @@ def submit_sweep(spec: Any, runs: list[Any], options: ClusterOptions,
         else:
             todo.append(planned)
     executor = make_executor(options, folder, f"ssl-bench-{spec.name}")
+    job = RunJob(loaded_plugin_files())  # a job knows only built-ins: it loads the sweep's
     jobs: dict[str, Any] = {}
     if todo:
         with executor.batch():  # one job array
             for planned in todo:
                 config = (dataclasses.replace(planned.config, threads=threads) if threads
                           else planned.config)  # a machine setting: the run applies it
-                jobs[planned.key] = executor.submit(RunJob(), config, str(planned.output),
+                jobs[planned.key] = executor.submit(job, config, str(planned.output),
                                                     spec.keep_checkpoints)
-    for key, job in jobs.items():
-        status[key] = {"status": "queued", "job_id": str(job.job_id)}
-    write_sweep_record(spec, runs, status, {"executor": options.executor,
-                                            "cluster": options.to_dict(),
-                                            "submitit_folder": str(folder)})
+    for key, submitted in jobs.items():
+        status[key] = {"status": "queued", "job_id": str(submitted.job_id)}
+    record = folder.parent / "sweep.json"
+    with waiting_lock(folder.parent / RECORD_LOCK):  # another submission may update it too
+        add_job_ids(status, earlier_job_ids(record, options.executor))
+        write_sweep_record(spec, runs, status, {"executor": options.executor,
+                                                "cluster": options.to_dict(),
+                                                "submitit_folder": str(folder)})
     return jobs
+
+
+#: The lock file concurrent submissions of one sweep take to update ``sweep.json``.
+RECORD_LOCK = "sweep.json.lock"
+
+
+def run_job_ids(run: dict[str, Any]) -> list[str]:
+    """A run's job ids in ``sweep.json``, oldest first (older records: one ``job_id``)."""
+    ids = run.get("job_ids")
+    if isinstance(ids, list):
+        return [str(i) for i in ids]
+    return [str(run["job_id"])] if run.get("job_id") is not None else []
+
+
+def earlier_job_ids(record_path: Path, executor: str) -> dict[str, list[str]]:
+    """Each run's job ids from the earlier submissions of this sweep to ``executor``;
+    none where there are none to keep (a first or a local sweep, an unreadable record)."""
+    if not record_path.is_file():
+        return {}
+    try:
+        record = read_sweep_record(record_path)
+    except UserError:  # rewritten below: the earlier ids are lost with the garbled file
+        return {}
+    if record.get("executor") != executor:
+        return {}
+    return {key: ids for key, run in record["runs"].items() if (ids := run_job_ids(run))}
+
+
+def add_job_ids(status: dict[str, dict[str, Any]], earlier: dict[str, list[str]]) -> None:
+    """Give each run's status every job id it had (``job_ids``, oldest first), so a later
+    submission does not hide the jobs of an earlier one; ``job_id`` is the newest."""
+    for key, outcome in status.items():
+        ids = earlier.get(key, []) + ([outcome["job_id"]] if "job_id" in outcome else [])
+        if ids:
+            outcome["job_ids"] = list(dict.fromkeys(ids))
+            outcome.setdefault("job_id", ids[-1])
+
+
+def read_sweep_record(path: Path) -> dict[str, Any]:
+    """``sweep.json``, checked to be a sweep record (an object whose ``runs`` maps each run
+    to an object with its ``path``); else a one-line :class:`UserError` naming the file."""
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: this sweep was never started")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable sweep record ({exc})") from None
+    problem = _record_problem(record)
+    if problem:
+        raise UserError(f"{path}: not a sweep record ({problem}); the next sweep command "
+                        "of this spec rewrites it")
+    return record
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of ``value``'s type, for messages about a hand-edited record."""
+    kinds = ((bool, "a boolean"), (dict, "an object"), (list, "an array"), (str, "a string"),
+             ((int, float), "a number"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
+def _record_problem(record: Any) -> str | None:
+    """What makes ``record`` no sweep record (None: it is one, as far as --status reads)."""
+    if not isinstance(record, dict):
+        return f"the file holds {_json_kind(record)}, not an object"
+    for name in ("executor", "submitit_folder"):
+        if record.get(name) is not None and not isinstance(record[name], str):
+            return f"{name!r} is {_json_kind(record[name])}, not a string"
+    runs = record.get("runs")
+    if not isinstance(runs, dict):
+        return f"'runs' is {_json_kind(runs)}, not an object"
+    for key, run in runs.items():
+        if not isinstance(run, dict):
+            return f"run {key!r} is {_json_kind(run)}, not an object"
+        if not isinstance(run.get("path"), str):
+            return f"run {key!r} has no 'path' string"
+        if not isinstance(run.get("status", ""), str):
+            return f"the status of run {key!r} is {_json_kind(run['status'])}, not a string"
+        ids = run.get("job_ids", [])
+        if not (isinstance(ids, list) and all(isinstance(i, (str, int)) for i in ids)) or (
+                not isinstance(run.get("job_id", ""), (str, int))):
+            return f"the job ids of run {key!r} are not strings"
+    return None
 
 
 def cluster_status(record: dict[str, Any]) -> dict[str, str]:
@@ -164,40 +260,80 @@ def cluster_status(record: dict[str, Any]) -> dict[str, str]:
 
     folder = record.get("submitit_folder")
     states: dict[str, str] = {}
-    for key, run in record.get("runs", {}).items():
+    for key, run in record["runs"].items():
         run_dir = RunDir(run["path"])
+        ids = run_job_ids(run)
         if run_dir.finished:
             states[key] = "finished"
         elif run_dir.failed:
             states[key] = "failed"
-        elif run.get("job_id") and folder:
-            states[key] = _job_state(record.get("executor", "slurm"), folder, run["job_id"],
-                                     run_dir.resumable)
+        elif ids and folder:
+            executor = record.get("executor") or "slurm"
+            states[key] = combined_state([_job_state(executor, folder, job_id,
+                                                     run_dir.resumable) for job_id in ids])
         else:
             states[key] = run.get("status", "pending")
     return states
 
 
-#: Scheduler states as a sweep reports them (anything else is shown as it comes).
+#: Scheduler states as a sweep reports them (a job that ended without its run finishing
+#: failed); any other state is shown as ``unknown``.
 _STATES = {"PENDING": "queued", "REQUEUED": "queued", "CONFIGURING": "queued",
            "RUNNING": "running", "COMPLETING": "running", "COMPLETED": "failed",
            "FAILED": "failed", "CANCELLED": "failed", "TIMEOUT": "failed",
            "PREEMPTED": "queued", "OUT_OF_MEMORY": "failed", "NODE_FAIL": "failed",
+           "BOOT_FAIL": "failed", "DEADLINE": "failed",
            "INTERRUPTED": "failed", "FINISHED": "failed"}
+#: A run with jobs from several submissions is in the first of these states any of its
+#: jobs is in (one trains it, the others found it busy), else in its newest job's state.
+_PRECEDENCE = ("running", "queued", "busy")
+
+
+def scheduler_state(raw: str) -> str:
+    """A scheduler's job state as a sweep reports it: ``queued``/``running``/``failed``, or
+    ``unknown`` for any other (submitit-local's "NO PROCESS AND NO RESULT": a job this
+    process did not start). Slurm's "CANCELLED by 1234" counts as its first word."""
+    words = raw.upper().split()
+    if not words or (len(words) > 1 and words[1] != "BY"):  # a phrase, not a state
+        return "unknown"
+    return _STATES.get(words[0], "unknown")
+
+
+def combined_state(states: list[str]) -> str:
+    """One run's state from its jobs' states (oldest first); see :data:`_PRECEDENCE`."""
+    return next((state for state in _PRECEDENCE if state in states), states[-1])
 
 
 def _job_state(executor: str, folder: str, job_id: str, has_checkpoint: bool) -> str:
-    """``queued``/``running``/``failed`` (a job that ended without the run finishing) or
-    the scheduler's own word; ``unknown`` when the scheduler cannot be asked."""
+    """``busy`` (the job found the run's folder held by another process), ``queued``,
+    ``running``, ``failed`` (the job ended without the run finishing), or ``unknown``
+    (the scheduler cannot be asked, or answers with a state not in :data:`_STATES`)."""
     import submitit
 
     try:
         job = (submitit.SlurmJob if executor == "slurm" else submitit.LocalJob)(
             folder=folder, job_id=job_id)
-        state = str(job.state).upper().split()[0]
+        if _job_outcome(job).get("status") == "busy":
+            return "busy"
+        raw = str(job.state)
     except Exception:  # sacct missing or unreachable: say so rather than guess
         return "unknown (interrupted, has a checkpoint)" if has_checkpoint else "unknown"
-    return _STATES.get(state, state.lower())
+    return scheduler_state(raw)
+
+
+def _job_outcome(job: Any) -> dict[str, Any]:
+    """What an ended job's call returned (its result file), or {} (still running, failed
+    with an exception, or a result that is no outcome, such as a run's metrics)."""
+    from submitit.core.utils import pickle_load
+
+    path = job.paths.result_pickle
+    if not path.exists():
+        return {}
+    try:
+        kind, value = pickle_load(path)
+    except Exception:  # noqa: BLE001 -- half written or unreadable: no outcome known
+        return {}
+    return value if kind == "success" and isinstance(value, dict) else {}
 
 
 class RunJob:
@@ -206,18 +342,33 @@ class RunJob:
     Each task of the job is one DDP rank when the job has several (one per GPU).
     """
 
-    def __call__(self, config: Any, output: str, keep_best: bool) -> dict[str, Any] | None:
-        from . import distributed
-        from .runner import run
+    def __init__(self, plugins: tuple[str, ...] = ()) -> None:
+        self.plugins = tuple(plugins)  # the sweep's --plugin files, loaded by every job
 
+    def __call__(self, config: Any, output: str, keep_best: bool) -> dict[str, Any] | None:
+        """Train (or resume) the run; a folder another process holds ends it as busy."""
+        import time
+
+        from . import distributed
+        from .locks import RunLocked
+        from .plugin_sources import load_plugin_files
+        from .runner import run
+        from .sweep_execution import busy_outcome
+
+        load_plugin_files(getattr(self, "plugins", ()))  # (jobs pickled before: none)
         if _tasks() > 1:  # torchrun's variables from the job's environment
             import submitit
 
             submitit.helpers.TorchDistributedEnvironment().export()
         distributed.setup(config.device)
+        started = time.perf_counter()
         try:
             # (not quiet: the job log gets a line per evaluation and "resuming ... at step")
             return run(config, output, auto=True, quiet=False, keep_best=keep_best)
+        except RunLocked as exc:  # another sweep's job trains it: left to that one
+            distributed.broadcast_object({"error": str(exc)})  # other ranks stop with it
+            print(f"ssl-bench: busy: {exc}", file=sys.stderr, flush=True)
+            return busy_outcome(exc, time.perf_counter() - started)
         finally:
             distributed.teardown()
 
@@ -226,7 +377,8 @@ class RunJob:
         resumes from its last checkpoint (see module docstring)."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(RunJob(), *args, **kwargs)
+        return submitit.helpers.DelayedSubmission(RunJob(getattr(self, "plugins", ())),
+                                                  *args, **kwargs)
 
 
 def _tasks() -> int:
@@ -279,24 +431,19 @@ def options_from_args(args: Any) -> ClusterOptions:
 
 
 def print_status(record_path: Path, console: Any) -> dict[str, str]:
-    """The ``--status`` table: one row per run, then the count of each state."""
-    import json
+    """The ``--status`` table: one row per run (every job id it had), then the count of
+    each state."""
     from collections import Counter
 
     from rich.table import Table
 
-    if not record_path.is_file():
-        raise UserError(f"{record_path} does not exist: this sweep was never started")
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{record_path}: not a readable sweep record ({exc})") from None
+    record = read_sweep_record(record_path)
     states = cluster_status(record)
-    table = Table(title=f"{record_path} ({record.get('executor', 'local')})")
+    table = Table(title=f"{record_path} ({record.get('executor') or 'local'})")
     for column in ("run", "job", "state"):
         table.add_column(column)
     for key, state in states.items():
-        table.add_row(key, str(record["runs"][key].get("job_id", "")), state)
+        table.add_row(key, ", ".join(run_job_ids(record["runs"][key])), state)
     console.print(table)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(Counter(states.values()).items())),
                   highlight=False)
@@ -325,4 +472,10 @@ def submit_command(spec: Any, runs: list[Any], args: Any, console: Any) -> int:
         except Exception:  # noqa: BLE001 -- reported below from the run folders
             pass
     states = print_status(record, console)
-    return 1 if any(state != "finished" for state in states.values()) else 0
+    return submitted_exit_code(states)
+
+
+def submitted_exit_code(states: dict[str, str]) -> int:
+    """The exit code of a sweep waited for: 1 if a run did not finish, as the local
+    executor's; a busy run (another process trains it) is not a failure there either."""
+    return 1 if any(state not in ("finished", "busy") for state in states.values()) else 0

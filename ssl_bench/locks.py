@@ -7,12 +7,17 @@ its holder). ``flock`` locks belong to the open file, so the kernel releases the
 the holder exits in any way, kill -9 included: a lock is never stale. The lock file
 stays (an empty hidden file with the holder's pid); removing it while others may open
 it would let two processes each lock a different file.
+
+:func:`waiting_lock` is the blocking kind, for a file that concurrent processes update
+in turn (a sweep's ``sweep.json``, which every cluster submission extends).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -32,6 +37,9 @@ try:  # POSIX
             raise
         return True
 
+    def _wait_lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
 except ImportError:  # pragma: no cover - Windows
     import msvcrt
 
@@ -41,6 +49,14 @@ except ImportError:  # pragma: no cover - Windows
         except OSError:
             return False
         return True
+
+    def _wait_lock(fd: int) -> None:
+        while True:  # LK_LOCK gives up after 10 s
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue
 
 
 class RunLocked(UserError):
@@ -119,3 +135,20 @@ def holder_of(folder: str | os.PathLike) -> int | None:
         return _holder(path) or 0
     finally:
         os.close(fd)  # also releases the lock if we just took it
+
+
+@contextlib.contextmanager
+def waiting_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock of the file ``path`` (created if missing), waiting for it:
+    concurrent read-modify-write updates of one record then happen one after the other."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise UserError(f"cannot write the lock file {path}: {exc.strerror or exc}") from None
+    try:
+        _wait_lock(fd)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -10,7 +10,9 @@ where it happened, which every caller reports as the failure of that run or chec
 A real Ctrl-C is never taken for the method's: while a run trains, signals only set a
 stop request (:func:`ssl_bench.interrupts.stop_requests`), and what ssl-bench itself raises
 on a Ctrl-C is a :class:`~ssl_bench.interrupts.UserInterrupt`. Where Python's default
-handler is in place, a ``KeyboardInterrupt`` may be the user's and passes through.
+handler is in place, a ``KeyboardInterrupt`` may be the user's and passes through; and
+whatever a signal handler raises (submitit requeues a preempted job with ``sys.exit``
+from its SIGUSR2 handler) is the launcher's, not the method's.
 """
 
 from __future__ import annotations
@@ -51,15 +53,45 @@ def _describe(exc: BaseException) -> str:
     return "raised KeyboardInterrupt (not a Ctrl-C)"
 
 
+def _handler_codes() -> set[Any]:
+    """The code objects of the Python signal handlers installed now (submitit's requeue
+    handler, say, which ends a preempted job with ``sys.exit`` wherever it lands)."""
+    codes = set()
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (ValueError, OSError):
+            continue
+        function = getattr(handler, "__func__", handler)
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            codes.add(code)
+    return codes
+
+
+def _raised_by_signal_handler(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside a signal handler (not by the method's code)."""
+    codes = _handler_codes()
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 @contextlib.contextmanager
 def guarded(method: Any, name: str, where: str) -> Iterator[None]:
     """Run a call into method ``name``'s code (``where``: ``train_step``, ...)."""
     try:
         yield
     except SystemExit as exc:
+        if _raised_by_signal_handler(exc):  # a launcher ending the process, on purpose
+            raise
         raise MethodEndedProcess(_message(method, name, where, exc)) from None
     except KeyboardInterrupt as exc:
-        if isinstance(exc, (UserInterrupt, RunInterrupted)) or not _signals_are_ours():
+        if (isinstance(exc, (UserInterrupt, RunInterrupted)) or not _signals_are_ours()
+                or _raised_by_signal_handler(exc)):
             raise
         raise MethodEndedProcess(_message(method, name, where, exc)) from None
 

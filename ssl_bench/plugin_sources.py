@@ -3,12 +3,18 @@
 A method or data set from outside ssl-bench (``--plugin FILE`` or an entry point) can
 change after a run; ``config.json`` records the file and its SHA-256 and the run folder
 keeps a copy (``plugins/``), so a result can always be traced to the code that made it.
+
+Only a method's *name* travels to a sweep's worker processes and cluster jobs, so the
+``--plugin`` files the sweep loaded are loaded again there (:func:`loaded_plugin_files`,
+:func:`load_plugin_files`) before a run looks its method up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,28 @@ from typing import Any
 BUILTIN_MODULES = ("ssl_bench.", "methods.")
 #: The run folder's sub-folder of copies.
 PLUGIN_FOLDER = "plugins"
+#: The prefix of the module name :func:`ssl_bench.registry.load_plugin` gives a file.
+PLUGIN_MODULE_PREFIX = "ssl_bench_plugin_"
+
+
+def loaded_plugin_files() -> tuple[str, ...]:
+    """The ``--plugin`` files imported into this process, as absolute paths in load order:
+    what a worker process or a cluster job has to load again to know their methods."""
+    files: dict[str, None] = {}
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if name.startswith(PLUGIN_MODULE_PREFIX) and origin:
+            files[str(Path(origin).resolve())] = None
+    return tuple(files)
+
+
+def load_plugin_files(files: Iterable[str]) -> None:
+    """Import ``files`` in this process (a sweep worker or job) as the sweep did; a file
+    already imported here is not imported again."""
+    from .registry import load_plugin
+
+    for file in files:
+        load_plugin(file)
 
 
 def plugin_sources(entries: dict[str, Any]) -> list[dict[str, str]]:

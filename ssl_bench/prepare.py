@@ -20,7 +20,7 @@ import torch
 
 from .budget import batch_split
 from .budget import total_steps as budget_steps
-from .cache import BadImage, load_images
+from .cache import BadImage, bad_image_error, file_content, load_images, with_content
 from .config import RunConfig
 from .datasets._tables import skip_bad_rows
 from .datasets.base import ImageDataset
@@ -145,21 +145,7 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     if config.pretrained and config.weights is None:
         ensure_obtainable(config.backbone)  # before minutes of image decoding
     in_chans = 3 if pretrained else dataset.channels
-    cache: dict[str, Any] = {}
-    if dataset.files is not None and not config.image_cache:
-        images: ArrayImages | DecodingImages = DecodingImages(
-            dataset.files, config.image_size, in_chans, workers=config.workers or 2)
-        bad: list[BadImage] = []
-        cache = {"mode": "decode every step"}
-    else:
-        cached = load_images(dataset, config.image_size, in_chans,
-                             Path(config.cache_dir) if config.cache_dir else None,
-                             skip_bad=config.skip_bad_images, workers=config.workers or None,
-                             quiet=quiet)
-        images, bad = ArrayImages(cached.array), cached.bad
-        if cached.path is not None:
-            cache = {"mode": "decoded-image cache", "path": str(cached.path),
-                     "built_now": cached.built, "build_seconds": round(cached.seconds, 2)}
+    dataset, images, bad, cache = _load_pixels(config, dataset, in_chans, quiet)
     usable = dataset
     if bad:
         bad_ids = {b.id for b in bad}
@@ -169,11 +155,12 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     if split is None and config.split_file:
         split = load_split(config.split_file)
         config.labeled = split.labeled_spec
+    by_labels = usable.without_content()  # a split depends on ids and labels only
     if split is None:
-        split = make_split(usable, config.seed, config.labeled, config.split_ratios,
+        split = make_split(by_labels, config.seed, config.labeled, config.split_ratios,
                            grouped=grouped)
     else:
-        check_split(split, usable)
+        check_split(split, by_labels)
     if not split.val:
         raise UserError("the split has no validation images: checkpoints are chosen on them")
     if not split.test:
@@ -218,6 +205,37 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         total_steps=total_steps, steps_per_epoch=steps_per_epoch, eval_every=min(eval_every,
         total_steps), bad_rows=bad_rows,
     )
+
+
+def _load_pixels(config: RunConfig, dataset: ImageDataset, in_chans: int, quiet: bool,
+                 ) -> tuple[ImageDataset, ArrayImages | DecodingImages, list[BadImage],
+                            dict[str, Any]]:
+    """The images of a run (cache, or decoding every step), their bad ones, how they are
+    held, and ``dataset`` with its files' content read (so its fingerprint covers it).
+
+    Decoding every step reads every file once too: missing files, FIFOs and devices are
+    reported (or skipped with ``--skip-bad-images``) before training, not in its middle.
+    """
+    workers = config.workers or None
+    if dataset.files is not None and not config.image_cache:
+        content = file_content(dataset, workers)
+        bad = content.bad_images(dataset)
+        if bad and not config.skip_bad_images:
+            raise bad_image_error(dataset, bad)
+        images: ArrayImages | DecodingImages = DecodingImages(
+            dataset.files, config.image_size, in_chans, workers=config.workers or 2)
+        return (with_content(dataset, content), images, bad,
+                {"mode": "decode every step", "files_read_seconds": round(content.seconds, 2)})
+    cached = load_images(dataset, config.image_size, in_chans,
+                         Path(config.cache_dir) if config.cache_dir else None,
+                         skip_bad=config.skip_bad_images, workers=workers, quiet=quiet)
+    cache: dict[str, Any] = {}
+    if cached.path is not None and cached.content is not None:
+        dataset = with_content(dataset, cached.content)
+        cache = {"mode": "decoded-image cache", "path": str(cached.path),
+                 "built_now": cached.built, "build_seconds": round(cached.seconds, 2),
+                 "files_read_seconds": round(cached.content.seconds, 2)}
+    return dataset, ArrayImages(cached.array), cached.bad, cache
 
 
 def _weighted_task(config: RunConfig, dataset: ImageDataset, labeled_rows: np.ndarray) -> Task:

@@ -207,7 +207,9 @@ def load_plugin(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"plug-in file {path} does not exist")
-    module_name = f"ssl_bench_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
+    from .plugin_sources import PLUGIN_MODULE_PREFIX  # (workers find the files by it)
+
+    module_name = f"{PLUGIN_MODULE_PREFIX}{path.stem}_{abs(hash(str(path.resolve())))}"
     if module_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(module_name, path)

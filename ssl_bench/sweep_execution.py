@@ -3,7 +3,9 @@
 :func:`execute` runs one planned run and turns its end into an outcome (done, resumed,
 busy, failed, interrupted) instead of an exception; :func:`run_in_workers` spreads runs
 over ``--jobs`` spawned processes, forwards their step counts to the sweep's display and
-stops them all on Ctrl-C/SIGTERM, each saving a checkpoint of the step it is in.
+stops them all on Ctrl-C/SIGTERM, each saving a checkpoint of the step it is in. A spawned
+worker starts with only the built-in methods: it loads the sweep's ``--plugin`` files
+before each run (:func:`ssl_bench.plugin_sources.load_plugin_files`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from .errors import UserError
 from .interrupts import RunInterrupted, StopRequest, stop_requests
 from .locks import RunLocked
+from .plugin_sources import load_plugin_files, loaded_plugin_files
 from .progress import TrainingProgress
 from .run_dir import RunDir
 from .sweep_plan import PlannedRun, SweepSpec
@@ -71,16 +74,28 @@ def execute(planned: PlannedRun, keep_checkpoints: bool, report: Any,
     except KeyboardInterrupt:
         raise
     except RunLocked as exc:  # another process (another sweep) is training this run
-        return {"status": "busy", "holder": exc.holder,
-                "error": f"trained by another process (pid {exc.holder or 'unknown'}); "
-                         "run the sweep again once it is done to pick the result up",
-                "seconds": round(time.perf_counter() - started, 2)}
+        return busy_outcome(exc, time.perf_counter() - started)
     except Exception as exc:
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc() if not isinstance(exc, UserError) else "",
                 "seconds": round(time.perf_counter() - started, 2)}
     return {"status": "resumed" if resume else "done",
             "seconds": round(time.perf_counter() - started, 2)}
+
+
+def busy_outcome(exc: RunLocked, seconds: float) -> dict[str, Any]:
+    """The outcome of a run whose folder another process holds: ``busy``, left to it (the
+    same for a local worker and a cluster job, so both executors report it alike)."""
+    return {"status": "busy", "holder": exc.holder,
+            "error": f"trained by another process (pid {exc.holder or 'unknown'}); "
+                     "run the sweep again once it is done to pick the result up",
+            "seconds": round(seconds, 2)}
+
+
+def plugins_failed(exc: UserError) -> dict[str, Any]:
+    """The outcome of a run whose worker could not load the sweep's plug-in files."""
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": "",
+            "seconds": 0.0}
 
 
 #: The step-report queue of a worker process (set by :func:`_init_worker`).
@@ -121,11 +136,16 @@ def _init_worker(q: Any, parent: int) -> None:
     threading.Thread(target=watch, name="ssl-bench-parent-watch", daemon=True).start()
 
 
-def _run_in_worker(planned: PlannedRun, keep_checkpoints: bool,
-                       threads: int) -> dict[str, Any]:
-    """Run one planned run in a worker, unless a signal already stopped this worker."""
+def _run_in_worker(planned: PlannedRun, keep_checkpoints: bool, threads: int,
+                   plugins: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run one planned run in a worker, unless a signal already stopped this worker; the
+    sweep's ``plugins`` files are loaded first (a spawned worker knows only built-ins)."""
     if _WORKER_STOP:
         return dict(NOT_STARTED)
+    try:
+        load_plugin_files(plugins)
+    except UserError as exc:  # e.g. the file was removed since the sweep started
+        return plugins_failed(exc)
     try:
         outcome = execute(planned, keep_checkpoints, _WORKER_QUEUE.put, threads)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint
@@ -156,9 +176,11 @@ def run_in_workers(spec: SweepSpec, todo: list[PlannedRun], jobs: int, threads: 
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                initializer=_init_worker, initargs=(q, os.getpid()))
     stopping = False
+    plugins = loaded_plugin_files()
     try:
         pending: dict[Future, PlannedRun] = {
-            pool.submit(_run_in_worker, planned, spec.keep_checkpoints, threads): planned
+            pool.submit(_run_in_worker, planned, spec.keep_checkpoints, threads,
+                        plugins): planned
             for planned in todo
         }
         while pending:

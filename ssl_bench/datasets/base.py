@@ -37,6 +37,12 @@ class ImageDataset:
     ``unlabeled_only`` marks images nobody labeled (a CSV row without a label, a folder
     of extra images): their ``labels`` rows are placeholders that nothing reads -- they
     join the unlabeled training pool and are never labeled, validated, tested or counted.
+
+    ``content`` is a digest of what the image files hold (their sizes and the xxh3 digests
+    of their bytes, see :func:`ssl_bench.cache.file_content`), set once they were read: it
+    joins :meth:`fingerprint`, so the same ids and labels over other pixels are another
+    data set (for the image cache and in ``config.json``). A split depends on ids and
+    labels only: :meth:`label_fingerprint`.
     """
 
     name: str
@@ -57,6 +63,8 @@ class ImageDataset:
     description: str = ""
     #: True where an image has no label (see above); None: every image is labeled.
     unlabeled_only: np.ndarray | None = None
+    #: Digest of the image files' content (see above); None: not read (or in memory).
+    content: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -154,8 +162,7 @@ class ImageDataset:
             predefined={k: [i for i in v if i in kept] for k, v in self.predefined.items()},
         )
 
-    def fingerprint(self) -> str:
-        """SHA-256 over ids and labels: identifies the data, not where it lives."""
+    def _label_digest(self) -> hashlib._Hash:
         digest = hashlib.sha256()
         digest.update(self.kind.encode())
         digest.update("\x1f".join(self.class_names).encode())
@@ -163,7 +170,24 @@ class ImageDataset:
         digest.update(np.ascontiguousarray(self.labels, dtype=np.float32).tobytes())
         if self.unlabeled_only is not None:  # (absent: the fingerprint of earlier versions)
             digest.update(b"unlabeled-only" + np.packbits(self.unlabeled_only).tobytes())
+        return digest
+
+    def label_fingerprint(self) -> str:
+        """SHA-256 over ids and labels only: what a split depends on."""
+        return self._label_digest().hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """SHA-256 over ids, labels and, once read, the files' ``content``: identifies the
+        data, not where it lives (no paths, no mtimes). Without ``content`` it is
+        :meth:`label_fingerprint` (in-memory data sets, earlier versions)."""
+        digest = self._label_digest()
+        if self.content is not None:
+            digest.update(b"file-content" + self.content.encode())
         return digest.hexdigest()[:16]
+
+    def without_content(self) -> ImageDataset:
+        """The same data set with ``content`` unset (its fingerprint is the labels' only)."""
+        return self if self.content is None else replace(self, content=None)
 
 
 def dataset_options(*options: Option) -> Callable[[F], F]:
