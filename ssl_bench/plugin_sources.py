@@ -27,14 +27,30 @@ PLUGIN_MODULE_PREFIX = "ssl_bench_plugin_"
 
 
 def loaded_plugin_files() -> tuple[str, ...]:
-    """The ``--plugin`` files imported into this process, as absolute paths in load order:
-    what a worker process or a cluster job has to load again to know their methods."""
+    """The ``--plugin`` files imported into this process whose entries are still
+    registered, as absolute paths in load order: what a worker process or a cluster job
+    has to load again to know their methods (a file whose entries were unregistered
+    would register them again there, and could clash with a later file's)."""
+    in_force = {getattr(entry, "__module__", "") for registry in _registries()
+                for entry in registry.registered()}
     files: dict[str, None] = {}
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None)
-        if name.startswith(PLUGIN_MODULE_PREFIX) and origin:
+        if name.startswith(PLUGIN_MODULE_PREFIX) and origin and name in in_force:
             files[str(Path(origin).resolve())] = None
     return tuple(files)
+
+
+def _registries() -> list[Any]:
+    """Every registry a plug-in can add to (augmentations only once imported: a plug-in
+    that registers one has imported them)."""
+    from .registry import dataset_registry, method_registry
+
+    registries = [method_registry, dataset_registry]
+    augmentations = sys.modules.get("ssl_bench.augmentations")
+    if augmentations is not None:
+        registries.append(augmentations.augmentation_registry)
+    return registries
 
 
 def load_plugin_files(files: Iterable[str]) -> None:

@@ -151,6 +151,10 @@ class Registry(Generic[T]):
         self.discover()
         return [(name, self._entries[name]) for name in self.names()]
 
+    def registered(self) -> list[T]:
+        """The entries registered so far in this process, without discovering more."""
+        return list(self._entries.values())
+
 
 method_registry: Registry[Any] = Registry("method", "methods", "ssl_bench.methods",
                                           describe_method)

@@ -96,6 +96,28 @@ def test_plugin_methods_run_in_submitit_jobs(tmp_path, fresh_plugin):
     assert (_output(tmp_path, "jobs", name) / "metrics.json").is_file()
 
 
+def test_workers_load_only_plugin_files_whose_methods_are_still_registered(tmp_path):
+    """Two files registering one name, the first unregistered since: a worker loading
+    both would fail on the clash, so only the file in force travels (as CI once showed)."""
+    from ssl_bench.plugin_sources import loaded_plugin_files
+    from ssl_bench.registry import load_plugin, method_registry
+
+    name = "test-reused-name"
+    first, second = tmp_path / "a" / "reused.py", tmp_path / "b" / "reused.py"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text(PLUGIN_SOURCE.format(name=name))
+    try:
+        load_plugin(first)
+        assert str(first.resolve()) in loaded_plugin_files()
+        method_registry.unregister(name)
+        load_plugin(second)
+        files = loaded_plugin_files()
+        assert str(second.resolve()) in files and str(first.resolve()) not in files
+    finally:
+        method_registry.unregister(name)
+
+
 # -- item 6: the status of submitit jobs ---------------------------------------------------
 @pytest.mark.parametrize(("raw", "state"), [
     ("NO PROCESS AND NO RESULT", "unknown"), ("UNKNOWN", "unknown"), ("", "unknown"),
