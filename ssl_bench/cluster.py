@@ -389,8 +389,9 @@ def _tasks() -> int:
 
 
 # -- the command line ---------------------------------------------------------------------
-def add_cluster_arguments(parser: Any) -> None:
-    """``ssl-bench sweep`` flags choosing where runs execute (local processes or Slurm)."""
+def add_cluster_arguments(parser: Any, status: bool = True) -> None:
+    """``ssl-bench sweep`` (and ``tune``) flags choosing where runs execute (local
+    processes or Slurm); ``status``: with ``--status`` (a sweep's, from sweep.json)."""
     group = parser.add_argument_group("where runs execute (submitit for Slurm)")
     group.add_argument("--executor", choices=EXECUTORS, default="local",
                        help="local (processes on this machine, --jobs; default), slurm (one "
@@ -415,9 +416,10 @@ def add_cluster_arguments(parser: Any) -> None:
     group.add_argument("--wait", action="store_true",
                        help="wait until every submitted run has ended (submitit-local always "
                        "does)")
-    group.add_argument("--status", action="store_true",
-                       help="show each run's state (queued, running, finished, failed) from "
-                       "sweep.json, the scheduler and the run folders, and stop")
+    if status:
+        group.add_argument("--status", action="store_true",
+                           help="show each run's state (queued, running, finished, failed) "
+                           "from sweep.json, the scheduler and the run folders, and stop")
 
 
 def options_from_args(args: Any) -> ClusterOptions:

@@ -98,7 +98,7 @@ def plugins_failed(exc: UserError) -> dict[str, Any]:
             "seconds": 0.0}
 
 
-#: The step-report queue of a worker process (set by :func:`_init_worker`).
+#: The step-report queue of a worker process (set by :func:`init_worker`).
 _WORKER_QUEUE: Any = None
 #: Set in a worker process by Ctrl-C/SIGTERM, for the worker's whole life: once it is set,
 #: the worker starts no further run (see :func:`_run_in_worker`).
@@ -110,7 +110,7 @@ NOT_STARTED = {"status": "pending", "reason": "not started: the sweep was stoppe
 PARENT_POLL_SECONDS = 0.5
 
 
-def _init_worker(q: Any, parent: int) -> None:
+def init_worker(q: Any, parent: int) -> None:
     """Worker start-up: keep the report queue; exit at once if the sweep process dies.
 
     A worker outliving a killed sweep (kill -9) would keep training into run folders a
@@ -134,6 +134,16 @@ def _init_worker(q: Any, parent: int) -> None:
             time.sleep(PARENT_POLL_SECONDS)
 
     threading.Thread(target=watch, name="ssl-bench-parent-watch", daemon=True).start()
+
+
+def worker_report(item: Any) -> None:
+    """Send ``item`` to the process that started this worker (its report queue)."""
+    _WORKER_QUEUE.put(item)
+
+
+def worker_stopping() -> bool:
+    """Whether a signal has reached this worker (it then starts nothing new)."""
+    return bool(_WORKER_STOP)
 
 
 def _run_in_worker(planned: PlannedRun, keep_checkpoints: bool, threads: int,
@@ -174,7 +184,7 @@ def run_in_workers(spec: SweepSpec, todo: list[PlannedRun], jobs: int, threads: 
     context = multiprocessing.get_context("spawn")
     q = context.Queue()
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                               initializer=_init_worker, initargs=(q, os.getpid()))
+                               initializer=init_worker, initargs=(q, os.getpid()))
     stopping = False
     plugins = loaded_plugin_files()
     try:

@@ -3,8 +3,9 @@
 A study per method (Optuna, seeded TPE, median pruning) over the shared engine space and
 the method's own (:mod:`ssl_bench.search_space`), all stored in one SQLite file, so a
 killed study continues where it stopped. Every method gets the same number of counted
-trials (finished, pruned or diverged), run round-robin so an interrupted study is
-balanced too; each trial is an ordinary run on a tuning seed no reported result uses,
+trials (finished, pruned or diverged), run round-robin in one process so an interrupted
+study is balanced too, or one study per process (``--jobs``, submitit jobs:
+:mod:`.execution`); each trial is an ordinary run on a tuning seed no reported result uses,
 with test never scored. The chosen settings become ``tuned.toml``, a sweep spec whose
 ``[method_options]`` and ``[method_run]`` tables hold them.
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cluster import add_cluster_arguments, options_from_args
 from ..errors import UserError
 from ..flags import Parser
 from ..registry import load_plugin
@@ -30,11 +31,15 @@ def _parser() -> Parser:
     parser.add_argument("--methods", help="comma-separated subset of the spec's methods")
     parser.add_argument("--name", help="the sweep name (default: the spec's)")
     parser.add_argument("--results", help="results folder (default: the spec's)")
+    parser.add_argument("--jobs", type=int, default=1, help="methods tuned at once on this "
+                        "machine, one study per process (CPU threads are divided); every "
+                        "choice is the one --jobs 1 makes")
     parser.add_argument("--threads", type=int, help="CPU threads of each trial")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--dry-run", action="store_true",
                         help="show the spaces and what the study holds, and stop")
+    add_cluster_arguments(parser, status=False)
     return parser
 
 
@@ -46,6 +51,9 @@ def command_tune(argv: Sequence[str]) -> int:
     from .study import Tuning, check_spaces, describe_space
 
     args = _parser().parse_args(argv)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    cluster = options_from_args(args) if args.executor != "local" else None
     for plugin in args.plugin:
         load_plugin(plugin)
     values = read_spec(args.spec)
@@ -54,6 +62,9 @@ def command_tune(argv: Sequence[str]) -> int:
             values[key] = getattr(args, key)
     if args.threads is not None:
         values.setdefault("run", {})["threads"] = args.threads
+    elif args.jobs > 1 and not values.get("run", {}).get("threads"):
+        from ..threads import default_threads  # (threads are a machine setting: the study
+        values.setdefault("run", {})["threads"] = default_threads(args.jobs)  # is the same)
     spec = make_spec(values, args.spec)
     if spec.tuned_by:
         raise UserError(f"{args.spec} is a tuned spec (tuned_by = {spec.tuned_by!r}); tune "
@@ -73,22 +84,50 @@ def command_tune(argv: Sequence[str]) -> int:
             space = ", ".join(f"{k} {v}" for k, v in describe_space(method).items())
             console.print(f"  {method}: {space}", highlight=False)
         return 0
-    return _tune(tuning, console)
+    return _tune(tuning, console, args.jobs, cluster, args.wait)
 
 
-def _tune(tuning: Any, console: Any) -> int:
+def _tune(tuning: Any, console: Any, jobs: int, cluster: Any, wait: bool) -> int:
     from ..locks import FolderLock
-    from .output import write_record, write_tuned_spec
-    from .study import tune
+    from .execution import job_outcome, submit_studies, tune_here, tune_in_workers
+    from .output import write_outputs
 
     def echo(line: str) -> None:
         console.print(line, highlight=False)
 
+    methods = tuning.spec.methods
     with FolderLock(tuning.folder):
-        studies = tune(tuning, tuning.spec.methods, echo,
-                       after_trial=lambda now: write_record(tuning, now))
-        record = write_record(tuning, studies)
-        path = write_tuned_spec(tuning, record)
+        if cluster is not None:
+            submitted = submit_studies(tuning, methods, cluster)
+            if not submitted:
+                echo("nothing to submit: every method has its budget")
+            else:
+                echo(f"submitted {len(submitted)} stud(y/ies) ({', '.join(submitted)}) as "
+                     f"{cluster.executor} jobs "
+                     f"{', '.join(str(j.job_id) for j in submitted.values())}; logs in "
+                     f"{tuning.folder / 'submitit'}; each job rewrites tuning.json after "
+                     "every trial, and the last one writes tuned.toml")
+                if not (wait or cluster.executor == "submitit-local"):
+                    return 0
+            outcomes = {method: job_outcome(job) for method, job in submitted.items()}
+        elif jobs > 1:
+            outcomes = tune_in_workers(tuning, methods, jobs, echo)
+        else:
+            outcomes = tune_here(tuning, methods, echo)
+        record = write_outputs(tuning)
+    return _summary(tuning, record, outcomes, echo)
+
+
+def _summary(tuning: Any, record: dict[str, Any], outcomes: dict[str, dict[str, Any]],
+             echo: Any) -> int:
+    """Each method's budget and choice; 1 if a study did not reach its budget."""
+    from ..interrupts import EXIT_CODES
+
+    for method, outcome in outcomes.items():
+        if outcome["status"] != "done":
+            echo(f"  {method}: {outcome['status']}: {outcome.get('error', '')}")
+            if outcome.get("traceback"):
+                echo(outcome["traceback"].rstrip())
     for label, entry in record["methods"].items():
         best = entry["best"]
         chosen = ("no trial finished: its defaults are kept" if best is None else
@@ -96,6 +135,16 @@ def _tune(tuning: Any, console: Any) -> int:
                       f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in best["params"].items()))
         echo(f"  {label}: {entry['counted']} trials; {chosen}")
-    echo(f"wrote {tuning.folder / TUNING_JSON} and {path}; report with: "
-         f"ssl-bench sweep {tuning.folder / TUNED_TOML}")
+    stopped = [o["signal"] for o in outcomes.values() if o["status"] == "interrupted"]
+    if stopped:
+        echo("tuning stopped; the same command continues it (stopped trials resume from "
+             "their checkpoints)")
+        return EXIT_CODES.get(stopped[0], 130)
+    if not record["complete"]:
+        echo(f"wrote {tuning.folder / TUNING_JSON}; the budget is not spent yet, so no "
+             f"{TUNED_TOML}: run the same command again once the busy or failed studies "
+             "are settled")
+        return 1
+    echo(f"wrote {tuning.folder / TUNING_JSON} and {tuning.folder / TUNED_TOML}; report "
+         f"with: ssl-bench sweep {tuning.folder / TUNED_TOML}")
     return 0

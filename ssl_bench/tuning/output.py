@@ -9,10 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json, atomic_write_text
+from ..locks import waiting_lock
 from ..registry import get_method_class
 from ..search_space import split_params
 from . import TUNED_TOML, TUNING_JSON
-from .study import DIVERGED, PRUNER_STARTUP_TRIALS, Tuning, counted, describe_space, startup_trials
+from .study import (
+    DIVERGED,
+    PRUNER_STARTUP_TRIALS,
+    Tuning,
+    counted,
+    describe_space,
+    open_study,
+    startup_trials,
+)
 from .trials import WARMUP_EVALUATIONS
 
 
@@ -72,6 +81,25 @@ def tuning_record(tuning: Tuning, studies: Mapping[str, tuple[str, Any]]) -> dic
 def write_record(tuning: Tuning, studies: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
     record = tuning_record(tuning, studies)
     atomic_write_json(tuning.folder / TUNING_JSON, record)
+    return record
+
+
+#: The lock file of the processes that rewrite ``tuning.json`` (workers, cluster jobs).
+RECORD_LOCK = "tuning.json.lock"
+
+
+def write_outputs(tuning: Tuning) -> dict[str, Any]:
+    """Rewrite ``tuning.json`` from every method's stored study and, once each method has
+    its full budget, ``tuned.toml``; any process of the study may call it (one at a time,
+    so a later state is never overwritten by an earlier one)."""
+    with waiting_lock(tuning.folder / RECORD_LOCK):
+        studies = {}
+        for method in tuning.spec.methods:
+            label = tuning.label(method)
+            studies[label] = (method, open_study(tuning, method, label, 0))
+        record = write_record(tuning, studies)
+        if record["complete"]:
+            write_tuned_spec(tuning, record)
     return record
 
 

@@ -1,4 +1,5 @@
-"""The studies of one ``ssl-bench tune``: open, recover, run trials round-robin.
+"""The studies of one ``ssl-bench tune``: open, recover, run one trial (where trials run,
+and in which order, is :mod:`.execution`'s part).
 
 Every method has its own Optuna study in ``tuning/study.db`` (named by the method's
 label). The budget is counted per method: trials that finished, were pruned, or diverged
@@ -11,10 +12,11 @@ proposes what an uninterrupted one would.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,7 @@ def open_study(tuning: Tuning, method: str, label: str, index: int) -> Any:
         n_startup_trials=startup_trials(tuning.settings.trials))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS)
               if tuning.settings.pruner == "median" else optuna.pruners.NopPruner())
-    study = optuna.create_study(study_name=label, storage=tuning.storage,
+    study = optuna.create_study(study_name=label, storage=_storage(tuning.storage),
                                 direction="maximize", load_if_exists=True,
                                 sampler=sampler, pruner=pruner)
     wanted, stored = tuning.setup(method), study.user_attrs.get("setup")
@@ -114,6 +116,20 @@ def open_study(tuning: Tuning, method: str, label: str, index: int) -> Any:
                         f"settings ({', '.join(changed)} changed); tune under another --name "
                         f"or remove {tuning.folder}")
     return study
+
+
+#: Seconds a process waits for another's write to the SQLite study (--jobs, cluster jobs).
+SQLITE_TIMEOUT_S = 60
+
+
+@functools.lru_cache(maxsize=4)
+def _storage(url: str) -> Any:
+    """The study store of ``url``, once per process; SQLite waits for a writer of another
+    process instead of failing with 'database is locked'."""
+    import optuna
+
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}})
 
 
 def counted(study: Any) -> list[Any]:
@@ -192,32 +208,3 @@ def run_trial(tuning: Tuning, method: str, label: str, study: Any, index: int,
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def tune(tuning: Tuning, methods: list[str], echo: Callable[[str], None],
-         after_trial: Callable[[Mapping[str, Any]], None]) -> dict[str, Any]:
-    """Run every method's study to its budget, round-robin; the studies by label.
-
-    ``after_trial`` receives the studies after every trial (tuning.json is rewritten).
-    """
-    check_spaces(methods)
-    labels = {method: tuning.label(method) for method in methods}
-    studies = {}
-    for method in methods:
-        study = open_study(tuning, method, labels[method], 0)
-        recovered = recover(study)
-        if recovered:
-            echo(f"{labels[method]}: {recovered} trial(s) a stopped study left running are "
-                 "queued again (their runs resume)")
-        studies[method] = study
-    while True:
-        done = {method: len(counted(studies[method])) for method in methods}
-        behind = [m for m in methods if done[m] < tuning.settings.trials]
-        if not behind:
-            break
-        lowest = min(done[m] for m in behind)
-        for method in (m for m in behind if done[m] == lowest):
-            studies[method] = open_study(tuning, method, labels[method], lowest)
-            run_trial(tuning, method, labels[method], studies[method], lowest, echo)
-            after_trial({labels[m]: (m, studies[m]) for m in methods})
-    return {labels[m]: (m, studies[m]) for m in methods}
