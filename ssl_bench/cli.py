@@ -374,7 +374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
         return COMMANDS[command](rest)
     except UserError as exc:
-        print(f"ssl-bench: error: {exc}", file=sys.stderr)
+        from .rank_faults import PeerLost
+
+        line = f"ssl-bench: error: {exc}"
+        if (isinstance(exc, PeerLost) and command == "run" and exc.output is not None
+                and exc.checkpoint_step is not None):
+            line += f"; continue it with: {resume_command(rest, exc.output)}"
+        print(line, file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:  # the file system refused (read-only, full, ...): one line too
         where = f"{exc.filename}: " if exc.filename else ""
@@ -393,9 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
-def resume_command(argv: Sequence[str], output: Path) -> str:
+def resume_command(argv: Sequence[str], output: Path,
+                   environ: dict[str, str] | None = None) -> str:
     """The ``ssl-bench run`` command line that continues an interrupted run: the same
-    arguments without ``--overwrite``, with ``--resume`` and the run's folder."""
+    arguments without ``--overwrite``, with ``--resume`` and the run's folder (under
+    torchrun, through torchrun with as many processes)."""
+    import os
     import shlex
 
     tokens = [a for a in argv if a != "--overwrite"]
@@ -403,7 +412,9 @@ def resume_command(argv: Sequence[str], output: Path) -> str:
         tokens += ["--output", str(output)]
     if "--resume" not in tokens:
         tokens.append("--resume")
-    return "ssl-bench run " + shlex.join(tokens)
+    from .distributed import launcher  # (a run has imported torch already)
+
+    return f"{launcher(os.environ if environ is None else environ)} {shlex.join(tokens)}"
 
 
 if __name__ == "__main__":  # pragma: no cover

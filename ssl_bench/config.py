@@ -166,6 +166,23 @@ def comparison_settings(config: dict[str, Any]) -> dict[str, Any]:
             if k not in VARIED_SETTINGS and k not in MACHINE_SETTINGS}
 
 
+def parallel_settings(document: dict[str, Any]) -> dict[str, Any]:
+    """What a run's ``config.json`` adds to its comparison settings from how it ran: the
+    process count (``schedule.processes``; 1 in records that predate it) and the scope of
+    its batch-norm statistics. Under torchrun each process mixes its own shard (MixUp
+    partners, batch-norm statistics unless ``sync_bn``), which changes the algorithm, so
+    runs that differ in either are never averaged together or called one sweep."""
+    schedule = document.get("schedule")
+    processes = schedule.get("processes", 1) if isinstance(schedule, dict) else 1
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+        processes = 1
+    config = document.get("config")
+    synced = bool(isinstance(config, dict) and config.get("sync_bn"))
+    scope = ("one process" if processes == 1 else "synchronised" if synced
+             else "per process")
+    return {"processes": processes, "batch_norm": scope}
+
+
 #: Presets: overrides of the field defaults. ``cpu`` trains small models from scratch in
 #: minutes; ``paper`` is the protocol of the official SRC-MT code (``train_SRC_MT.py``):
 #: DenseNet-121 with torchvision's ImageNet weights, 224 px, 100 official epochs (labeled

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,18 @@ def launched_by_torchrun(environ: dict[str, str] | None = None) -> bool:
     """Whether torchrun (or any launcher setting its variables) started this process."""
     environ = dict(os.environ) if environ is None else environ
     return all(name in environ for name in TORCHRUN_VARIABLES)
+
+
+def launcher(environ: Mapping[str, str]) -> str:
+    """How to start this process again: ``ssl-bench run``, or ``torchrun --nproc_per_node
+    N [--nnodes M] -m ssl_bench run`` for a rank of a torchrun run."""
+    if not launched_by_torchrun(dict(environ)):
+        return "ssl-bench run"
+    size = int(environ["WORLD_SIZE"])
+    per_node = int(environ.get("LOCAL_WORLD_SIZE") or size)
+    nodes = max(1, size // max(per_node, 1))
+    return (f"torchrun --nproc_per_node {per_node}"
+            + (f" --nnodes {nodes}" if nodes > 1 else "") + " -m ssl_bench run")
 
 
 def setup(device: str = "auto", timeout_minutes: float = 30.0) -> World:

@@ -23,6 +23,7 @@ from .locks import FolderLock
 from .plugin_sources import copy_plugin_sources
 from .prepare import PreparedRun, prepare
 from .progress import TrainingProgress
+from .rank_faults import PeerLost, peer_lost
 from .records import config_record, failure_record, stored_config
 from .run_dir import (
     CHECKPOINT,
@@ -133,7 +134,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
             try:
                 with stop_requests() as request:  # Ctrl-C/SIGTERM: checkpoint, then stop
                     trainer.stop_request = request
-                    metrics = trainer.fit(stop_after=stop_after)
+                    metrics = fit(trainer, stop_after, run_dir.path)
                 status = "KILLED" if metrics is None else "FINISHED"  # (None: stop_after)
                 return metrics
             except TrainingDiverged as exc:
@@ -190,7 +191,21 @@ def _follow(config: RunConfig, output: str | Path, split: Split | None,
     trainer.keep_best = keep_best
     if decision["resumed"]:
         trainer.resume_from(RunDir(output).file(CHECKPOINT))
-    return trainer.fit(stop_after=stop_after)
+    return fit(trainer, stop_after, Path(output))
+
+
+def fit(trainer: Trainer, stop_after: int | None, output: Path) -> dict[str, Any] | None:
+    """``trainer.fit``; under torchrun a collective failing because another process of
+    the run ended is this rank's one line (:class:`~ssl_bench.rank_faults.PeerLost`)."""
+    try:
+        return trainer.fit(stop_after=stop_after)
+    except RuntimeError as exc:
+        cause = peer_lost(exc) if trainer.world.distributed else None
+        if cause is None:
+            raise
+        saved = int(trainer.history[-1]["step"]) if trainer.history else None
+        raise PeerLost(trainer.world.rank, trainer.world.size, trainer.step, cause, output,
+                       saved) from None
 
 
 def _first_missing(path: Path) -> Path | None:

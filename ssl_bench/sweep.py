@@ -38,6 +38,7 @@ from .sweep_plan import (  # re-exported: the planning half of a sweep
     VARIED,
     PlannedRun,
     SweepSpec,
+    check_same_parallelism,
     check_same_splits,
     fairness_key,
     make_spec,
@@ -190,7 +191,7 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
             status[planned.key] = {"status": "skipped", "reason": "finished by another "
                                    f"process (pid {outcome.get('holder') or 'unknown'})"}
             write_record()
-    problems = check_same_splits(runs)
+    problems = check_same_splits(runs) + check_same_parallelism(runs)
     if problems:
         for planned in runs:
             status.setdefault(planned.key, {"status": "pending"})

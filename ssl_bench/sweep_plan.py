@@ -17,6 +17,7 @@ from .config import (
     VARIED_SETTINGS,
     RunConfig,
     comparison_settings,
+    parallel_settings,
     read_toml,
     resolve_config,
 )
@@ -362,3 +363,27 @@ def check_same_splits(runs: list[PlannedRun]) -> list[str]:
             problems.append(f"labeled={tag} seed={seed}: methods got different splits "
                             f"({', '.join(f'{m}={d}' for m, d in sorted(digests.items()))})")
     return problems
+
+
+def check_same_parallelism(runs: list[PlannedRun]) -> list[str]:
+    """A problem if the sweep's started runs ran on different process counts or
+    batch-norm scopes (:func:`ssl_bench.config.parallel_settings`): such runs are not
+    one comparison, however alike their configurations."""
+    import json
+
+    seen: dict[tuple[int, str], list[str]] = {}
+    for planned in runs:
+        try:
+            document = json.loads((planned.output / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # never started; an unreadable record is check_same_splits' problem
+        if isinstance(document, dict):
+            how = parallel_settings(document)
+            seen.setdefault((how["processes"], how["batch_norm"]), []).append(planned.key)
+    if len(seen) < 2:
+        return []
+    groups = "; ".join(f"{processes} process(es), batch norm {scope}: {len(keys)} run(s) "
+                       f"(e.g. {keys[0]})" for (processes, scope), keys in sorted(seen.items()))
+    return [f"runs were made with different process counts or batch-norm scopes ({groups}); "
+            "under torchrun each process mixes and normalises its own shard, so they are "
+            "not one comparison: run them again the same way (--overwrite)"]

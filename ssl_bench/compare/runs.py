@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from ..budget import method_label, peaked_late
-from ..config import comparison_settings
+from ..config import comparison_settings, parallel_settings
 from ..errors import UserError
 from ..labeled import labeled_tag
 from ..run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
@@ -132,6 +132,7 @@ def _settings_config(path: Path, document: Any) -> dict[str, Any]:
     if dataset is not None and not isinstance(dataset, dict):
         raise _Corrupt(f"{path}: 'dataset' must be an object")
     settings = comparison_settings(document["config"])
+    settings.update(parallel_settings(document))  # (torchrun: the algorithm changes)
     settings["dataset_fingerprint"] = (dataset or {}).get("fingerprint")
     method = document.get("method")
     owned = method.get("defaults") if isinstance(method, dict) else None
