@@ -1,4 +1,5 @@
-"""Run configuration: one dataclass, two presets, TOML files, and their validation.
+"""Run configuration: one dataclass, presets, TOML files and their resolution (the checks
+of a resolved configuration are :mod:`ssl_bench.config_checks`).
 
 Precedence, lowest first: field defaults < preset < ``--config`` file < command-line flags.
 The resolved configuration is written beside every result, so a run is reproducible from
@@ -8,17 +9,13 @@ its ``config.json``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .labeled import parse_labeled
-from .tracking import parse_log
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -272,19 +269,25 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     for table in ("method_options", "dataset_options"):
         if table in data and not isinstance(data[table], dict):
             raise UserError(f"config file {path}: {table} must be a table")
+    from .config_checks import OWN_CHECKS, type_problem
+
     hints = typing.get_type_hints(RunConfig)
     for key, value in data.items():
-        problem = None if key in _OWN_CHECKS else _type_problem(value, hints[key])
+        problem = None if key in OWN_CHECKS else type_problem(value, hints[key])
         if problem:
             raise UserError(f"config file {path}: {key} {problem}, got {value!r}")
     return data
 
 
-def method_defaults(method: str) -> dict[str, Any]:
-    """The engine settings a method's paper sets differently (``Method.defaults``)."""
+def method_defaults(method: str, imported: bool = False) -> dict[str, Any]:
+    """The engine settings a method's paper sets differently (``Method.defaults``): from
+    its card (the registry index, no torch) or, ``imported``, from its imported class."""
     from .registry import method_registry
 
     try:
+        if imported:
+            method_registry.discover()  # (so that the name is resolved by the classes)
+            return dict(method_registry.get(method).defaults)
         return dict(method_registry.card(method).defaults)
     except UserError:  # an unknown name: reported (with a hint) when the run is prepared
         return {}
@@ -292,14 +295,28 @@ def method_defaults(method: str) -> dict[str, Any]:
 
 def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:
     """Merge preset, the method's defaults, file and command line (in that order) and
-    validate the result."""
+    validate the result.
+
+    It is done twice: with the method's card, which the registry index answers without
+    torch, so that a bad setting fails fast; then, the configuration being good, with the
+    imported method class, so that a run never takes an option default or an own setting
+    (``Method.defaults``) from a card that could be stale.
+    """
+    _resolve(file_values, cli_values, imported=False)
+    return _resolve(file_values, cli_values, imported=True)
+
+
+def _resolve(file_values: dict[str, Any], cli_values: dict[str, Any],
+             imported: bool) -> RunConfig:
+    """One :func:`resolve_config` pass, the method described by its card or its class."""
     preset = cli_values.get("preset") or file_values.get("preset") or "cpu"
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     values: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {"method_options": {}, "dataset_options": {}}
     method = cli_values.get("method") or file_values.get("method") or RunConfig.method
-    for source in (PRESETS[preset], method_defaults(method), file_values, cli_values):
+    for source in (PRESETS[preset], method_defaults(method, imported), file_values,
+                   cli_values):
         for key, value in source.items():
             if key in tables:
                 tables[key].update(value or {})
@@ -316,126 +333,31 @@ def resolve_config(file_values: dict[str, Any], cli_values: dict[str, Any]) -> R
         config = RunConfig(**values)
     except TypeError as exc:
         raise UserError(f"bad configuration: {exc}") from None
+    from .config_checks import validate
+
     validate(config)
-    _resolve_options(config)
+    _resolve_options(config, imported)
     return config
 
 
-def _resolve_options(config: RunConfig) -> None:
+def _resolve_options(config: RunConfig, imported: bool = False) -> None:
     """Canonical method name; method and data set options checked and completed with
-    their defaults, so a configuration reads the same as the run records it."""
+    their defaults (the cards' or, ``imported``, those the imported entries declare), so
+    a configuration reads the same as the run records it."""
     from .options import coerce_options
-    from .registry import dataset_option_specs, method_registry
+    from .registry import dataset_option_specs, dataset_registry, method_registry
 
-    method = method_registry.card(config.method)
-    config.method = method.name
-    config.method_options = coerce_options(method.options, config.method_options,
+    if imported:  # imported first: the cards (names, aliases) then describe the entries
+        method_registry.discover()
+        dataset_registry.discover()
+        name = method_registry.resolve(config.method)
+        options = tuple(method_registry.get(name).options)
+    else:
+        card = method_registry.card(config.method)
+        name, options = card.name, card.options
+    config.method = name
+    config.method_options = coerce_options(options, config.method_options,
                                            f"method {config.method!r}")
     config.dataset_options = coerce_options(dataset_option_specs(config.dataset),
                                             config.dataset_options,
                                             f"data set {config.dataset!r}")
-
-
-#: Command-line flags whose name is not the field's (see ``flags.RUN_FLAGS``).
-_FLAGS = {"split_file": "--split"}
-#: Fields with checks of their own (parse_labeled, the ratio check, the option tables).
-_OWN_CHECKS = frozenset({"labeled", "split_ratios", "method_options", "dataset_options",
-                         "own_settings"})
-
-
-def _type_problem(value: Any, hint: Any) -> str | None:
-    """What is wrong with ``value`` for a field annotated ``hint``; None when it fits."""
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None:
-        return None if type(None) in allowed else "must be set"
-    for kind in allowed:
-        if kind is bool and isinstance(value, bool):
-            return None
-        if isinstance(value, bool):
-            continue
-        if kind is int and isinstance(value, int):
-            return None
-        if kind is float and isinstance(value, int | float):
-            return None if math.isfinite(value) else "must be a finite number"
-        if kind is str and isinstance(value, str):
-            return None
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    wanted = " or ".join(names.get(kind, "unset") for kind in allowed if kind is not type(None))
-    return f"must be {wanted}"
-
-
-def _label(name: str) -> str:
-    """``lr (--lr)``: a setting as a TOML key and as its flag."""
-    return f"{name} ({_FLAGS.get(name, '--' + name.replace('_', '-'))})"
-
-
-#: (field, check, what it must be): the range of every numeric setting, in one place.
-_RANGES: tuple[tuple[str, Any, str], ...] = (
-    ("iterations", lambda v, c: v >= 1, "be at least 1"),
-    ("epochs", lambda v, c: v > 0, "be positive"),
-    ("labeled_epochs", lambda v, c: v > 0, "be positive"),
-    ("patience", lambda v, c: v >= 0, "be >= 0 evaluations (0 = no early stopping)"),
-    ("batch_size", lambda v, c: v >= 2, "be at least 2"),
-    ("labeled_batch_size", lambda v, c: 1 <= v <= c.batch_size,
-     "lie in [1, batch_size={batch_size}]"),
-    ("image_size", lambda v, c: v >= 8, "be at least 8 pixels"),
-    ("lr", lambda v, c: v > 0, "be positive"),
-    ("ema_decay", lambda v, c: 0 <= v < 1, "lie in [0, 1)"),
-    ("drop_rate", lambda v, c: 0 <= v < 1, "lie in [0, 1)"),
-    ("frozen_groups", lambda v, c: v >= 0, "be >= 0 (0 = fine-tune every layer)"),
-    ("rampup", lambda v, c: 0 <= v <= 1, "be a fraction of training in [0, 1]"),
-    ("lr_decay", lambda v, c: 0 < v <= 1, "be a factor per epoch in (0, 1]"),
-    ("unsupervised_start", lambda v, c: v >= 0, "be a number of epochs >= 0"),
-    ("weight_decay", lambda v, c: v >= 0, "not be negative"),
-    ("consistency_weight", lambda v, c: v >= 0, "not be negative"),
-    ("rotation", lambda v, c: v >= 0, "not be negative"),
-    ("translate", lambda v, c: v >= 0, "not be negative"),
-    ("noise_std", lambda v, c: v >= 0, "not be negative"),
-    ("workers", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
-    ("threads", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
-    ("eval_every", lambda v, c: v >= 0, "be >= 0 (0 = automatic)"),
-    ("eval_batch_size", lambda v, c: v >= 1, "be at least 1"),
-)
-
-
-def _check_types(config: RunConfig) -> None:
-    """Every setting of the right type and finite, in one place for TOML and flags alike."""
-    hints = typing.get_type_hints(RunConfig)
-    for item in dataclasses.fields(RunConfig):
-        if item.name in _OWN_CHECKS:
-            continue
-        value = getattr(config, item.name)
-        problem = _type_problem(value, hints[item.name])
-        if problem:
-            raise UserError(f"{_label(item.name)} {problem}, got {value!r}")
-    ratios = config.split_ratios
-    if (not isinstance(ratios, list | tuple) or len(ratios) != 3
-            or any(_type_problem(r, float) for r in ratios)):
-        raise UserError(f"split_ratios (--split-ratios) must be three finite numbers like "
-                        f"0.7,0.1,0.2, got {ratios!r}")
-
-
-def validate(config: RunConfig) -> None:
-    """Check types, ranges and choices; every problem is a :class:`UserError`."""
-    _check_types(config)
-    config.labeled = parse_labeled(config.labeled)
-    if config.seed < 0:
-        raise UserError(f"seed (--seed) must be >= 0, got {config.seed}")
-    for name, choices in CHOICES.items():
-        if getattr(config, name) not in choices:
-            raise UserError(
-                f"{_label(name)} must be one of {', '.join(choices)}; "
-                f"got {getattr(config, name)!r}")
-    config.split_ratios = tuple(float(r) for r in config.split_ratios)  # type: ignore
-    config.log = ",".join(parse_log(config.log))
-    if sum(getattr(config, budget) is not None for budget in BUDGETS) != 1:
-        raise UserError("set exactly one of " + ", ".join(_label(b) for b in BUDGETS))
-    if (not isinstance(config.own_settings, list | tuple)
-            or not set(config.own_settings) <= set(FIELD_NAMES) - VARIED_SETTINGS):
-        raise UserError(f"own_settings must list engine settings, got {config.own_settings!r}")
-    config.own_settings = sorted(config.own_settings)
-    for name, fits, wanted in _RANGES:
-        value = getattr(config, name)
-        if value is not None and not fits(value, config):
-            raise UserError(f"{_label(name)} must {wanted}, got {value!r}".replace(
-                "{batch_size}", str(config.batch_size)))

@@ -8,7 +8,8 @@ A plug-in that fails to import is an error, never silently skipped.
 
 ``cards()`` describes every entry (name, aliases, options, summary) for the command line;
 until something is registered in this process it reads them from an index
-(:mod:`ssl_bench.registry_index`), so ``--help`` and argument errors need no torch.
+(:mod:`ssl_bench.registry_index`), so ``--help`` and argument errors need no torch. Once
+the entries are imported the cards describe them, never the index.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from .errors import UserError
 from .registry_index import (
+    METHOD_FACTS,
     Card,
     describe_entry,
     describe_method,
@@ -50,6 +52,7 @@ class Registry(Generic[T]):
         self._aliases: dict[str, str] = {}
         self._discovered = False
         self._cards: dict[str, Card] | None = None
+        self._cards_indexed = False  # whether ``_cards`` were read from the index
 
     # -- registration -------------------------------------------------------------
     def register(
@@ -101,20 +104,23 @@ class Registry(Generic[T]):
     def cards(self) -> dict[str, Card]:
         """Every entry's card: from the index while nothing is imported, else described
         from the imported entries (and the index refreshed)."""
-        if self._cards is not None and (not self._discovered
-                                        or self._cards.keys() == self._entries.keys()):
+        if self._cards is not None and (not self._discovered or (
+                not self._cards_indexed and self._cards.keys() == self._entries.keys())):
             return self._cards  # (entries set directly, as tests do, make new cards)
         packages = sorted({"ssl_bench", self.builtin_package.split(".")[0]})
         path = index_path(self.kind, *packages, self.entry_point_group,
                           f"{self.describe.__module__}.{self.describe.__qualname__}")
         if not self._entries and not self._discovered:
             stamp = source_stamp(packages, self.entry_point_group)
-            self._cards = read_index(path, stamp)
+            facts = {describe_method: METHOD_FACTS, describe_entry: ()}.get(self.describe)
+            self._cards = read_index(path, stamp, facts)
+            self._cards_indexed = self._cards is not None
             if self._cards is not None:
                 return self._cards
         else:
             stamp = ""
         self.discover()
+        self._cards_indexed = False
         self._cards = {
             name: self.describe(name, obj, tuple(sorted(
                 a for a, target in self._aliases.items() if target == name)))

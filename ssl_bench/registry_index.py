@@ -6,9 +6,12 @@ aliases, options and summaries -- a *card* per entry. The first command that nee
 cards imports the entries, describes them and writes the cards to an index in the cache
 folder (``registry/`` under ``$SSL_BENCH_CACHE``, as the image cache); later commands
 read the index and answer without torch. The index is keyed by a stamp of every source
-file it describes (path, size, modification time) and the installed entry points, so an
-edited method, a new plug-in or a new version rebuilds it; an index that cannot be read
-or written is rebuilt in memory, never trusted.
+file it describes (path and a digest of its content: ``cp -p`` and ``rsync -a`` keep a
+file's size and modification time) and the installed entry points, so an edited method,
+a new plug-in or a new version rebuilds it; an index that cannot be read or written, or
+is not of the shape :func:`write_index` writes, is rebuilt, never trusted. A run never
+takes its settings from a card: :mod:`ssl_bench.config` resolves them from the imported
+method class.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ import importlib.metadata
 import importlib.util
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import xxhash
 
 from .atomic import atomic_write_json
 from .options import Option
@@ -30,6 +36,51 @@ from .paths import default_cache_dir
 INDEX_FORMAT = 1
 #: Option types a card can name (every declared option uses one of these).
 OPTION_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+#: What a method card's ``facts`` name (a data set's card has none).
+METHOD_FACTS: tuple[str, ...] = ("teacher", "unlabeled", "tasks", "views", "state")
+_CARD_FIELDS = frozenset({"name", "aliases", "summary", "options", "defaults", "facts"})
+_OPTION_FIELDS = frozenset({"name", "type", "default", "help", "choices"})
+
+
+def _check(condition: bool, problem: str) -> None:
+    """Raise ``ValueError(problem)`` unless ``condition``: a record of the wrong shape."""
+    if not condition:
+        raise ValueError(f"registry index: {problem}")
+
+
+def _fits(value: Any, kind: type) -> bool:
+    """Whether a JSON value can be an option value of type ``kind`` (None: unset; a float
+    option may hold an integer, a number option never a bool)."""
+    if value is None:
+        return True
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    _check(isinstance(value, list) and all(isinstance(v, str) for v in value),
+           f"{what} must be a list of strings")
+    return tuple(value)
+
+
+def _option_from_json(record: Any) -> Option:
+    """An option of a card as :meth:`Card.to_json` writes it; ValueError otherwise."""
+    _check(isinstance(record, dict) and record.keys() == _OPTION_FIELDS,
+           f"an option must be an object of {', '.join(sorted(_OPTION_FIELDS))}")
+    kind = OPTION_TYPES.get(record["type"]) if isinstance(record["type"], str) else None
+    if kind is None:
+        raise ValueError(f"registry index: an option's type must be one of "
+                         f"{', '.join(OPTION_TYPES)}")
+    choices = record["choices"]
+    _check(isinstance(record["name"], str) and isinstance(record["help"], str),
+           "an option's name and help must be strings")
+    _check(_fits(record["default"], kind), "an option's default must be of its type")
+    _check(choices is None or (isinstance(choices, list)
+                               and all(_fits(c, kind) for c in choices)),
+           "an option's choices must be null or a list of values of its type")
+    return Option(record["name"], kind, record["default"], record["help"],
+                  None if choices is None else tuple(choices))
 
 
 @dataclass(frozen=True)
@@ -51,13 +102,21 @@ class Card:
         return record
 
     @classmethod
-    def from_json(cls, record: dict[str, Any]) -> Card:
-        options = tuple(
-            Option(o["name"], OPTION_TYPES[o["type"]], o["default"], o["help"],
-                   None if o["choices"] is None else tuple(o["choices"]))
-            for o in record["options"])
-        return cls(record["name"], tuple(record["aliases"]), record["summary"], options,
-                   dict(record["defaults"]), dict(record["facts"]))
+    def from_json(cls, record: Any) -> Card:
+        """The card :meth:`to_json` wrote; ValueError for anything of another shape, field
+        by field, so that a damaged index is rebuilt rather than breaking a command."""
+        _check(isinstance(record, dict) and record.keys() == _CARD_FIELDS,
+               f"a card must be an object of {', '.join(sorted(_CARD_FIELDS))}")
+        _check(isinstance(record["name"], str) and isinstance(record["summary"], str),
+               "a card's name and summary must be strings")
+        _check(isinstance(record["options"], list), "a card's options must be a list")
+        _check(isinstance(record["defaults"], dict), "a card's defaults must be an object")
+        facts = record["facts"]
+        _check(isinstance(facts, dict) and all(isinstance(v, str) for v in facts.values()),
+               "a card's facts must be an object of strings")
+        options = tuple(_option_from_json(o) for o in record["options"])
+        return cls(record["name"], _strings(record["aliases"], "a card's aliases"),
+                   record["summary"], options, dict(record["defaults"]), dict(facts))
 
 
 def first_line(text: str | None) -> str:
@@ -74,10 +133,10 @@ def describe_method(name: str, cls: Any, aliases: tuple[str, ...]) -> Card:
                       for n, v in cls.view_specs().items())
     kinds = ", ".join({"single": "single-label", "multi": "multi-label"}.get(k, k)
                       for k in cls.task_kinds)
-    facts = {"teacher": "yes" if cls.needs_teacher else "no",
-             "unlabeled": "yes" if cls.uses_unlabeled else "no",
-             "tasks": kinds, "views": views,
-             "state": ", ".join(sorted(cls().state_dict())) or "none"}
+    facts = dict(zip(METHOD_FACTS, ("yes" if cls.needs_teacher else "no",
+                                    "yes" if cls.uses_unlabeled else "no", kinds, views,
+                                    ", ".join(sorted(cls().state_dict())) or "none"),
+                     strict=True))
     return Card(name, aliases, cls.summary or first_line(cls.__doc__), tuple(cls.options),
                 dict(cls.defaults), facts)
 
@@ -102,9 +161,19 @@ def _package_files(package: str) -> list[Path]:
     return [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
 
 
+def _file_digest(path: Path) -> str:
+    """xxh3 digest of a file's bytes (``"missing"`` when it cannot be read): content, not
+    size and modification time, which ``cp -p``, ``rsync -a`` and checkouts can keep."""
+    try:
+        return xxhash.xxh3_64_hexdigest(path.read_bytes())
+    except OSError:
+        return "missing"
+
+
 def source_stamp(packages: list[str], entry_point_group: str) -> str:
-    """A hash of what the cards depend on: the packages' sources, the entry points in
-    ``entry_point_group`` and their modules' sources, and the Python version."""
+    """A hash of what the cards depend on: the packages' sources (each file's path and
+    content digest), the entry points in ``entry_point_group`` and their modules' sources,
+    and the Python version."""
     digest = hashlib.sha256(f"{INDEX_FORMAT} {sys.version}".encode())
     modules = list(packages)
     for entry in sorted(importlib.metadata.entry_points(group=entry_point_group),
@@ -113,11 +182,7 @@ def source_stamp(packages: list[str], entry_point_group: str) -> str:
         digest.update(f"{entry.name}={entry.value} {version}\n".encode())
         modules.append(entry.value.split(":")[0].split(".")[0])
     for path in (p for package in modules for p in _package_files(package)):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        digest.update(f"{path} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+        digest.update(f"{path} {_file_digest(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -129,15 +194,30 @@ def index_path(*identity: str) -> Path:
     return default_cache_dir() / "registry" / f"{identity[0].replace(' ', '-')}-{key}.json"
 
 
-def read_index(path: Path, stamp: str) -> dict[str, Card] | None:
-    """The cards stored at ``path`` when its stamp matches; None when stale or unreadable."""
+def read_index(path: Path, stamp: str,
+               facts: tuple[str, ...] | None = None) -> dict[str, Card] | None:
+    """The cards stored at ``path`` when its stamp matches; None (rebuild it) when stale,
+    unreadable or of any shape but the one :func:`write_index` writes -- a name -> card
+    object whose cards are named by their key and, given ``facts``, state exactly those
+    facts -- so that no file in the cache folder can break a command, ``--help`` included.
+    """
     try:
         record = json.loads(path.read_text())
-        if record.get("stamp") != stamp:
-            return None
-        return {name: Card.from_json(card) for name, card in record["cards"].items()}
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, RecursionError):  # (UnicodeDecodeError is a ValueError)
         return None
+    if not isinstance(record, dict) or record.get("stamp") != stamp:
+        return None
+    cards = record.get("cards")
+    if not isinstance(cards, Mapping):
+        return None
+    try:
+        read = {name: Card.from_json(card) for name, card in cards.items()}
+    except ValueError:
+        return None
+    if any(card.name != name or (facts is not None and set(card.facts) != set(facts))
+           for name, card in read.items()):
+        return None
+    return read
 
 
 def write_index(path: Path, stamp: str, cards: dict[str, Card]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -128,8 +129,48 @@ def notes(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+#: What ends a line for markdown (and ``str.splitlines``): a cell must stay on its row.
+_LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+#: First characters that make a spreadsheet evaluate a cell as a formula (OWASP's list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def md_cell(text: str) -> str:
+    """``text`` as one markdown table cell (or note), shown as typed and never as markup.
+
+    ``&``, ``<`` and ``>`` become entities: a method name or setting comes from a run's
+    files, and raw, ``<script>`` in it would run in the page the markdown renders to.
+    ``\\`` and ``|`` are backslash-escaped (a ``|`` would split the cell) and line breaks
+    become spaces (one would end the row); ``](`` becomes ``]\\(``, so ``[x](javascript:...)``
+    is not a link (the brackets of a confidence interval stay as they are).
+    """
+    text = _LINE_BREAKS.sub(" ", text).replace("\\", "\\\\").replace("|", "\\|")
+    text = text.replace("](", "]\\(")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell that a spreadsheet shows and never runs.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's
+    CSV-injection list) gets a leading ``'``, which spreadsheets read as "text": a method
+    named ``=HYPERLINK(...)`` would otherwise be a live formula. Numbers, negative ones
+    included, and missing values are not text and stay as they are.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def to_safe_csv(table: pd.DataFrame) -> str:
+    """``table`` as CSV, its text cells and column names passed through :func:`csv_cell`
+    (numeric columns are written untouched)."""
+    safe = table.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(csv_cell)
+    safe.columns = [csv_cell(column) for column in safe.columns]
+    return safe.to_csv(index=False, lineterminator="\n")
 
 
 _LATEX_SPECIAL = {
@@ -160,9 +201,9 @@ def _plain(value: Any) -> Any:
 
 
 def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |",
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |",
              "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in body]
+    return lines + ["| " + " | ".join(md_cell(c) for c in cells) + " |" for cells in body]
 
 
 def _latex_table(header: list[str], body: list[list[str]], spec: str, caption: str,
@@ -179,7 +220,7 @@ def _latex_table(header: list[str], body: list[list[str]], spec: str, caption: s
 def pair_csv(summary: pd.DataFrame) -> str:
     """The pair table as CSV (empty string when no pair was tested)."""
     pairs = pair_table(summary)
-    return "" if pairs.empty else pairs.to_csv(index=False, lineterminator="\n")
+    return "" if pairs.empty else to_safe_csv(pairs)
 
 
 def render(summary: pd.DataFrame, fmt: str) -> str:
@@ -187,7 +228,7 @@ def render(summary: pd.DataFrame, fmt: str) -> str:
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "csv":
-        return summary.to_csv(index=False, lineterminator="\n")
+        return to_safe_csv(summary)
     if fmt == "json":
         document = {
             "metric": summary.attrs.get("metric"), "model": summary.attrs.get("model"),
@@ -206,7 +247,7 @@ def render(summary: pd.DataFrame, fmt: str) -> str:
         lines: list[str] = []
         for header, body in tables:
             lines += _md_table(header, body) + [""]
-        lines += [f"- {_md_escape(note)}" for note in notes(summary)]
+        lines += [f"- {md_cell(note)}" for note in notes(summary)]
         return "\n".join(lines) + "\n"
     lines = [r"% needs \usepackage{booktabs}"]
     lines += [f"% {_latex_escape(note)}" for note in notes(summary)]
