@@ -37,7 +37,7 @@ from .run_dir import (
 )
 from .splits import Split, load_split
 from .threads import default_threads, set_threads
-from .tracking import RunInfo, check_available, open_trackers
+from .tracking import RunInfo, check_available, check_stores, open_trackers
 
 
 def verify_records(run_dir: RunDir, prepared: PreparedRun) -> None:
@@ -92,6 +92,7 @@ def run(config: RunConfig, output: str | Path, *, overwrite: bool = False, resum
     world = distributed.current()
     if world.distributed and not world.is_main:
         return _follow(config, output, split, stop_after, keep_best)
+    check_stores(config.log, config.experiment)  # an unusable tracking store: one line, now
     prepared = prepare(config, split, quiet=quiet)
     distributed.barrier()  # the other ranks prepare once caches exist (see _follow)
     run_dir = RunDir(output)

@@ -29,13 +29,13 @@ from ssl_bench.registry import register_method
 
 @register_method("dies-on-rank-1")
 class DiesOnRank1(Method):
-    summary = "test plug-in: rank 1 is killed at step 5"
+    summary = "test plug-in: rank 1 gets a signal (SSL_BENCH_TEST_SIGNAL) at step 5"
     data_parallel = "global"
     views = {"student": "weak"}
 
     def train_step(self, batch, ctx):
         if distributed.current().rank == 1 and ctx.step == 5:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, os.environ["SSL_BENCH_TEST_SIGNAL"]))
         _, logits = ctx.student(batch.views["student"])
         loss = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
         return {"total": loss, "supervised": loss}
@@ -44,12 +44,13 @@ TORCHRUN = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE
             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 
 
-def test_a_killed_rank_leaves_one_line_on_the_other(tmp_path):
+def _torchrun_run(tmp_path: Path, signal_name: str) -> subprocess.CompletedProcess:
+    """``ssl-bench run`` of the plug-in above on two CPU processes under torchrun."""
     plugin = tmp_path / "dies.py"
     plugin.write_text(DIES)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SSL_BENCH_TEST_SIGNAL": signal_name,
            "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
          "2", "-m", "ssl_bench", "run", "--plugin", str(plugin), "--method",
          "dies-on-rank-1", "--dataset", "digits", "--backbone", "test_convnext",
@@ -57,10 +58,22 @@ def test_a_killed_rank_leaves_one_line_on_the_other(tmp_path):
          "16", "--labeled-batch-size", "4", "--eval-batch-size", "600", "--drop-rate", "0",
          "-o", str(tmp_path / "out"), "--quiet"],
         capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+
+
+def _no_rank_traceback(done: subprocess.CompletedProcess) -> list[str]:
+    """Our lines of a failed launch, after checking no rank printed a traceback."""
     assert done.returncode != 0
-    ours = [line for line in done.stderr.splitlines() if line.startswith("ssl-bench:")]
-    assert len(ours) == 1, done.stderr[-3000:]
-    assert not any(line.startswith("[rank0]") for line in done.stderr.splitlines())
+    assert not any(line.startswith("[rank") for line in done.stderr.splitlines()), (
+        done.stderr[-3000:])
+    return [line for line in done.stderr.splitlines() if line.startswith("ssl-bench:")]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_a_rank_that_ends_leaves_one_line_on_the_other(tmp_path, signal_name):
+    """Rank 1 killed, or SIGTERM reaching rank 1 alone (a non-first rank ends at once;
+    the first saves and says what it kept): rank 0 says it in one line."""
+    ours = _no_rank_traceback(_torchrun_run(tmp_path, signal_name))
+    assert len(ours) == 1, ours
     line = ours[0]
     assert line.startswith("ssl-bench: error: rank 0 of 2: another process of this "
                            "torchrun run ended (")

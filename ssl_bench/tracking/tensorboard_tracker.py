@@ -17,6 +17,8 @@ class TensorBoardTracker:
     after its checkpoint shows each step once.
     """
 
+    name = "tensorboard"
+
     def __init__(self, info: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
