@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_checks import OWN_CHECKS, type_problem, validate
 from .errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -269,8 +270,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     for table in ("method_options", "dataset_options"):
         if table in data and not isinstance(data[table], dict):
             raise UserError(f"config file {path}: {table} must be a table")
-    from .config_checks import OWN_CHECKS, type_problem
-
     hints = typing.get_type_hints(RunConfig)
     for key, value in data.items():
         problem = None if key in OWN_CHECKS else type_problem(value, hints[key])
@@ -333,9 +332,7 @@ def _resolve(file_values: dict[str, Any], cli_values: dict[str, Any],
         config = RunConfig(**values)
     except TypeError as exc:
         raise UserError(f"bad configuration: {exc}") from None
-    from .config_checks import validate
-
-    validate(config)
+    validate(config, CHOICES, BUDGETS, frozenset(FIELD_NAMES) - VARIED_SETTINGS)
     _resolve_options(config, imported)
     return config
 

@@ -12,7 +12,6 @@ import types
 import typing
 from typing import Any
 
-from .config import BUDGETS, CHOICES, FIELD_NAMES, VARIED_SETTINGS, RunConfig
 from .errors import UserError
 from .labeled import parse_labeled
 from .tracking import parse_log
@@ -79,10 +78,10 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
 )
 
 
-def _check_types(config: RunConfig) -> None:
+def _check_types(config: Any) -> None:
     """Every setting of the right type and finite, in one place for TOML and flags alike."""
-    hints = typing.get_type_hints(RunConfig)
-    for item in dataclasses.fields(RunConfig):
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
         if item.name in OWN_CHECKS:
             continue
         value = getattr(config, item.name)
@@ -96,23 +95,27 @@ def _check_types(config: RunConfig) -> None:
                         f"0.7,0.1,0.2, got {ratios!r}")
 
 
-def validate(config: RunConfig) -> None:
-    """Check types, ranges and choices; every problem is a :class:`UserError`."""
+def validate(config: Any, choices: dict[str, tuple[str, ...]], budgets: tuple[str, ...],
+             engine_settings: frozenset[str]) -> None:
+    """Check a :class:`~ssl_bench.config.RunConfig`'s types, ranges and ``choices``, that
+    exactly one of ``budgets`` is set and that ``own_settings`` names only
+    ``engine_settings`` (the tables are :mod:`ssl_bench.config`'s, passed in so that this
+    module imports nothing of it); every problem is a :class:`UserError`."""
     _check_types(config)
     config.labeled = parse_labeled(config.labeled)
     if config.seed < 0:
         raise UserError(f"seed (--seed) must be >= 0, got {config.seed}")
-    for name, choices in CHOICES.items():
-        if getattr(config, name) not in choices:
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
             raise UserError(
-                f"{_label(name)} must be one of {', '.join(choices)}; "
+                f"{_label(name)} must be one of {', '.join(allowed)}; "
                 f"got {getattr(config, name)!r}")
     config.split_ratios = tuple(float(r) for r in config.split_ratios)  # type: ignore
     config.log = ",".join(parse_log(config.log))
-    if sum(getattr(config, budget) is not None for budget in BUDGETS) != 1:
-        raise UserError("set exactly one of " + ", ".join(_label(b) for b in BUDGETS))
+    if sum(getattr(config, budget) is not None for budget in budgets) != 1:
+        raise UserError("set exactly one of " + ", ".join(_label(b) for b in budgets))
     if (not isinstance(config.own_settings, list | tuple)
-            or not set(config.own_settings) <= set(FIELD_NAMES) - VARIED_SETTINGS):
+            or not set(config.own_settings) <= engine_settings):
         raise UserError(f"own_settings must list engine settings, got {config.own_settings!r}")
     config.own_settings = sorted(config.own_settings)
     for name, fits, wanted in _RANGES:

@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .registry import PLUGIN_MODULE_PREFIX, dataset_registry, load_plugin, method_registry
+
 #: Modules of ssl-bench's own methods and data sets (their code is the installed version).
 BUILTIN_MODULES = ("ssl_bench.", "methods.")
 #: The run folder's sub-folder of copies.
 PLUGIN_FOLDER = "plugins"
-#: The prefix of the module name :func:`ssl_bench.registry.load_plugin` gives a file.
-PLUGIN_MODULE_PREFIX = "ssl_bench_plugin_"
 
 
 def loaded_plugin_files() -> tuple[str, ...]:
@@ -44,8 +44,6 @@ def loaded_plugin_files() -> tuple[str, ...]:
 def _registries() -> list[Any]:
     """Every registry a plug-in can add to (augmentations only once imported: a plug-in
     that registers one has imported them)."""
-    from .registry import dataset_registry, method_registry
-
     registries = [method_registry, dataset_registry]
     augmentations = sys.modules.get("ssl_bench.augmentations")
     if augmentations is not None:
@@ -56,8 +54,6 @@ def _registries() -> list[Any]:
 def load_plugin_files(files: Iterable[str]) -> None:
     """Import ``files`` in this process (a sweep worker or job) as the sweep did; a file
     already imported here is not imported again."""
-    from .registry import load_plugin
-
     for file in files:
         load_plugin(file)
 

@@ -37,6 +37,9 @@ from .registry_index import (
 )
 
 T = TypeVar("T")
+#: The prefix of the module name :func:`load_plugin` gives a file (sweep workers find the
+#: files to load again by it: :func:`ssl_bench.plugin_sources.loaded_plugin_files`).
+PLUGIN_MODULE_PREFIX = "ssl_bench_plugin_"
 
 
 class Registry(Generic[T]):
@@ -217,8 +220,6 @@ def load_plugin(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"plug-in file {path} does not exist")
-    from .plugin_sources import PLUGIN_MODULE_PREFIX  # (workers find the files by it)
-
     module_name = f"{PLUGIN_MODULE_PREFIX}{path.stem}_{abs(hash(str(path.resolve())))}"
     if module_name in sys.modules:
         return
