@@ -1,4 +1,5 @@
-"""``ssl-bench``: the command line (run, list).
+"""``ssl-bench``: the command line (run, sweep, tune, compare, report, list, split,
+check-method; each command's flags are built here or in its own module).
 
 User mistakes (:class:`UserError`, bad flags) print one line and exit with code 2.
 """

@@ -67,6 +67,7 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
     ("lr_decay", lambda v, c: 0 < v <= 1, "be a factor per epoch in (0, 1]"),
     ("unsupervised_start", lambda v, c: v >= 0, "be a number of epochs >= 0"),
     ("weight_decay", lambda v, c: v >= 0, "not be negative"),
+    ("momentum", lambda v, c: 0 <= v < 1, "be in [0, 1)"),
     ("consistency_weight", lambda v, c: v >= 0, "not be negative"),
     ("rotation", lambda v, c: v >= 0, "not be negative"),
     ("translate", lambda v, c: v >= 0, "not be negative"),

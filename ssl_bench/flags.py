@@ -113,6 +113,7 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--optimizer", "optimizer", str, f"one of {', '.join(CHOICES['optimizer'])}; default adam"),
     ("--lr", "lr", float, "learning rate; default 1e-3 (cpu) / 1e-4 (paper)"),
     ("--weight-decay", "weight_decay", float, "weight decay; default 5e-4"),
+    ("--momentum", "momentum", float, "SGD momentum (--optimizer sgd only); default 0.9"),
     ("--lr-schedule", "lr_schedule", str,
      "constant, cosine, or exponential (lr * lr_decay^epoch, official SRC-MT); "
      "default constant (cpu) / exponential (paper)"),
@@ -156,6 +157,8 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
      "in a sweep; 1 is often fastest on a busy machine"),
     ("--amp", "amp", parse_bool, "mixed precision on CUDA (bf16 where supported); default true"),
     ("--compile", "compile", "flag", "torch.compile the student and teacher (slow start)"),
+    ("--channels-last", "channels_last", parse_bool,
+     "channels-last memory format (faster convolutions on CPU and CUDA); default true"),
     ("--deterministic", "deterministic", parse_bool, "deterministic algorithms; default true"),
     ("--log", "log", str,
      "also log to tensorboard (event files in <run>/tb/) and/or mlflow (MLFLOW_TRACKING_URI, "
@@ -176,7 +179,8 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "schedule and optimiser": ("iterations", "epochs", "labeled_epochs", "epoch_length",
                                "batch_size",
                                "labeled_batch_size", "supervised_batch", "optimizer", "lr",
-                               "weight_decay", "lr_schedule", "lr_decay", "class_weights"),
+                               "weight_decay", "momentum", "lr_schedule", "lr_decay",
+                               "class_weights"),
     "semi-supervised terms (every method)": (
         "ema_decay", "teacher_buffers", "consistency_weight", "consistency_class_weights",
         "rampup", "rampup_per_epoch", "unsupervised_start"),
@@ -184,7 +188,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "evaluation and reporting": ("eval_batch_size", "eval_every", "test_at", "patience",
                                  "selection_metric", "report_model"),
     "machine (never part of a comparison)": ("device", "threads", "amp", "compile",
-                                             "deterministic"),
+                                             "channels_last", "deterministic"),
     "tracking (never part of a comparison)": ("log", "experiment"),
 }
 

@@ -150,6 +150,20 @@ def test_every_run_flag_has_one_help_section():
     assert sorted(grouped) == sorted(dest for _, dest, _, _ in RUN_FLAGS)
 
 
+def test_every_run_setting_has_a_flag_and_every_number_a_range():
+    """Issue 29: every setting the README promises a flag has one (momentum and
+    channels_last had none), and a numeric one out of range is one line naming its flag."""
+    import dataclasses
+
+    from ssl_bench.config import RunConfig
+    from ssl_bench.flags import RUN_FLAGS
+
+    set_otherwise = {"method", "method_options", "dataset_options", "preset", "own_settings"}
+    flagged = {dest for _, dest, _, _ in RUN_FLAGS}
+    assert {f.name for f in dataclasses.fields(RunConfig)} - flagged == set_otherwise
+    assert main(["run", "--optimizer", "sgd", "--momentum", "1.0", "-o", "/nonexistent/x"]) == 2
+
+
 def test_sweep_takes_method_options_on_the_command_line(tmp_path, capsys):
     from ssl_bench.flags import parse_method_options
 
