@@ -21,7 +21,7 @@ from typing import Any
 from .registry import PLUGIN_MODULE_PREFIX, dataset_registry, load_plugin, method_registry
 
 #: Modules of ssl-bench's own methods and data sets (their code is the installed version).
-BUILTIN_MODULES = ("ssl_bench.", "methods.")
+BUILTIN_MODULES = ("ssl_bench.",)
 #: The run folder's sub-folder of copies.
 PLUGIN_FOLDER = "plugins"
 

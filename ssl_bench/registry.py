@@ -110,7 +110,7 @@ class Registry(Generic[T]):
         if self._cards is not None and (not self._discovered or (
                 not self._cards_indexed and self._cards.keys() == self._entries.keys())):
             return self._cards  # (entries set directly, as tests do, make new cards)
-        packages = sorted({"ssl_bench", self.builtin_package.split(".")[0]})
+        packages = sorted({"ssl_bench", self.builtin_package})  # (methods/ is not below ssl_bench/)
         path = index_path(self.kind, *packages, self.entry_point_group,
                           f"{self.describe.__module__}.{self.describe.__qualname__}")
         if not self._entries and not self._discovered:
@@ -165,7 +165,7 @@ class Registry(Generic[T]):
         return list(self._entries.values())
 
 
-method_registry: Registry[Any] = Registry("method", "methods", "ssl_bench.methods",
+method_registry: Registry[Any] = Registry("method", "ssl_bench.methods", "ssl_bench.methods",
                                           describe_method)
 dataset_registry: Registry[Any] = Registry("data set", "ssl_bench.datasets",
                                            "ssl_bench.datasets")

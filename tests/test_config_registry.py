@@ -104,7 +104,7 @@ def test_entry_point_plugins_are_loaded_and_failures_are_loud(monkeypatch):
     module = types.ModuleType("tests_plugin_target")
     module.register = lambda: None
     sys.modules["tests_plugin_target"] = module
-    registry = Registry("method", "methods", "ssl_bench.methods")
+    registry = Registry("method", "ssl_bench.methods", "ssl_bench.methods")
 
     def fake_entry_points(group):
         loaded.append(group)
@@ -114,7 +114,7 @@ def test_entry_point_plugins_are_loaded_and_failures_are_loud(monkeypatch):
     registry.names()
     assert set(loaded) == {"ssl_bench.methods"}
 
-    registry = Registry("method", "methods", "ssl_bench.methods")
+    registry = Registry("method", "ssl_bench.methods", "ssl_bench.methods")
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [bad])
     with pytest.raises(UserError, match="plug-in 'bad'.*failed to import"):
         registry.names()

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from torch import nn
 
-from methods.simmatch import EPASS_HEADS, ProjectedModel, SimMatch, propagate
 from ssl_bench.engine import Trainer
 from ssl_bench.errors import UserError
 from ssl_bench.method import Batch, MethodInfo, StepContext
+from ssl_bench.methods.simmatch import EPASS_HEADS, ProjectedModel, SimMatch, propagate
 from ssl_bench.prepare import prepare
 from ssl_bench.tasks import Task
 

@@ -162,7 +162,7 @@ def test_resume_after_a_crash_mid_sweep_neither_duplicates_nor_loses_runs(tmp_pa
 
 
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    from methods.mt import MeanTeacher
+    from ssl_bench.methods.mt import MeanTeacher
 
     def broken(self, batch, ctx):
         raise RuntimeError("simulated failure in mt")
