@@ -104,6 +104,9 @@ class RunConfig:
     noise_std: float = 0.0
     # evaluation
     selection_metric: str = "auc"
+    #: Which checkpoint each model keeps (ssl_bench.selection): highest, highest-latest,
+    #: highest-mean-3 or a registered rule.
+    selection_rule: str = "highest"
     report_model: str = "best"
     # machinery
     device: str = "auto"
@@ -149,7 +152,8 @@ MACHINE_SETTINGS: frozenset[str] = frozenset(
 #: student's batch-norm statistics, which the default ``own`` does not).
 SINCE_ADDED: dict[str, Any] = {"skip_bad_rows": False, "frozen_groups": 0, "sync_bn": False,
                                "threads": 0, "log": "", "experiment": "",
-                               "labeled_epochs": None, "patience": 0, "own_settings": []}
+                               "labeled_epochs": None, "patience": 0, "own_settings": [],
+                               "selection_rule": "highest"}
 
 
 def with_field_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -353,6 +357,9 @@ def _resolve_options(config: RunConfig, imported: bool = False) -> None:
         card = method_registry.card(config.method)
         name, options = card.name, card.options
     config.method = name
+    from .selection import selection_registry
+
+    config.selection_rule = selection_registry.resolve(config.selection_rule)
     config.method_options = coerce_options(options, config.method_options,
                                            f"method {config.method!r}")
     config.dataset_options = coerce_options(dataset_option_specs(config.dataset),

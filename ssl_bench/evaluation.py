@@ -1,10 +1,11 @@
 """Evaluation and model selection: predict, score, keep the best-validation records.
 
 :class:`Evaluator` scores every model (student, teacher) on the validation and test
-parts with the clean (unperturbed) view, keeps for each model the step with the highest
-validation metric (earliest on ties) with its test metrics and weights, and turns those
-records into a run's summary. Test metrics never choose anything. When the test part
-is scored (``test_at``) changes its cost, never the numbers a run reports:
+parts with the clean (unperturbed) view, keeps for each model the step its selection rule
+chooses (:mod:`ssl_bench.selection`; by default the highest validation metric, earliest on
+ties) with its test metrics and weights, and turns those records into a run's summary.
+Test metrics never choose anything. When the test part is scored (``test_at``) changes
+its cost, never the numbers a run reports:
 
 * ``"end"`` (the default): once, after training, with each model's best-validation
   weights -- the one test score per model a run reports;
@@ -21,7 +22,6 @@ about a third of the images ``"every"`` does.
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,15 +36,10 @@ from .divergence import DivergenceMonitor
 from .metrics import MissingClassWarning, compute_metrics
 from .perturb import ImagePipeline
 from .prepare import PreparedRun
+from .selection import selection_rule
 from .tasks import Task
 
 Results = dict[str, dict[str, dict[str, Any]]]  # [model][part] -> metrics
-
-
-#: How ``best`` chooses between student and teacher (issue 15: ties used to go to the
-#: teacher without saying so).
-MODEL_RULE = ("higher validation metric; on a tie the model that reached it at the earlier "
-              "step; at the same step the student")
 
 
 class Evaluator:
@@ -60,8 +55,11 @@ class Evaluator:
         self.autocast = autocast
         self.monitor = monitor
         self.message = message
+        self.rule = selection_rule(self.config.selection_rule)  # (ssl_bench.selection)
         self.best: dict[str, dict[str, Any]] = {}
         self.best_states: dict[str, dict[str, torch.Tensor]] = {}
+        #: Each model's validation metric at every evaluation so far (a rule may smooth).
+        self.values: dict[str, list[float | None]] = {}
         self._warned: set[str] = set()
 
     @torch.no_grad()
@@ -130,13 +128,12 @@ class Evaluator:
         with self._collect_missing_class_warnings(part):
             return compute_metrics(probs, targets, self.task.kind, self.p.dataset.class_names)
 
-    def _score_of(self, val: dict[str, Any]) -> float:
-        value = val.get(self.config.selection_metric)
-        return -math.inf if value is None else value
 
     def _improves(self, name: str, val: dict[str, Any]) -> bool:
-        """Would ``val`` become ``name``'s best record (strictly higher: earliest on ties)?"""
-        return name not in self.best or self._score_of(val) > self.best[name]["score"]
+        """Would ``val`` become ``name``'s best record under the rule (``test_at = "best"``
+        asks before :meth:`select` records it)?"""
+        values = [*self.values.get(name, []), val.get(self.config.selection_metric)]
+        return self.rule.improves(self.rule.score(values), self.best.get(name))
 
     @contextlib.contextmanager
     def _collect_missing_class_warnings(self, part: str) -> Iterator[None]:
@@ -154,8 +151,11 @@ class Evaluator:
         """Update best-validation records; return the models that improved."""
         improved = []
         for name, parts in results.items():
-            if self._improves(name, parts["val"]):
-                self.best[name] = {"score": self._score_of(parts["val"]), "best_step": step,
+            self.values.setdefault(name, []).append(
+                parts["val"].get(self.config.selection_metric))
+            score = self.rule.score(self.values[name])
+            if self.rule.improves(score, self.best.get(name)):
+                self.best[name] = {"score": score, "best_step": step,
                                    "val": parts["val"], "test": parts["test"]}
                 self.best_states[name] = {k: v.detach().cpu().clone()
                                           for k, v in models[name].state_dict().items()}
@@ -176,20 +176,21 @@ class Evaluator:
         """Test metrics at each model's best-validation step, the overall pick, the report.
 
         ``best`` is whichever of student and teacher has the higher validation metric (a
-        pick only teacher methods get; :data:`MODEL_RULE` on ties); ``reported`` is the
+        pick only teacher methods get; the rule's ``model_rule`` on ties); ``reported`` is the
         model ``report_model`` names (``best``, ``student``, or ``teacher`` -- the student
         for methods without one).
         """
         metric = self.config.selection_metric
         out: dict[str, Any] = {
             "selection": {"split": "val", "metric": metric,
-                          "rule": "highest validation metric; earliest step on ties",
-                          "model_rule": MODEL_RULE},
+                          "rule": self.rule.describe(metric),
+                          "model_rule": self.rule.model_rule},
         }
+        if self.config.selection_rule != "highest":  # (the default's records stay as they were)
+            out["selection"]["name"] = self.config.selection_rule
         for name, record in self.best.items():
             out[name] = {k: v for k, v in record.items() if k != "score"}
-        pick = min(self.best, key=lambda n: (-self.best[n]["score"], self.best[n]["best_step"],
-                                             n != "student"))
+        pick = self.rule.pick(self.best)
         out["best"] = {"model": pick, **out[pick]}
         report = self.config.report_model
         chosen = report if report in self.best else "student"
@@ -204,8 +205,10 @@ class Evaluator:
                 **self.best_states}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_states": self.best_states}
+        return {"best": self.best, "best_states": self.best_states, "values": self.values}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
         self.best_states = state["best_states"]
+        self.values = state.get("values", {})  # (older checkpoints: the default rule
+        # reads only the current value)

@@ -147,6 +147,10 @@ RUN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--noise-std", "noise_std", float, "Gaussian noise added to normalised views; default 0"),
     ("--selection-metric", "selection_metric", str,
      "validation metric that picks the checkpoint; default auc"),
+    ("--selection-rule", "selection_rule", str,
+     "which checkpoint each model keeps: highest (default; earliest on ties), "
+     "highest-latest (latest on ties), highest-mean-3 (the highest mean over the last 3 "
+     "evaluations) or a registered rule (ssl-bench list)"),
     ("--report-model", "report_model", str,
      "the model a run reports: best (higher validation metric of student and teacher; "
      "default), student (official SRC-MT; paper preset) or teacher"),
@@ -186,7 +190,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "rampup", "rampup_per_epoch", "unsupervised_start"),
     "augmentation": ("rotation", "translate", "hflip", "noise_std"),
     "evaluation and reporting": ("eval_batch_size", "eval_every", "test_at", "patience",
-                                 "selection_metric", "report_model"),
+                                 "selection_metric", "selection_rule", "report_model"),
     "machine (never part of a comparison)": ("device", "threads", "amp", "compile",
                                              "channels_last", "deterministic"),
     "tracking (never part of a comparison)": ("log", "experiment"),

@@ -20,6 +20,8 @@ def command_list(argv: Sequence[str]) -> int:
     parser = Parser(prog="ssl-bench list", description="List methods, data sets, backbones.")
     parser.add_argument("--methods", action="store_true", help="list methods and their options")
     parser.add_argument("--datasets", action="store_true", help="list data sets")
+    parser.add_argument("--selection-rules", action="store_true",
+                        help="list checkpoint selection rules (--selection-rule)")
     parser.add_argument("--backbones", nargs="?", const="*", metavar="PATTERN",
                         help="list timm backbones matching PATTERN (e.g. 'resnet*')")
     parser.add_argument("--pretrained-only", action="store_true",
@@ -28,7 +30,7 @@ def command_list(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     for plugin in args.plugin:
         load_plugin(plugin)
-    show_all = not (args.methods or args.datasets or args.backbones)
+    show_all = not (args.methods or args.datasets or args.backbones or args.selection_rules)
     console = Console()
     if args.methods or show_all:
         cards = method_registry.cards()
@@ -52,6 +54,15 @@ def command_list(argv: Sequence[str]) -> int:
             table.add_row(name, ", ".join(card.aliases), card.summary)
         console.print(table)
         _print_options(console, cards, "option")
+    if args.selection_rules or show_all:
+        from .selection import selection_registry
+
+        table = Table(title="selection rules (--selection-rule)")
+        for column in ("name", "rule"):
+            table.add_column(column)
+        for name, card in selection_registry.cards().items():
+            table.add_row(name, card.summary)
+        console.print(table)
     if args.backbones or show_all:
         from .backbones import list_backbones
 

@@ -118,5 +118,5 @@ def test_built_in_methods_are_importable_as_modules():
     import importlib
 
     for name in ("supervised", "pi", "mt", "srcmt", "fixmatch"):
-        module = importlib.import_module(f"methods.{name}")
+        module = importlib.import_module(f"ssl_bench.methods.{name}")
         assert module.__doc__

@@ -9,8 +9,9 @@ import pytest
 from fixtures import write_csv_dataset
 
 from ssl_bench.cli import main
-from ssl_bench.evaluation import MODEL_RULE, Evaluator
+from ssl_bench.evaluation import Evaluator
 from ssl_bench.registry import create_dataset
+from ssl_bench.selection import SelectionRule
 from ssl_bench.splits import make_split
 
 
@@ -51,9 +52,10 @@ def test_the_command_line_shows_a_warning_as_one_line(tmp_path, capsys):
 ])
 def test_student_teacher_ties_follow_the_stated_rule(student, teacher, picked):
     fake = types.SimpleNamespace(
-        config=types.SimpleNamespace(selection_metric="auc", report_model="best"),
+        config=types.SimpleNamespace(selection_metric="auc", report_model="best",
+                                     selection_rule="highest"), rule=SelectionRule(),
         best={name: {"score": score, "best_step": step, "test": {}}
               for name, (score, step) in (("student", student), ("teacher", teacher))})
     summary = Evaluator.summary(fake)
     assert summary["best"]["model"] == picked
-    assert summary["selection"]["model_rule"] == MODEL_RULE
+    assert summary["selection"]["model_rule"] == SelectionRule.model_rule
