@@ -167,6 +167,20 @@ def _run_in_worker(planned: PlannedRun, keep_checkpoints: bool, threads: int,
     return outcome
 
 
+def terminate_workers() -> None:
+    """SIGTERM to every worker process: each run in one saves a checkpoint of its step."""
+    for worker in multiprocessing.active_children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGTERM)  # type: ignore[arg-type]
+
+
+def abandon(pool: ProcessPoolExecutor) -> None:
+    """A second Ctrl-C: kill every worker at once and leave the pool without waiting."""
+    for worker in multiprocessing.active_children():
+        worker.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def stop_on(outcome: dict[str, Any], request: StopRequest) -> None:
     """A run stopped by a signal (sent to it alone, or to the sweep) stops the sweep."""
     if outcome["status"] == "interrupted" and not request:
@@ -198,9 +212,7 @@ def run_in_workers(spec: SweepSpec, todo: list[PlannedRun], jobs: int, threads: 
                 stopping = True
                 for future in pending:
                     future.cancel()  # (fails for the runs already started or queued)
-                for worker in multiprocessing.active_children():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(worker.pid, signal.SIGTERM)  # type: ignore[arg-type]
+                terminate_workers()
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             while True:
                 try:
@@ -220,9 +232,7 @@ def run_in_workers(spec: SweepSpec, todo: list[PlannedRun], jobs: int, threads: 
                     finished(planned, outcome)
                 stop_on(outcome, request)
     except BaseException:  # a second Ctrl-C: do not wait for the runs
-        for worker in multiprocessing.active_children():
-            worker.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        abandon(pool)
         raise
     pool.shutdown(wait=True)
     q.close()

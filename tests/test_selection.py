@@ -49,23 +49,23 @@ def test_each_builtin_rule_keeps_the_step_its_formula_names(tmp_path, rule):
     assert ("name" in metrics["selection"]) == (rule != "highest")  # default: as before
 
 
+def _best_step(name: str, values: list[float | None]) -> int:
+    """The evaluation a rule keeps, driven as the evaluator drives it."""
+    rule, best = selection_rule(name), None
+    for i in range(len(values)):
+        score = rule.score(values[:i + 1])
+        if rule.improves(score, best):
+            best = {"score": score, "best_step": i}
+    assert best is not None
+    return best["best_step"]
+
+
 def test_rules_on_hand_made_values():
-    values = [0.5, 0.9, 0.6, 0.8, 0.8]  # one lucky evaluation, then steadily good
-    for name, step in (("highest", 1), ("highest-latest", 1), ("highest-mean-3", 3)):
-        rule, best = selection_rule(name), None
-        for i in range(len(values)):
-            score = rule.score(values[:i + 1])
-            if rule.improves(score, best):
-                best = {"score": score, "best_step": i}
-        assert best["best_step"] == step, name
+    lucky = [0.5, 0.9, 0.6, 0.8, 0.8]  # one lucky evaluation, then steadily good
+    assert [_best_step(n, lucky) for n in ("highest", "highest-latest", "highest-mean-3")] == [
+        1, 1, 3]
     ties = [0.5, 0.7, 0.7, None]
-    for name, step in (("highest", 1), ("highest-latest", 2)):
-        rule, best = selection_rule(name), None
-        for i in range(len(ties)):
-            score = rule.score(ties[:i + 1])
-            if rule.improves(score, best):
-                best = {"score": score, "best_step": i}
-        assert best["best_step"] == step, name
+    assert [_best_step(n, ties) for n in ("highest", "highest-latest")] == [1, 2]
     assert selection_rule("highest-mean-3").score([0.9, 0.6, None]) == pytest.approx(0.75)
     records = {"student": {"score": 0.8, "best_step": 4}, "teacher": {"score": 0.8, "best_step": 4}}
     assert SelectionRule().pick(records) == "student"  # same score, same step: the student

@@ -143,7 +143,7 @@ def tune_in_workers(tuning: Tuning, methods: list[str], jobs: int,
     """Run the methods' studies in up to ``jobs`` spawned processes, one study each; on
     Ctrl-C/SIGTERM every worker stops its trial with a checkpoint (it resumes when the
     command is run again). The outcome of each study by method."""
-    from ..sweep_execution import init_worker
+    from ..sweep_execution import abandon, init_worker, terminate_workers
 
     check_spaces(methods)
     for method in methods:  # the store and every study exist before two processes race
@@ -172,9 +172,7 @@ def tune_in_workers(tuning: Tuning, methods: list[str], jobs: int,
             while pending:
                 if request and not stopping:
                     stopping = True
-                    for worker in multiprocessing.active_children():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(worker.pid, signal.SIGTERM)  # type: ignore[arg-type]
+                    terminate_workers()
                 finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 drain()
                 for future in finished:
@@ -185,9 +183,7 @@ def tune_in_workers(tuning: Tuning, methods: list[str], jobs: int,
                         outcomes[method] = {"status": "failed",
                                             "error": f"worker crashed: {exc}"}
     except BaseException:  # a second Ctrl-C: do not wait for the trials
-        for worker in multiprocessing.active_children():
-            worker.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        abandon(pool)
         raise
     pool.shutdown(wait=True)
     drain()
