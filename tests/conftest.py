@@ -42,6 +42,17 @@ def supports(method: str, dataset: str) -> bool:
 
 
 @pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A local MLflow file store (MLflow 3 asks for the opt-in to use one)."""
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+@pytest.fixture
 def tiny():
     return tiny_config
 

@@ -173,12 +173,17 @@ def _method_index(cache: Path) -> Path:
     return index
 
 
-@pytest.mark.parametrize("shape", ["null", "[1, 2]", "cards a list", "a card a number"])
-def test_list_works_with_a_method_index_of_the_wrong_shape(built_cache, tmp_path, shape):
-    cache = tmp_path / "cache"
+def _copy_of(built_cache: Path, cache: Path) -> Path:
+    """A cache folder holding a copy of the built registry indexes (tests edit the copy)."""
     (cache / "registry").mkdir(parents=True)
     for index in (built_cache / "registry").glob("*.json"):
         (cache / "registry" / index.name).write_text(index.read_text())
+    return cache
+
+
+@pytest.mark.parametrize("shape", ["null", "[1, 2]", "cards a list", "a card a number"])
+def test_list_works_with_a_method_index_of_the_wrong_shape(built_cache, tmp_path, shape):
+    cache = _copy_of(built_cache, tmp_path / "cache")
     index = _method_index(cache)
     good = json.loads(index.read_text())
     bad = {"null": None, "[1, 2]": [1, 2],
@@ -196,10 +201,7 @@ def test_list_works_with_a_method_index_of_the_wrong_shape(built_cache, tmp_path
 def test_a_run_takes_its_defaults_from_the_class_not_a_stale_card(built_cache, tmp_path):
     """An index card whose defaults are not the class's (however it got stale) changes
     nothing a run uses: its option values and own settings are the class's."""
-    cache = tmp_path / "cache"
-    (cache / "registry").mkdir(parents=True)
-    for index in (built_cache / "registry").glob("*.json"):
-        (cache / "registry" / index.name).write_text(index.read_text())
+    cache = _copy_of(built_cache, tmp_path / "cache")
     index = _method_index(cache)
     record = json.loads(index.read_text())
     card = record["cards"]["fixmatch"]

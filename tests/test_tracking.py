@@ -24,17 +24,6 @@ pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
 
 
-@pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    """A local MLflow file store (MLflow 3 asks for the opt-in to use one)."""
-    uri = (tmp_path / "mlruns").as_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(uri)
-
-
 def _history(folder: Path) -> dict[str, list[tuple[int, float]]]:
     """Every numeric history.csv column as (step, value) pairs."""
     series: dict[str, list[tuple[int, float]]] = {}

@@ -42,17 +42,6 @@ REFUSED = ("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch fail
            "Connection refused\"))")
 
 
-@pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    """A local MLflow file store (MLflow 3 asks for the opt-in to use one)."""
-    uri = (tmp_path / "mlruns").as_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(uri)
-
-
 @pytest.fixture(scope="module")
 def mlflow_db(tmp_path_factory) -> Path:
     """A real MLflow SQLite store with one run and some metrics in it."""
