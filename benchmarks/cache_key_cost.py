@@ -1,6 +1,6 @@
 """What keying the image cache on file content costs, measured in one run (issue 28).
 
-Every run now reads every image file once (``ssl_bench.cache.file_content``: a stat, then
+Every run now reads every image file once (``ssl_bench.data.cache.file_content``: a stat, then
 the xxh3-64 digest of the bytes of each regular file) to build the cache key and the data
 fingerprint. On a real data set (default ``../shared/data/isic2018-mini``, 5,984 JPEGs)
 this measures:
@@ -35,11 +35,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.benchmarking import median_seconds
-from ssl_bench.cache import default_workers, file_checksum, file_content, load_images
-from ssl_bench.config import resolve_config
-from ssl_bench.datasets.base import ImageDataset
-from ssl_bench.prepare import load_dataset
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.data.cache import default_workers, file_checksum, file_content, load_images
+from ssl_bench.data.datasets.base import ImageDataset
+from ssl_bench.training.benchmarking import median_seconds
+from ssl_bench.training.prepare import load_dataset
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2018-mini"
 

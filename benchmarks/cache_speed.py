@@ -25,12 +25,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.benchmarking import data_path_throughput, median_seconds
-from ssl_bench.cache import load_images
-from ssl_bench.config import resolve_config
-from ssl_bench.engine import Trainer
-from ssl_bench.images import ArrayImages, DecodingImages
-from ssl_bench.prepare import load_dataset, prepare
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.data.cache import load_images
+from ssl_bench.data.images import ArrayImages, DecodingImages
+from ssl_bench.training.benchmarking import data_path_throughput, median_seconds
+from ssl_bench.training.prepare import load_dataset, prepare
+from ssl_bench.training.trainer import Trainer
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2018-mini"
 

@@ -55,9 +55,9 @@ def numerics(path: Path, device: str, methods: tuple[str, ...] = NUMERICS_METHOD
              steps: int = 3) -> None:
     """The same steps (same batches, no randomness) on ``device`` and on the CPU."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from ssl_bench.contract import check_config
-    from ssl_bench.engine import Trainer
-    from ssl_bench.prepare import prepare
+    from ssl_bench.training.contract import check_config
+    from ssl_bench.training.prepare import prepare
+    from ssl_bench.training.trainer import Trainer
 
     report: dict[str, Any] = {"device": device, "steps": steps,
                               "tolerance": {"relative": REL_TOLERANCE,

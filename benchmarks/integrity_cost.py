@@ -27,12 +27,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.benchmarking import median_seconds
-from ssl_bench.cache import default_cache_dir, file_checksum, load_images
-from ssl_bench.config import resolve_config
-from ssl_bench.engine import Trainer
-from ssl_bench.integrity import content_digest, load_verified, with_digest
-from ssl_bench.prepare import load_dataset, prepare
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.data.cache import default_cache_dir, file_checksum, load_images
+from ssl_bench.runs.integrity import content_digest, load_verified, with_digest
+from ssl_bench.training.benchmarking import median_seconds
+from ssl_bench.training.prepare import load_dataset, prepare
+from ssl_bench.training.trainer import Trainer
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2018-mini"
 

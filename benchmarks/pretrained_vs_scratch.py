@@ -21,9 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.atomic import atomic_write_bytes, atomic_write_text
-from ssl_bench.config import resolve_config
-from ssl_bench.runner import run
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.core.atomic import atomic_write_bytes, atomic_write_text
+from ssl_bench.training.runner import run
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2018-mini"
 

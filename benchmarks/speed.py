@@ -23,18 +23,18 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.benchmarking import (
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.data.images import ArrayImages, DecodingImages
+from ssl_bench.plugins.registry import list_methods
+from ssl_bench.training.benchmarking import (
     PHASES,
     data_path_throughput,
     interleaved_step_times,
     median_seconds,
     phase_split,
 )
-from ssl_bench.config import resolve_config
-from ssl_bench.engine import Trainer
-from ssl_bench.images import ArrayImages, DecodingImages
-from ssl_bench.prepare import prepare
-from ssl_bench.registry import list_methods
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Targets (issues 5 and 10): step-time ratio to supervised at the same total batch size.
@@ -82,7 +82,7 @@ def add_floors(results: dict[str, dict]) -> None:
 def augmentation_costs(size: int, images: int, channels: int,
                        device: torch.device) -> dict[str, float]:
     """Median ms of each registered augmentation on ``images`` random images."""
-    from ssl_bench.augmentations import create_augmentation, list_augmentations
+    from ssl_bench.data.augmentations import create_augmentation, list_augmentations
 
     generator = torch.Generator(device=device).manual_seed(0)
     batch = torch.rand(images, channels, size, size, device=device)

@@ -10,9 +10,9 @@ import time
 
 import torch
 
-from ssl_bench.engine import Trainer
-from ssl_bench.prepare import prepare
-from ssl_bench.sweep_plan import make_spec, plan, read_spec
+from ssl_bench.sweeps.plan import make_spec, plan, read_spec
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 torch.set_num_threads(1)
 runs = plan(make_spec(read_spec('benchmarks/isic2018-mini-fair-20pct.toml'), 'x'))

@@ -39,10 +39,10 @@ def _measure(args: argparse.Namespace, threads: int) -> float:
     """Median ms per step of one method in a fresh process with ``threads`` threads."""
     code = f"""
 import statistics, time, torch
-from ssl_bench.config import resolve_config
-from ssl_bench.engine import Trainer
-from ssl_bench.prepare import prepare
-from ssl_bench.threads import set_threads
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.training.trainer import Trainer
+from ssl_bench.training.prepare import prepare
+from ssl_bench.core.threads import set_threads
 set_threads({threads})
 config = resolve_config({{}}, dict(dataset={args.dataset!r}, data_root={args.data_root!r},
     method={args.method!r}, backbone={args.backbone!r}, image_size={args.size},

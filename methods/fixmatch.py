@@ -3,7 +3,7 @@ strong view.
 
 For each unlabeled image, the prediction on its weakly augmented view becomes a
 pseudo-label where its top probability reaches ``threshold`` (0.95); the strongly
-augmented view (RandAugment + Cutout, ``ssl_bench.augmentations`` ``strong``) is trained
+augmented view (RandAugment + Cutout, ``ssl_bench.data.augmentations`` ``strong``) is trained
 towards it with cross-entropy. Loss = supervised CE on the labeled rows +
 ``unlabeled_weight * lambda(t)`` x the masked CE averaged over *all* unlabeled rows.
 
@@ -30,7 +30,7 @@ Deliberate differences:
   chosen on validation (``--report-model``);
 - the weak view is the SRC-MT perturbation (random affine + flip) rather than flip +
   crop; the strong view adds RandAugment + Cutout to a flip + translate (see
-  ``ssl_bench.augmentations``);
+  ``ssl_bench.data.augmentations``);
 - multi-label tasks (no reference implementation has them): per class, sigmoid
   pseudo-labels, *positive* where p >= ``threshold`` and *negative* where p <=
   ``negative_threshold`` (default ``1 - threshold``), binary cross-entropy on those
@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.method import (
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
     Method,
@@ -51,10 +52,9 @@ from ssl_bench.method import (
     StepOutput,
     View,
 )
-from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT
-from ssl_bench.tasks import Task
+from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
+from ssl_bench.method_kit.search_space import THRESHOLD, UNLABELED_WEIGHT
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("fixmatch")

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.distributed import gather_rows
-from ssl_bench.method import (
+from ssl_bench.core.distributed import gather_rows
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
     Method,
@@ -52,11 +53,9 @@ from ssl_bench.method import (
     StepOutput,
     View,
 )
-from ssl_bench.pseudo_labels import masked_mean, target_loss
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT
-from ssl_bench.tasks import Task
-from ssl_bench.thresholds import (
+from ssl_bench.method_kit.pseudo_labels import masked_mean, target_loss
+from ssl_bench.method_kit.search_space import THRESHOLD, UNLABELED_WEIGHT
+from ssl_bench.method_kit.thresholds import (
     forward_weak_strong,
     grouped_labels,
     groups,
@@ -65,6 +64,7 @@ from ssl_bench.thresholds import (
     step_output,
     ungroup,
 )
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("flexmatch", aliases=("flex-match",))

@@ -27,7 +27,7 @@ averages span every rank's masked rows (strong-view logits gathered with their
 gradient), so every rank holds the same statistics and computes the global term.
 
 Multi-label (no reference has it): each class is its own two-class FreeMatch (see
-``ssl_bench.thresholds``): per class a global threshold (EMA of the mean entry
+``ssl_bench.method_kit.thresholds``): per class a global threshold (EMA of the mean entry
 confidence ``max(p, 1 - p)``, starting at 1/2), a local (negative, positive) estimate
 and histogram; the fairness term is computed per class over that class's masked entries
 and averaged over classes.
@@ -38,8 +38,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ssl_bench.distributed import gather_rows, mean_over_ranks
-from ssl_bench.method import (
+from ssl_bench.core.distributed import gather_rows, mean_over_ranks
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
     Method,
@@ -49,11 +50,9 @@ from ssl_bench.method import (
     StepOutput,
     View,
 )
-from ssl_bench.pseudo_labels import masked_mean, target_loss
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import UNLABELED_WEIGHT, Float
-from ssl_bench.tasks import Task
-from ssl_bench.thresholds import (
+from ssl_bench.method_kit.pseudo_labels import masked_mean, target_loss
+from ssl_bench.method_kit.search_space import UNLABELED_WEIGHT, Float
+from ssl_bench.method_kit.thresholds import (
     ema_,
     forward_weak_strong,
     grouped_labels,
@@ -65,6 +64,7 @@ from ssl_bench.thresholds import (
     step_output,
     ungroup,
 )
+from ssl_bench.plugins.registry import register_method
 
 
 def _inverse(values: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ Per step: the unlabeled images get K = 2 weak views; the model's predictions on 
 averaged and sharpened (``temperature`` 0.5) into a guessed label, shared by the two
 views. Labeled images (one weak view, one-hot targets) and both unlabeled views (guessed
 targets) are concatenated and each row is mixed with a random partner of the whole
-concatenation (``ssl_bench.pseudo_labels.mixup``: ``lam ~ Beta(0.5, 0.5)``,
+concatenation (``ssl_bench.method_kit.pseudo_labels.mixup``: ``lam ~ Beta(0.5, 0.5)``,
 ``lam' = max(lam, 1 - lam)``). Loss = soft CE on the mixed labeled rows (returned as
 ``"supervised"``) + ``unlabeled_weight * lambda(t)`` x the squared difference between
 probabilities and mixed targets on the mixed unlabeled rows (``"unsupervised"``).
@@ -42,7 +42,7 @@ Deliberate differences:
 - the ramp-up is the engine's sigmoid ramp over ``--rampup`` (0.3 of training by
   default), shared by every ramped method of a comparison;
 - with class weights (``--class-weights``), each mixed labeled row weighs ``sum_c w_c
-  t_c`` (``ssl_bench.mixing.soft_supervised_loss``), which for unmixed one-hot rows is
+  t_c`` (``ssl_bench.method_kit.mixing.soft_supervised_loss``), which for unmixed one-hot rows is
   the weighted cross-entropy of the other methods; the paper has none;
 - the run's optimiser (the paper: Adam, weight decay 0.02 x lr per step) and batch
   composition (the paper: 64 labeled + 64 unlabeled), shared by every method of a
@@ -68,8 +68,9 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.errors import UserError
-from ssl_bench.method import (
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
     Method,
@@ -78,16 +79,15 @@ from ssl_bench.method import (
     StepOutput,
     View,
 )
-from ssl_bench.mixing import (
+from ssl_bench.method_kit.mixing import (
     frozen_batchnorm_stats,
     probability_mse,
     soft_supervised_loss,
     targets_as_probabilities,
 )
-from ssl_bench.pseudo_labels import confidence, hard_labels, mixup, sharpen
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import Float
-from ssl_bench.tasks import Task
+from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, mixup, sharpen
+from ssl_bench.method_kit.search_space import Float
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("mixmatch")

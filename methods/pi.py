@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.losses import consistency_mse
-from ssl_bench.method import Batch, LossDict, Method, StepContext
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import CONSISTENCY_WEIGHT
+from ssl_bench.method_kit.losses import consistency_mse
+from ssl_bench.method_kit.method import Batch, LossDict, Method, StepContext
+from ssl_bench.method_kit.search_space import CONSISTENCY_WEIGHT
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("pi", aliases=("pi-model", "pimodel"))

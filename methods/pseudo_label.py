@@ -39,12 +39,19 @@ Deliberate differences:
 
 from __future__ import annotations
 
-from ssl_bench.errors import UserError
-from ssl_bench.method import EMA_MODEL_DEFAULTS, Batch, Method, Option, StepContext, StepOutput
-from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT
-from ssl_bench.tasks import Task
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
+    EMA_MODEL_DEFAULTS,
+    Batch,
+    Method,
+    Option,
+    StepContext,
+    StepOutput,
+)
+from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
+from ssl_bench.method_kit.search_space import THRESHOLD, UNLABELED_WEIGHT
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("pseudo-label", aliases=("pseudolabel", "pseudo_label"))

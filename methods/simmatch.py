@@ -67,8 +67,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.distributed import gather_rows, mean_over_ranks
-from ssl_bench.method import (
+from ssl_bench.core.distributed import gather_rows, mean_over_ranks
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
     Method,
@@ -78,16 +79,15 @@ from ssl_bench.method import (
     StepOutput,
     View,
 )
-from ssl_bench.pseudo_labels import (
+from ssl_bench.method_kit.pseudo_labels import (
     confidence,
     distribution_alignment,
     hard_labels,
     masked_mean,
     target_loss,
 )
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import THRESHOLD, UNLABELED_WEIGHT, Float
-from ssl_bench.tasks import Task
+from ssl_bench.method_kit.search_space import THRESHOLD, UNLABELED_WEIGHT, Float
+from ssl_bench.plugins.registry import register_method
 
 SINGLE = Task("single", 2)  # kind only: the pieces below need no class weights
 

@@ -30,7 +30,7 @@ unbiased logits, 21-25% with predictions leaning towards some classes, measured 
 USB).
 
 Deliberate differences: the alignment uses the shared
-``ssl_bench.pseudo_labels.distribution_alignment`` (``p * target / max(model, 1e-6)``;
+``ssl_bench.method_kit.pseudo_labels.distribution_alignment`` (``p * target / max(model, 1e-6)``;
 USB adds 1e-6 to both); a batch with a single unlabeled row adds variance 0 (USB: NaN,
 which would poison the EMA); as FixMatch, the run's shared batch (CPU preset 12 labeled
 + 36 unlabeled), optimiser and schedule, the SRC-MT affine + flip weak view and the
@@ -49,8 +49,9 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.distributed import gather_rows
-from ssl_bench.method import (
+from ssl_bench.core.distributed import gather_rows
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
     Method,
@@ -60,11 +61,9 @@ from ssl_bench.method import (
     StepOutput,
     View,
 )
-from ssl_bench.pseudo_labels import distribution_alignment, masked_mean, target_loss
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import UNLABELED_WEIGHT, Float
-from ssl_bench.tasks import Task
-from ssl_bench.thresholds import (
+from ssl_bench.method_kit.pseudo_labels import distribution_alignment, masked_mean, target_loss
+from ssl_bench.method_kit.search_space import UNLABELED_WEIGHT, Float
+from ssl_bench.method_kit.thresholds import (
     ema_,
     forward_weak_strong,
     grouped_labels,
@@ -73,6 +72,7 @@ from ssl_bench.thresholds import (
     step_output,
     ungroup,
 )
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("softmatch", aliases=("soft-match",))

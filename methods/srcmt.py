@@ -82,7 +82,7 @@ Where we differ, and why:
 Several processes (``torchrun``, DDP): each rank forwards its shard of the batch, but the
 relation matrix must span the whole batch, as the official code's did (``DataParallel``
 computes the loss on all GPUs' outputs together). Student and teacher features are
-gathered from every rank (``ssl_bench.distributed.gather_rows``, an autograd-aware
+gathered from every rank (``ssl_bench.core.distributed.gather_rows``, an autograd-aware
 all-gather whose backward returns each rank the gradient of its own rows), so every rank
 computes the B x B relation loss of the global B and DDP's gradient average is exactly its
 gradient; this is what keeps SRC-MT faithful under DDP (``tests/test_distributed.py``
@@ -99,11 +99,11 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.distributed import gather_rows
-from ssl_bench.losses import consistency_mse, relation_consistency
-from ssl_bench.method import Batch, LossDict, Method, Option, StepContext
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import CONSISTENCY_WEIGHT, Float
+from ssl_bench.core.distributed import gather_rows
+from ssl_bench.method_kit.losses import consistency_mse, relation_consistency
+from ssl_bench.method_kit.method import Batch, LossDict, Method, Option, StepContext
+from ssl_bench.method_kit.search_space import CONSISTENCY_WEIGHT, Float
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("srcmt", aliases=("src-mt",))

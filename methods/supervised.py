@@ -9,8 +9,8 @@ statistics -- and the loss covers the labeled rows).
 
 from __future__ import annotations
 
-from ssl_bench.method import Batch, LossDict, Method, StepContext
-from ssl_bench.registry import register_method
+from ssl_bench.method_kit.method import Batch, LossDict, Method, StepContext
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("supervised", aliases=("sup", "baseline"))

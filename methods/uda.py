@@ -4,7 +4,7 @@ view, where that prediction is confident.
 
 For each unlabeled image the detached weak-view prediction, sharpened by ``temperature``
 (T = 0.4: ``softmax(logits / T)``; 1 leaves it as it is), is the soft target of its
-strong view (RandAugment + Cutout, ``ssl_bench.augmentations`` ``strong``) where the
+strong view (RandAugment + Cutout, ``ssl_bench.data.augmentations`` ``strong``) where the
 weak view's top probability reaches ``threshold`` (0.8). Loss = supervised CE
 (optionally with training-signal annealing) + ``unlabeled_weight * lambda(t)`` x the
 masked soft CE averaged over *all* unlabeled rows.
@@ -61,10 +61,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ssl_bench import distributed
-from ssl_bench.distributed import shard_denominator
-from ssl_bench.errors import UserError
-from ssl_bench.method import (
+from ssl_bench.core import distributed
+from ssl_bench.core.distributed import shard_denominator
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import (
     EMA_MODEL_DEFAULTS,
     Batch,
     Method,
@@ -74,11 +75,10 @@ from ssl_bench.method import (
     StepOutput,
     View,
 )
-from ssl_bench.mixing import TSA_SCHEDULES, tsa_threshold
-from ssl_bench.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import UNLABELED_WEIGHT, Float
-from ssl_bench.tasks import Task
+from ssl_bench.method_kit.mixing import TSA_SCHEDULES, tsa_threshold
+from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
+from ssl_bench.method_kit.search_space import UNLABELED_WEIGHT, Float
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("uda")

@@ -1,7 +1,7 @@
 """ssl-bench: benchmarking semi-supervised learning for medical image classification."""
 
-from .errors import UserError
-from .registry import (
+from ssl_bench.core.errors import UserError
+from ssl_bench.plugins.registry import (
     create_dataset,
     create_method,
     list_datasets,

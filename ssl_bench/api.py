@@ -8,7 +8,7 @@ The command line's work, returned as Python objects instead of printed:
 * :func:`load_model` turns a finished run folder into a :class:`Predictor` (the reported
   network, its preprocessing and class names) for inference.
 
-Settings are :class:`~ssl_bench.config.RunConfig` fields by name (``method="mt"``,
+Settings are :class:`~ssl_bench.config.run_config.RunConfig` fields by name (``method="mt"``,
 ``labeled=0.1``, ``image_size=64``, ...), resolved and checked exactly as the command
 line's flags are, so a run made here records the same ``config.json``.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ssl_bench.core.errors import UserError
 
 __all__ = ["Predictor", "compare", "load_model", "run", "sweep"]
 
@@ -33,8 +33,8 @@ def run(output: str | Path, *, config_file: str | Path | None = None, resume: bo
     configuration, as ``ssl-bench run --config``); ``resume`` continues an interrupted run
     from its checkpoint; ``overwrite`` starts again in a folder that holds a run.
     """
-    from .config import read_config_file, resolve_config
-    from .runner import run as run_config
+    from ssl_bench.config.run_config import read_config_file, resolve_config
+    from ssl_bench.training.runner import run as run_config
 
     config = resolve_config(read_config_file(config_file) if config_file else {}, settings)
     metrics = run_config(config, output, resume=resume, overwrite=overwrite, quiet=quiet)
@@ -48,8 +48,8 @@ def sweep(spec: str | Path | dict[str, Any], *, jobs: int = 1, threads: int | No
     finished yet, as ``ssl-bench sweep SPEC --jobs N`` does (finished runs are skipped,
     interrupted ones resume); each run's outcome by its key (``method/labeled=f/seed=s``).
     """
-    from .sweep import run_sweep
-    from .sweep_plan import code_provenance, make_spec, plan, read_spec
+    from ssl_bench.sweeps.local import run_sweep
+    from ssl_bench.sweeps.plan import code_provenance, make_spec, plan, read_spec
 
     if jobs < 1:
         raise UserError(f"jobs must be at least 1, got {jobs}")
@@ -72,8 +72,8 @@ def compare(folders: str | Path | Iterable[str | Path], *, metric: str = "auc",
     method x labeled amount (mean, std, n, gain, paired difference and interval, the test
     with Holm's correction, labeled images seen, converged); ``attrs`` holds the chosen
     pairs, the notes and the warnings about skipped runs."""
-    from .compare.runs import load_runs
-    from .compare.summary import summarize
+    from ssl_bench.compare.runs import load_runs
+    from ssl_bench.compare.summary import summarize
 
     if isinstance(folders, (str, Path)):
         folders = [folders]
@@ -134,10 +134,10 @@ def load_model(run_folder: str | Path, model: str = "reported") -> Predictor:
 
     import torch
 
-    from .backbones import create_backbone
-    from .config import with_field_defaults
-    from .registry import create_method
-    from .run_dir import BEST, CONFIG, METRICS
+    from ssl_bench.config.run_config import with_field_defaults
+    from ssl_bench.models.backbones import create_backbone
+    from ssl_bench.plugins.registry import create_method
+    from ssl_bench.runs.run_dir import BEST, CONFIG, METRICS
 
     folder = Path(run_folder)
     for name, why in ((CONFIG, "is not a run folder"), (METRICS, "is not a finished run"),
@@ -177,7 +177,7 @@ def _as_array(image: Any, size: int, channels: int) -> Any:
     import numpy as np
     from PIL import Image
 
-    from .images import decode_image, decode_stream
+    from ssl_bench.data.images import decode_image, decode_stream
 
     if isinstance(image, (str, Path)):
         return decode_image(image, size, channels)

@@ -11,8 +11,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-from ssl_bench.config import RunConfig  # noqa: E402
-from ssl_bench.registry import load_plugin  # noqa: E402
+from ssl_bench.config.run_config import RunConfig  # noqa: E402
+from ssl_bench.plugins.registry import load_plugin  # noqa: E402
 
 PLUGIN = Path(__file__).parent / "plugins" / "kl_teacher.py"
 HEAD_PLUGIN = Path(__file__).parent / "plugins" / "projection_head.py"
@@ -28,14 +28,14 @@ TINY_FLAGS = [
 
 def tiny_config(**overrides) -> RunConfig:
     """A run of seconds (the settings of the contract checks), as the CLI resolves it."""
-    from ssl_bench.contract import check_config
+    from ssl_bench.training.contract import check_config
 
     return check_config(**overrides)
 
 
 def supports(method: str, dataset: str) -> bool:
     """Whether ``method`` supports the task kind of the test data set ``dataset``."""
-    from ssl_bench.registry import get_method_class
+    from ssl_bench.plugins.registry import get_method_class
 
     kind = "multi" if dataset.endswith("multilabel") else "single"
     return kind in get_method_class(method).task_kinds

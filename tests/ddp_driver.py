@@ -15,11 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-from ssl_bench import distributed
-from ssl_bench.config import resolve_config
-from ssl_bench.errors import UserError
-from ssl_bench.registry import load_plugin
-from ssl_bench.runner import run
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.core import distributed
+from ssl_bench.core.errors import UserError
+from ssl_bench.plugins.registry import load_plugin
+from ssl_bench.training.runner import run
 
 
 def main(jobs_file: str) -> int:

@@ -371,7 +371,7 @@ def write_csv_dataset(
     ``labels`` follow the loader's conventions: for single-label, indices into the
     naturally sorted class names (``class_names``).
     """
-    from ssl_bench.datasets._tables import natural_sorted
+    from ssl_bench.data.datasets._tables import natural_sorted
 
     root = Path(root)
     (root / image_dir).mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from ssl_bench.method import Method, MethodInfo
-from ssl_bench.registry import register_method
+from ssl_bench.method_kit.method import Method, MethodInfo
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("keeps-unshared-state")

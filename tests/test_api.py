@@ -13,8 +13,8 @@ import pytest
 from fixtures import write_csv_dataset
 
 from ssl_bench import api
-from ssl_bench.errors import UserError
-from ssl_bench.metrics import compute_metrics
+from ssl_bench.core.errors import UserError
+from ssl_bench.training.metrics import compute_metrics
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "python_api.py"
 CSV_OPTIONS = {"csv": "labels.csv", "label_column": "label", "group_column": "patient"}

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from ssl_bench.atomic import atomic_write_text, process_alive, remove_stale_temporaries
+from ssl_bench.core.atomic import atomic_write_text, process_alive, remove_stale_temporaries
 
 
 def _dead_pid() -> int:
@@ -54,8 +54,8 @@ def test_a_run_and_a_cache_open_clean_up_after_killed_processes(tmp_path):
     from conftest import tiny_config
     from test_cache import _dataset, _write_images
 
-    from ssl_bench.cache import load_images
-    from ssl_bench.runner import run
+    from ssl_bench.data.cache import load_images
+    from ssl_bench.training.runner import run
 
     dead = _dead_pid()
     out = tmp_path / "run"

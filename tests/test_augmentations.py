@@ -11,8 +11,9 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageEnhance, ImageOps
 from torchvision.transforms import InterpolationMode
 
-from ssl_bench import augmentations as aug_module
-from ssl_bench.augmentations import (
+from ssl_bench.core.errors import UserError
+from ssl_bench.data import augmentations as aug_module
+from ssl_bench.data.augmentations import (
     RANDAUGMENT_OPS,
     Augmentation,
     apply_op,
@@ -21,8 +22,7 @@ from ssl_bench.augmentations import (
     list_augmentations,
     register_augmentation,
 )
-from ssl_bench.errors import UserError
-from ssl_bench.perturb import Perturbation
+from ssl_bench.data.perturb import Perturbation
 
 ALL = list_augmentations()
 #: augmentations that draw nothing: exempt from the "differs per image / per seed" checks

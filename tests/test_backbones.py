@@ -9,8 +9,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from ssl_bench.backbones import Backbone, create_backbone, list_backbones
-from ssl_bench.errors import UserError
+from ssl_bench.core.errors import UserError
+from ssl_bench.models.backbones import Backbone, create_backbone, list_backbones
 
 # densenet121 is the SRC-MT paper's backbone; the others cover the other head layouts
 # (plain pool+fc, norm-in-head, conv head before the classifier, token pooling).

@@ -18,7 +18,7 @@ import pytest
 from conftest import PLUGIN, TINY_FLAGS
 from fixtures import edit_csv_cell, write_csv_dataset
 
-from ssl_bench.cli import main
+from ssl_bench.cli.main import main
 
 RUN = ["run", "--quiet", "--output", "{w}/out", "--cache-dir", "{w}/cache", *TINY_FLAGS]
 CSV = ["--dataset", "csv", "--data-root", "{data}", "--label-column", "label"]
@@ -163,9 +163,9 @@ def _materials(work: Path) -> dict[str, str]:
     """Files and folders the cases refer to (made once per module)."""
     from conftest import tiny_config
 
-    from ssl_bench.prepare import load_dataset
-    from ssl_bench.runner import run
-    from ssl_bench.splits import make_split, save_split
+    from ssl_bench.data.splits import make_split, save_split
+    from ssl_bench.training.prepare import load_dataset
+    from ssl_bench.training.runner import run
 
     data = write_csv_dataset(work / "data", n=24, classes=("a", "b"), groups=False)
     nan_data = write_csv_dataset(work / "nan-data", n=24, classes=("a", "b"), groups=False)

@@ -7,12 +7,12 @@ import pytest
 from conftest import tiny_config
 from fixtures import write_isic
 
-from ssl_bench.benchmarking import PHASES, data_path_throughput, step_timings
-from ssl_bench.cache import load_images
-from ssl_bench.engine import Trainer
-from ssl_bench.images import ArrayImages, DecodingImages
-from ssl_bench.prepare import prepare
-from ssl_bench.registry import create_dataset
+from ssl_bench.data.cache import load_images
+from ssl_bench.data.images import ArrayImages, DecodingImages
+from ssl_bench.plugins.registry import create_dataset
+from ssl_bench.training.benchmarking import PHASES, data_path_throughput, step_timings
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 
 @pytest.mark.parametrize("method", ["supervised", "mt", "srcmt"])
@@ -47,7 +47,7 @@ def test_data_path_throughput_compares_cache_and_decoding(tmp_path):
 
 
 def test_interleaved_timings_and_phase_split_cover_every_method():
-    from ssl_bench.benchmarking import interleaved_step_times, phase_split
+    from ssl_bench.training.benchmarking import interleaved_step_times, phase_split
 
     trainers = {m: Trainer(prepare(tiny_config(method=m))) for m in ("supervised", "srcmt")}
     seconds = interleaved_step_times(trainers, rounds=2, steps=1, warmup=1)
@@ -62,7 +62,7 @@ def test_compile_flag_routes_forwards_through_compiled_wrappers(monkeypatch, tmp
     for forward passes while EMA and checkpoints keep the plain modules."""
     import torch
 
-    from ssl_bench.runner import run
+    from ssl_bench.training.runner import run
 
     compiled = []
 
@@ -90,7 +90,7 @@ def test_compile_flag_routes_forwards_through_compiled_wrappers(monkeypatch, tmp
 def test_compile_warns_on_cuda_only_where_it_failed_the_gpu_check(recwarn):
     import torch
 
-    from ssl_bench.engine import COMPILE_ON_CUDA, warn_if_compile_unverified
+    from ssl_bench.training.trainer import COMPILE_ON_CUDA, warn_if_compile_unverified
 
     warn_if_compile_unverified(torch.device("cpu"))
     assert len(recwarn) == 0
@@ -100,8 +100,8 @@ def test_compile_warns_on_cuda_only_where_it_failed_the_gpu_check(recwarn):
 
 
 def test_cpu_fallbacks_of_the_gpu_path():
-    from ssl_bench.errors import UserError
-    from ssl_bench.prepare import resolve_device
+    from ssl_bench.core.errors import UserError
+    from ssl_bench.training.prepare import resolve_device
 
     trainer = Trainer(prepare(tiny_config(method="mt", amp=True, channels_last=True)))
     assert trainer.amp_dtype is None and not trainer.batches.pin  # AMP and pinning only on CUDA

@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import tiny_config
 
-from ssl_bench.budget import (
+from ssl_bench.config.budget import (
     evaluations_since,
     exposure,
     method_label,
@@ -16,12 +16,12 @@ from ssl_bench.budget import (
     should_stop,
     watched_step,
 )
-from ssl_bench.config import resolve_config
-from ssl_bench.errors import UserError
-from ssl_bench.prepare import prepare
-from ssl_bench.runner import run
-from ssl_bench.sweep import make_spec, plan
-from ssl_bench.sweep_plan import exposure_notes
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.core.errors import UserError
+from ssl_bench.sweeps.local import make_spec, plan
+from ssl_bench.sweeps.plan import exposure_notes
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.runner import run
 
 TINY_RUN = {"image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
             "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
@@ -136,7 +136,7 @@ def test_unequal_labeled_exposure_is_said_when_the_sweep_is_planned(tmp_path):
 
 
 def test_the_cli_warns_about_unequal_exposure(tmp_path, capsys):
-    from ssl_bench.cli import main
+    from ssl_bench.cli.main import main
 
     spec = tmp_path / "s.toml"
     spec.write_text(f'methods = ["supervised", "mt"]\nlabeled = [0.1]\nseeds = [0]\n'

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssl_bench.cache import load_images
-from ssl_bench.datasets.base import ImageDataset
-from ssl_bench.errors import UserError
-from ssl_bench.images import ArrayImages, DecodingImages, decode_image
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.cache import load_images
+from ssl_bench.data.datasets.base import ImageDataset
+from ssl_bench.data.images import ArrayImages, DecodingImages, decode_image
 
 
 def _write_images(folder: Path, n: int = 12) -> list[Path]:
@@ -81,7 +81,7 @@ def test_a_cache_whose_pixels_were_overwritten_is_rebuilt_with_a_warning(tmp_pat
 
     from rich.console import Console
 
-    from ssl_bench.cache import file_checksum
+    from ssl_bench.data.cache import file_checksum
 
     dataset = _dataset(_write_images(tmp_path / "img"))
     built = load_images(dataset, 16, 3, tmp_path / "cache", quiet=True)
@@ -113,7 +113,7 @@ def test_a_cache_whose_pixels_were_overwritten_is_rebuilt_with_a_warning(tmp_pat
 
 def test_an_interrupted_build_leaves_no_cache_that_looks_complete(tmp_path, monkeypatch):
     dataset = _dataset(_write_images(tmp_path / "img"))
-    import ssl_bench.cache as cache_module
+    import ssl_bench.data.cache as cache_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -159,7 +159,7 @@ def test_decoding_every_step_gives_the_cached_pixels(tmp_path):
 
 
 def test_in_memory_datasets_bypass_the_cache(tmp_path):
-    from ssl_bench.registry import create_dataset
+    from ssl_bench.plugins.registry import create_dataset
 
     result = load_images(create_dataset("digits"), 12, 1, tmp_path / "cache", quiet=True)
     assert result.path is None and result.array.shape == (1797, 12, 12, 1)

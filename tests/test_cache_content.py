@@ -16,12 +16,12 @@ from conftest import TINY_FLAGS
 from fixtures import corrupt_image, write_csv_dataset, write_isic
 from PIL import Image
 
-from ssl_bench.cache import load_images
-from ssl_bench.cli import main
-from ssl_bench.contract import check_config
-from ssl_bench.datasets.base import ImageDataset
-from ssl_bench.images import decode_image
-from ssl_bench.prepare import prepare
+from ssl_bench.cli.main import main
+from ssl_bench.data.cache import load_images
+from ssl_bench.data.datasets.base import ImageDataset
+from ssl_bench.data.images import decode_image
+from ssl_bench.training.contract import check_config
+from ssl_bench.training.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A run that names a FIFO must end long before this (it hung for over 10 minutes).
@@ -230,7 +230,7 @@ def test_skip_bad_images_leaves_a_fifo_out(tmp_path):
 def test_ctrl_c_while_decoding_stops_after_the_running_chunks(tmp_path, monkeypatch):
     """(e, SIGINT) An interrupt cancels the chunks not yet started instead of decoding
     every remaining image first."""
-    import ssl_bench.images as images_module
+    import ssl_bench.data.images as images_module
 
     path = tmp_path / "one.png"
     Image.new("RGB", (8, 8), 99).save(path)

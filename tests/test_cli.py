@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import PLUGIN, TINY_FLAGS
 
-from ssl_bench.cli import main
+from ssl_bench.cli.main import main
 
 
 def test_list_shows_methods_datasets_and_backbones(capsys):
@@ -70,7 +70,7 @@ def test_plugin_method_runs_from_the_cli(tmp_path):
 def test_resume_from_the_run_directory_alone(tmp_path):
     from conftest import tiny_config
 
-    from ssl_bench.runner import run
+    from ssl_bench.training.runner import run
 
     out = tmp_path / "run"
     run(tiny_config(method="mt"), out, quiet=True, stop_after=2)
@@ -124,8 +124,8 @@ def test_a_plugin_reusing_a_built_in_name_is_a_one_line_error(tmp_path, name):
 
     plugin = tmp_path / "dup.py"
     plugin.write_text(
-        "from ssl_bench.method import Method\n"
-        "from ssl_bench.registry import register_method\n\n"
+        "from ssl_bench.method_kit.method import Method\n"
+        "from ssl_bench.plugins.registry import register_method\n\n"
         f"@register_method({name!r})\n"
         "class Dup(Method):\n"
         "    pass\n")
@@ -144,7 +144,7 @@ def test_a_plugin_reusing_a_built_in_name_is_a_one_line_error(tmp_path, name):
 
 def test_every_run_flag_has_one_help_section():
     """Issue 15, item 7: run --help groups its flags; none is left out or shown twice."""
-    from ssl_bench.flags import FLAG_GROUPS, RUN_FLAGS
+    from ssl_bench.cli.flags import FLAG_GROUPS, RUN_FLAGS
 
     grouped = [dest for dests in FLAG_GROUPS.values() for dest in dests]
     assert sorted(grouped) == sorted(dest for _, dest, _, _ in RUN_FLAGS)
@@ -155,8 +155,8 @@ def test_every_run_setting_has_a_flag_and_every_number_a_range():
     channels_last had none), and a numeric one out of range is one line naming its flag."""
     import dataclasses
 
-    from ssl_bench.config import RunConfig
-    from ssl_bench.flags import RUN_FLAGS
+    from ssl_bench.cli.flags import RUN_FLAGS
+    from ssl_bench.config.run_config import RunConfig
 
     set_otherwise = {"method", "method_options", "dataset_options", "preset", "own_settings"}
     flagged = {dest for _, dest, _, _ in RUN_FLAGS}
@@ -165,7 +165,7 @@ def test_every_run_setting_has_a_flag_and_every_number_a_range():
 
 
 def test_sweep_takes_method_options_on_the_command_line(tmp_path, capsys):
-    from ssl_bench.flags import parse_method_options
+    from ssl_bench.cli.flags import parse_method_options
 
     assert parse_method_options(["fixmatch.threshold=0.9", "mt.x-y=1"]) == {
         "fixmatch": {"threshold": "0.9"}, "mt": {"x_y": "1"}}
@@ -179,8 +179,8 @@ def test_sweep_takes_method_options_on_the_command_line(tmp_path, capsys):
 
 
 BROKEN_METHOD = '''
-from ssl_bench.method import Method
-from ssl_bench.registry import register_method
+from ssl_bench.method_kit.method import Method
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("test-frozen-backbone")
@@ -199,7 +199,7 @@ class FrozenBackbone(Method):
 
 def test_check_method_passes_a_good_plug_in_and_names_what_a_bad_one_breaks(tmp_path, capsys):
     """Issue 15, item 8: the registry contract checks, run on an outside file."""
-    from ssl_bench.registry import method_registry
+    from ssl_bench.plugins.registry import method_registry
 
     bad = tmp_path / "broken.py"
     bad.write_text(BROKEN_METHOD)
@@ -223,9 +223,9 @@ def _check_method_runs(bad, capsys):
 
 
 BAD_SPACE_METHOD = '''
-from ssl_bench.method import Method
-from ssl_bench.registry import register_method
-from ssl_bench.search_space import Float
+from ssl_bench.method_kit.method import Method
+from ssl_bench.plugins.registry import register_method
+from ssl_bench.method_kit.search_space import Float
 
 
 @register_method("test-bad-space")
@@ -244,7 +244,7 @@ class BadSpace(Method):
 
 def test_check_method_checks_the_search_space(tmp_path, capsys):
     """Issue 27: check-method validates what ``ssl-bench tune`` would search."""
-    from ssl_bench.registry import method_registry
+    from ssl_bench.plugins.registry import method_registry
 
     bad = tmp_path / "bad_space.py"
     bad.write_text(BAD_SPACE_METHOD)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.cli import main
-from ssl_bench.cluster import ClusterOptions, submit_sweep
-from ssl_bench.runner import run
-from ssl_bench.sweep import make_spec, plan, run_sweep
+from ssl_bench.cli.main import main
+from ssl_bench.sweeps.cluster import ClusterOptions, submit_sweep
+from ssl_bench.sweeps.local import make_spec, plan, run_sweep
+from ssl_bench.training.runner import run
 
 pytest.importorskip("submitit")
 

@@ -29,7 +29,7 @@ from ssl_bench.compare import (
     render,
     summarize,
 )
-from ssl_bench.errors import UserError
+from ssl_bench.core.errors import UserError
 
 ISIC = ["MEL", "NV", "BCC"]
 CXR = ["Atelectasis", "Effusion", "Hernia"]

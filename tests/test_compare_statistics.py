@@ -11,7 +11,7 @@ from rich.console import Console
 from scipy import stats
 from test_compare import write_run
 
-from ssl_bench.cli import main
+from ssl_bench.cli.main import main
 from ssl_bench.compare import (
     compare_command,
     holm,
@@ -21,7 +21,7 @@ from ssl_bench.compare import (
     parse_pairs,
     summarize,
 )
-from ssl_bench.errors import UserError
+from ssl_bench.core.errors import UserError
 
 #: Student t quantile t(0.975, df=2), from a printed table.
 T_975_DF2 = 4.302652729911275

@@ -6,10 +6,10 @@ import importlib.metadata
 
 import pytest
 
-from ssl_bench.config import PRESETS, read_config_file, resolve_config
-from ssl_bench.errors import UserError
-from ssl_bench.registry import Registry, create_dataset, list_datasets
-from ssl_bench.splits import parse_labeled
+from ssl_bench.config.run_config import PRESETS, read_config_file, resolve_config
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.splits import parse_labeled
+from ssl_bench.plugins.registry import Registry, create_dataset, list_datasets
 
 
 def test_defaults_are_the_cpu_preset():
@@ -64,7 +64,7 @@ def test_precedence_file_then_flags_and_iterations_vs_epochs():
 def test_invalid_settings(values, message):
     with pytest.raises(UserError, match=message):
         config = resolve_config({}, values)
-        from ssl_bench.splits.record import check_ratios as _check_ratios
+        from ssl_bench.data.splits.record import check_ratios as _check_ratios
 
         _check_ratios(config.split_ratios)
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.engine import Trainer
-from ssl_bench.errors import UserError
-from ssl_bench.method import Method, View
-from ssl_bench.prepare import prepare
-from ssl_bench.registry import method_registry
-from ssl_bench.schedules import ema_decay_at
+from ssl_bench.core.errors import UserError
+from ssl_bench.method_kit.method import Method, View
+from ssl_bench.plugins.registry import method_registry
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.schedules import ema_decay_at
+from ssl_bench.training.trainer import Trainer
 
 
 def _trainer(**overrides) -> Trainer:

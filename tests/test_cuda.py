@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.engine import Trainer
-from ssl_bench.prepare import prepare
-from ssl_bench.runner import run
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.runner import run
+from ssl_bench.training.trainer import Trainer
 
 pytestmark = [
     pytest.mark.cuda,

@@ -25,11 +25,11 @@ from fixtures import (
     write_isic,
 )
 
-from ssl_bench.datasets._tables import BadRows, skip_bad_rows
-from ssl_bench.datasets.chestxray14 import FINDINGS
-from ssl_bench.datasets.isic import CLASSES
-from ssl_bench.errors import UserError
-from ssl_bench.registry import create_dataset, list_datasets
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.datasets._tables import BadRows, skip_bad_rows
+from ssl_bench.data.datasets.chestxray14 import FINDINGS
+from ssl_bench.data.datasets.isic import CLASSES
+from ssl_bench.plugins.registry import create_dataset, list_datasets
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRAIN_CSV = "ISIC2018_Task3_Training_GroundTruth.csv"
@@ -534,8 +534,8 @@ def test_skip_bad_rows_csv_single_label(tmp_path):
 
 
 def test_skip_bad_rows_through_the_run_config(tmp_path):
-    from ssl_bench.config import RunConfig
-    from ssl_bench.prepare import load_dataset, load_dataset_with_bad_rows
+    from ssl_bench.config.run_config import RunConfig
+    from ssl_bench.training.prepare import load_dataset, load_dataset_with_bad_rows
 
     fx = write_csv_dataset(tmp_path, n=9, classes=("a", "b", "c"))
     edit_csv_cell(fx.csv, 4, "label", "NA")
@@ -627,7 +627,7 @@ def test_skip_bad_rows_needs_rows_read_by_read_table(tmp_path):
 
 
 def test_run_and_split_with_skip_bad_rows(tmp_path, capsys):
-    from ssl_bench.cli import main
+    from ssl_bench.cli.main import main
 
     fx = write_csv_dataset(tmp_path / "data", n=33, classes=("a", "b", "c"), groups=False)
     for row, value in ((3, "NaN"), (10, "nan"), (17, "")):

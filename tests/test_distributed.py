@@ -29,10 +29,10 @@ import pytest
 import torch
 from conftest import HEAD_PLUGIN, PLUGIN, tiny_config
 
-from ssl_bench import distributed
-from ssl_bench.errors import UserError
-from ssl_bench.registry import get_method_class, list_methods
-from ssl_bench.runner import run
+from ssl_bench.core import distributed
+from ssl_bench.core.errors import UserError
+from ssl_bench.plugins.registry import get_method_class, list_methods
+from ssl_bench.training.runner import run
 
 TOLERANCE = 1e-5
 HERE = Path(__file__).parent
@@ -177,9 +177,9 @@ def test_resume_under_ddp_equals_an_uninterrupted_run(ddp_runs):
 
 
 FAILING_METHOD = '''
-from ssl_bench import distributed
-from ssl_bench.method import Method
-from ssl_bench.registry import register_method
+from ssl_bench.core import distributed
+from ssl_bench.method_kit.method import Method
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("fails-on-rank-1")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.cli import resume_command
-from ssl_bench.distributed import launcher
-from ssl_bench.rank_faults import PeerLost, peer_lost, short_cause
+from ssl_bench.cli.main import resume_command
+from ssl_bench.core.distributed import launcher
+from ssl_bench.core.rank_faults import PeerLost, peer_lost, short_cause
 
 HERE = Path(__file__).parent
 #: A method whose rank 1 is killed (SIGKILL, as the kernel's OOM killer does) at step 5,
@@ -22,9 +22,9 @@ DIES = '''
 import os
 import signal
 
-from ssl_bench import distributed
-from ssl_bench.method import Method
-from ssl_bench.registry import register_method
+from ssl_bench.core import distributed
+from ssl_bench.method_kit.method import Method
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("dies-on-rank-1")

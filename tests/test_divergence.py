@@ -12,17 +12,17 @@ from conftest import tiny_config
 from test_sweep import _spec
 
 from ssl_bench.compare import load_runs
-from ssl_bench.divergence import (
+from ssl_bench.core.errors import UserError
+from ssl_bench.plugins.registry import list_methods
+from ssl_bench.sweeps.local import plan, run_sweep
+from ssl_bench.training.divergence import (
     LR,
     WEIGHT,
     DivergenceMonitor,
     TrainingDiverged,
     parameter_norm,
 )
-from ssl_bench.errors import UserError
-from ssl_bench.registry import list_methods
-from ssl_bench.runner import run
-from ssl_bench.sweep import plan, run_sweep
+from ssl_bench.training.runner import run
 
 
 def _monitor() -> DivergenceMonitor:

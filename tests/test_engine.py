@@ -8,11 +8,11 @@ import json
 import pytest
 from conftest import supports, tiny_config
 
-from ssl_bench.contract import check_resume
-from ssl_bench.engine import Trainer
-from ssl_bench.errors import UserError
-from ssl_bench.registry import get_method_class, list_methods
-from ssl_bench.runner import run
+from ssl_bench.core.errors import UserError
+from ssl_bench.plugins.registry import get_method_class, list_methods
+from ssl_bench.training.contract import check_resume
+from ssl_bench.training.runner import run
+from ssl_bench.training.trainer import Trainer
 
 BUILTIN = ["supervised", "pi", "mt", "srcmt", "fixmatch"]
 #: Every registered method: built-ins and the test plug-ins (conftest), present and future.
@@ -37,7 +37,7 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path, method, dataset):
     assert config["config"]["method"] == method
     assert config["environment"]["versions"]["torch"]
     assert "commit" in config["environment"]["git"]
-    from ssl_bench.provenance import code_digest
+    from ssl_bench.core.provenance import code_digest
 
     assert config["environment"]["code"] == code_digest()  # the code that ran
     assert "processor" in config["environment"]
@@ -110,7 +110,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, method, 
         pytest.skip(f"{method} does not support {dataset}")
     """Stopped by SIGTERM at step 3, between two evaluations (issue 15, item 3), the run
     keeps a checkpoint of that step and continues to the same result, loss means and
-    method logs included (ssl_bench.contract.check_resume)."""
+    method logs included (ssl_bench.training.contract.check_resume)."""
     check_resume(method, dataset, tmp_path)
     with pytest.raises(UserError, match="finished"):  # (a finished run is not redone)
         run(tiny_config(method=method, dataset=dataset, iterations=6, eval_every=2,

@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.engine import Trainer
-from ssl_bench.method import StepContext, StepOutput
-from ssl_bench.prepare import prepare
-from ssl_bench.registry import create_method
+from ssl_bench.method_kit.method import StepContext, StepOutput
+from ssl_bench.plugins.registry import create_method
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 
 def test_single_label_loss_by_hand():
@@ -80,7 +80,7 @@ def test_a_step_reports_mask_ratio_and_pseudo_labels(dataset):
 
 
 def test_flags_override_the_method_default():
-    from ssl_bench.config import resolve_config
+    from ssl_bench.config.run_config import resolve_config
 
     assert resolve_config({}, {"method": "fixmatch"}).rampup == 0.0
     assert resolve_config({}, {"method": "fixmatch", "rampup": 0.2}).rampup == 0.2

@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.backbones import create_backbone
-from ssl_bench.engine import Trainer
-from ssl_bench.errors import UserError
-from ssl_bench.freezing import layer_groups
-from ssl_bench.prepare import prepare
+from ssl_bench.core.errors import UserError
+from ssl_bench.models.backbones import create_backbone
+from ssl_bench.models.freezing import layer_groups
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 
 def _train_one_step(backbone, size: int = 32) -> None:
@@ -84,7 +84,7 @@ def test_frozen_groups_through_the_engine_keep_teacher_and_student_equal_there(t
 
 
 def test_runs_recorded_before_the_setting_existed_compare_as_unfrozen():
-    from ssl_bench.config import comparison_settings
+    from ssl_bench.config.run_config import comparison_settings
 
     current = tiny_config().to_dict()
     older = {k: v for k, v in current.items() if k != "frozen_groups"}

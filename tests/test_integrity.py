@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.errors import UserError
-from ssl_bench.integrity import KEY, content_digest, load_verified, with_digest
-from ssl_bench.runner import run
+from ssl_bench.core.errors import UserError
+from ssl_bench.runs.integrity import KEY, content_digest, load_verified, with_digest
+from ssl_bench.training.runner import run
 
 
 def _state() -> dict:

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import TINY_FLAGS, tiny_config
 
-import ssl_bench.runner as runner
-from ssl_bench.cli import main, resume_command
-from ssl_bench.contract import signal_at
-from ssl_bench.interrupts import RunInterrupted
-from ssl_bench.progress import duration
+import ssl_bench.training.runner as runner
+from ssl_bench.cli.main import main, resume_command
+from ssl_bench.core.interrupts import RunInterrupted
+from ssl_bench.core.progress import duration
+from ssl_bench.training.contract import signal_at
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_the_resume_command_continues_the_same_run():
 
 def test_without_a_terminal_a_run_logs_start_progress_and_evaluations(tmp_path, capsys,
                                                                       monkeypatch):
-    monkeypatch.setattr("ssl_bench.progress.HEARTBEAT_SECONDS", (0.0, 120.0))
+    monkeypatch.setattr("ssl_bench.core.progress.HEARTBEAT_SECONDS", (0.0, 120.0))
     out = tmp_path / "run"
     assert main(["run", "--method", "mt", "--dataset", "digits", *TINY_FLAGS,
                  "--iterations", "40", "--eval-every", "20", "--threads", "1",

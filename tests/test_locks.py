@@ -14,10 +14,10 @@ import pytest
 from conftest import tiny_config
 from test_sweep import _spec
 
-from ssl_bench.errors import UserError
-from ssl_bench.locks import FolderLock, RunLocked, holder_of
-from ssl_bench.runner import run
-from ssl_bench.sweep import plan, remove_sweep, run_sweep
+from ssl_bench.core.errors import UserError
+from ssl_bench.runs.locks import FolderLock, RunLocked, holder_of
+from ssl_bench.sweeps.local import plan, remove_sweep, run_sweep
+from ssl_bench.training.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_a_folder_lock_is_exclusive_and_names_its_holder(tmp_path):
 def test_the_kernel_releases_the_lock_of_a_killed_process(tmp_path):
     folder = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from ssl_bench.locks import FolderLock; "
+        [sys.executable, "-c", "import sys, time; from ssl_bench.runs.locks import FolderLock; "
          f"FolderLock({str(folder)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -67,7 +67,7 @@ def test_run_into_a_folder_in_use_is_refused_and_touches_nothing(tmp_path):
 def test_a_sweep_leaves_runs_another_process_holds_and_says_so(tmp_path, capsys):
     from rich.console import Console
 
-    from ssl_bench.sweep import print_summary
+    from ssl_bench.sweeps.local import print_summary
 
     spec = _spec(tmp_path)
     runs = plan(spec)

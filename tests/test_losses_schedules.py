@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_bench.losses import consistency_mse, relation_consistency, relation_matrix
-from ssl_bench.schedules import (
+from ssl_bench.data.tasks import Task, class_weights
+from ssl_bench.method_kit.losses import consistency_mse, relation_consistency, relation_matrix
+from ssl_bench.training.schedules import (
     ConsistencySchedule,
     ema_decay_at,
     ema_update,
     lr_factor,
     sigmoid_rampup,
 )
-from ssl_bench.tasks import Task, class_weights
 
 
 def test_relation_matrix_by_hand():

@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY_FLAGS
 from fixtures import corrupt_image, remove_image, write_chestxray14, write_isic
 
-from ssl_bench.cli import main
+from ssl_bench.cli.main import main
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

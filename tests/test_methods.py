@@ -6,11 +6,16 @@ import pytest
 import torch
 from conftest import supports, tiny_config
 
-from ssl_bench.contract import ContractError, check_gradients, check_teacher, check_vanishing
-from ssl_bench.engine import Trainer
-from ssl_bench.method import StepContext, StepOutput
-from ssl_bench.prepare import prepare
-from ssl_bench.registry import create_method, get_method_class, list_methods
+from ssl_bench.method_kit.method import StepContext, StepOutput
+from ssl_bench.plugins.registry import create_method, get_method_class, list_methods
+from ssl_bench.training.contract import (
+    ContractError,
+    check_gradients,
+    check_teacher,
+    check_vanishing,
+)
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 METHODS = list_methods()
 DATASETS = ["digits", "digits-multilabel"]
@@ -27,7 +32,7 @@ def _trainer(method: str, dataset: str, **overrides) -> Trainer:
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("method", METHODS)
 def test_method_contract(method: str, dataset: str):
-    """Losses, gradients, optimiser step and teacher EMA (ssl_bench.contract)."""
+    """Losses, gradients, optimiser step and teacher EMA (ssl_bench.training.contract)."""
     if not supports(method, dataset):
         pytest.skip(f"{method} does not support {dataset}")
     check_gradients(method, dataset)
@@ -61,7 +66,7 @@ TEACHERS = [m for m in METHODS if get_method_class(m).needs_teacher]
 def test_a_teacher_with_the_students_weights_predicts_as_the_student(method: str,
                                                                     dataset: str):
     """Issue 26, item 4: every teacher method's teacher is evaluated with the batch-norm
-    statistics its weights were trained under (ssl_bench.contract.check_teacher)."""
+    statistics its weights were trained under (ssl_bench.training.contract.check_teacher)."""
     if not supports(method, dataset):
         pytest.skip(f"{method} does not support {dataset}")
     check_teacher(method, dataset)
@@ -78,7 +83,7 @@ def test_the_teacher_check_catches_an_ema_model_with_statistics_of_weak_views():
 def test_method_options_are_declared_and_checked():
     srcmt = create_method("srcmt", relation_weight="2.5")
     assert srcmt.relation_weight == 2.5
-    from ssl_bench.errors import UserError
+    from ssl_bench.core.errors import UserError
 
     with pytest.raises(UserError, match="no option"):
         create_method("srcmt", relation_wieght=1.0)

@@ -1,5 +1,5 @@
 """Pseudo-Label, UDA and MixMatch against hand-computed examples (single- and multi-label),
-and the shared pieces of ``ssl_bench.mixing``."""
+and the shared pieces of ``ssl_bench.method_kit.mixing``."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config
 
-from ssl_bench.engine import Trainer
-from ssl_bench.errors import UserError
-from ssl_bench.method import StepContext, StepOutput
-from ssl_bench.mixing import (
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import StepContext, StepOutput
+from ssl_bench.method_kit.mixing import (
     frozen_batchnorm_stats,
     probability_mse,
     soft_supervised_loss,
     targets_as_probabilities,
     tsa_threshold,
 )
-from ssl_bench.prepare import prepare
-from ssl_bench.pseudo_labels import mixup
-from ssl_bench.registry import create_method
-from ssl_bench.tasks import Task
+from ssl_bench.method_kit.pseudo_labels import mixup
+from ssl_bench.plugins.registry import create_method
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 SINGLE, MULTI = Task("single", 3), Task("multi", 3)
 DATASETS = ["digits", "digits-multilabel"]

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from torch import nn
 
-from ssl_bench.engine import Trainer
-from ssl_bench.errors import UserError
-from ssl_bench.method import Batch, MethodInfo, StepContext
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import Batch, MethodInfo, StepContext
 from ssl_bench.methods.simmatch import EPASS_HEADS, ProjectedModel, SimMatch, propagate
-from ssl_bench.prepare import prepare
-from ssl_bench.tasks import Task
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 
 class TinyBackbone(nn.Module):

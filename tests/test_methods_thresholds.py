@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.engine import Trainer
-from ssl_bench.method import MethodInfo
-from ssl_bench.prepare import prepare
-from ssl_bench.registry import create_method
-from ssl_bench.tasks import Task
+from ssl_bench.data.tasks import Task
+from ssl_bench.method_kit.method import MethodInfo
+from ssl_bench.plugins.registry import create_method
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.trainer import Trainer
 
 SINGLE2, SINGLE3 = Task("single", 2), Task("single", 3)
 MULTI1, MULTI2 = Task("multi", 1), Task("multi", 2)

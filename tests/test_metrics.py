@@ -1,4 +1,4 @@
-"""ssl_bench.metrics against scikit-learn computed independently, plus edge cases."""
+"""ssl_bench.training.metrics against scikit-learn computed independently, plus edge cases."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ssl_bench.metrics import (
+from ssl_bench.training.metrics import (
     PRIMARY_METRIC,
     MissingClassWarning,
     compute_metrics,
@@ -283,7 +283,7 @@ def test_kinds_match_tasks_module() -> None:
 
     Read from the source rather than imported, so this file never pays for importing torch.
     """
-    from ssl_bench.metrics import _KINDS
+    from ssl_bench.training.metrics import _KINDS
 
     source = Path(__file__).resolve().parents[1] / "ssl_bench" / "tasks.py"
     tree = ast.parse(source.read_text())
@@ -297,7 +297,7 @@ def test_kinds_match_tasks_module() -> None:
             continue
         if any(isinstance(t, ast.Name) and t.id == "TASK_KINDS" for t in targets):
             kinds.append(ast.literal_eval(node.value))
-    assert kinds, "TASK_KINDS not found in ssl_bench/tasks.py"
+    assert kinds, "TASK_KINDS not found in ssl_bench/data/tasks.py"
     assert tuple(_KINDS) == tuple(kinds[0])
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_bench.losses import consistency_mse, relation_consistency
-from ssl_bench.schedules import ConsistencySchedule, lr_factor
-from ssl_bench.tasks import Task, class_weights
+from ssl_bench.data.tasks import Task, class_weights
+from ssl_bench.method_kit.losses import consistency_mse, relation_consistency
+from ssl_bench.training.schedules import ConsistencySchedule, lr_factor
 
 CLASS_NUM = [1113, 6705, 514, 327, 1099, 115, 142]
 CLASS_WEIGHT = torch.Tensor([10000 / i for i in CLASS_NUM])

@@ -22,7 +22,7 @@ def test_every_package_folder_is_installed():
 
 def test_the_builtin_methods_are_ssl_bench_methods():
     import ssl_bench.methods.mt as mt
-    from ssl_bench.registry import get_method_class
+    from ssl_bench.plugins.registry import get_method_class
 
     assert Path(mt.__file__).parts[-2:] == ("methods", "mt.py")  # (the folder, mapped)
     assert get_method_class("mt") is mt.MeanTeacher

@@ -12,8 +12,8 @@ from test_compare import write_run
 from ssl_bench.compare.groups import describe_differences
 from ssl_bench.compare.runs import load_runs
 from ssl_bench.compare.summary import summarize
-from ssl_bench.config import parallel_settings
-from ssl_bench.sweep_plan import PlannedRun, check_same_parallelism
+from ssl_bench.config.run_config import parallel_settings
+from ssl_bench.sweeps.plan import PlannedRun, check_same_parallelism
 
 
 def _ran_on(path: Path, processes: int | None, sync_bn: bool = False) -> Path:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ssl_bench.batches import TwoStreamSampler
-from ssl_bench.images import ArrayImages
-from ssl_bench.method import View
-from ssl_bench.perturb import ImagePipeline, Perturbation
-from ssl_bench.prepare import _train_stats
-from ssl_bench.views import ViewMaker
+from ssl_bench.data.images import ArrayImages
+from ssl_bench.data.perturb import ImagePipeline, Perturbation
+from ssl_bench.data.two_stream import TwoStreamSampler
+from ssl_bench.method_kit.method import View
+from ssl_bench.training.prepare import _train_stats
+from ssl_bench.training.views import ViewMaker
 
 
 def _pipeline(perturbation: Perturbation) -> ImagePipeline:

@@ -8,14 +8,14 @@ import json
 import pytest
 from conftest import TINY_FLAGS
 
-from ssl_bench.cli import main
-from ssl_bench.registry import method_registry
+from ssl_bench.cli.main import main
+from ssl_bench.plugins.registry import method_registry
 
 EXITING = '''
 import sys
 
-from ssl_bench.method import Method
-from ssl_bench.registry import register_method
+from ssl_bench.method_kit.method import Method
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method({name!r})

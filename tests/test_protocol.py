@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.config import resolve_config
-from ssl_bench.engine import Trainer
-from ssl_bench.errors import UserError
-from ssl_bench.prepare import prepare
-from ssl_bench.runner import run
+from ssl_bench.config.run_config import resolve_config
+from ssl_bench.core.errors import UserError
+from ssl_bench.training.prepare import prepare
+from ssl_bench.training.runner import run
+from ssl_bench.training.trainer import Trainer
 
 
 def _record_teacher_calls(trainer: Trainer) -> list[tuple[dict, torch.Tensor]]:

@@ -10,11 +10,11 @@ from conftest import tiny_config
 from test_sweep import _spec
 
 from ssl_bench.compare import load_runs
-from ssl_bench.errors import UserError
-from ssl_bench.prepare import load_dataset
-from ssl_bench.runner import run
-from ssl_bench.splits import make_split, save_split
-from ssl_bench.sweep import check_same_splits, plan, run_sweep
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.splits import make_split, save_split
+from ssl_bench.sweeps.local import check_same_splits, plan, run_sweep
+from ssl_bench.training.prepare import load_dataset
+from ssl_bench.training.runner import run
 
 
 def _stopped(tmp_path):
@@ -86,7 +86,7 @@ def test_a_plug_in_method_s_source_is_recorded_and_copied(tmp_path):
 
     from conftest import PLUGIN
 
-    from ssl_bench.runner import run
+    from ssl_bench.training.runner import run
 
     run(tiny_config(method="test-kl-teacher"), tmp_path / "r", quiet=True)
     record = json.loads((tmp_path / "r" / "config.json").read_text())["plugins"]
@@ -101,7 +101,7 @@ def test_code_digest_follows_the_engine_and_method_sources(tmp_path):
     """Issue 27 (provenance): equal code gives an equal digest, committed or not; any
     edit of an engine or method file, or a new method file, changes it; other files
     (tests, results, docs) do not."""
-    from ssl_bench.provenance import code_digest
+    from ssl_bench.core.provenance import code_digest
 
     for folder, name in (("ssl_bench", "engine.py"), ("methods", "mt.py")):
         (tmp_path / folder).mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_startup import REPO, _fresh_registry, _toy_package
 
-from ssl_bench.registry_index import Card, read_index
+from ssl_bench.plugins.index import Card, read_index
 
 Record = dict[str, Any]
 
@@ -98,7 +98,7 @@ def test_the_index_reads_back_unicode_and_binary_damage_as_missing(tmp_path):
 
 def test_real_cards_pass_the_shape_check():
     """Every card the built-ins and test plug-ins describe reads back as itself."""
-    from ssl_bench.registry import dataset_registry, method_registry
+    from ssl_bench.plugins.registry import dataset_registry, method_registry
 
     for registry in (method_registry, dataset_registry):
         for name, obj in registry.items():
@@ -125,7 +125,7 @@ def test_an_edit_keeping_size_and_mtime_rebuilds_the_index(tmp_path, monkeypatch
 
 PROBE = textwrap.dedent("""
     import contextlib, io, json, sys
-    from ssl_bench.cli import main
+    from ssl_bench.cli.main import main
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
@@ -137,8 +137,8 @@ PROBE = textwrap.dedent("""
 
 RESOLVE = textwrap.dedent("""
     import json
-    from ssl_bench.config import resolve_config
-    from ssl_bench.registry import method_registry
+    from ssl_bench.config.run_config import resolve_config
+    from ssl_bench.plugins.registry import method_registry
     indexed = method_registry.card("fixmatch")
     config = resolve_config({}, {"method": "fixmatch"})
     cls = method_registry.get("fixmatch")

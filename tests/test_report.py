@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ssl_bench.cli import main
-from ssl_bench.sweep import make_spec, plan, run_sweep
+from ssl_bench.cli.main import main
+from ssl_bench.sweeps.local import make_spec, plan, run_sweep
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

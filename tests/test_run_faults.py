@@ -16,8 +16,8 @@ import pytest
 import torch
 from conftest import TINY_FLAGS
 
-from ssl_bench import atomic
-from ssl_bench.cli import main
+from ssl_bench.cli.main import main
+from ssl_bench.core import atomic
 
 RUN = ["run", "--method", "mt", "--dataset", "digits", "--labeled", "0.1", *TINY_FLAGS,
        "--quiet", "--threads", "1"]

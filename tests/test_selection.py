@@ -9,9 +9,9 @@ import json
 import pytest
 from conftest import TINY_FLAGS
 
-from ssl_bench.cli import main
-from ssl_bench.config import comparison_settings
-from ssl_bench.selection import (
+from ssl_bench.cli.main import main
+from ssl_bench.config.run_config import comparison_settings
+from ssl_bench.training.selection import (
     WINDOW,
     SelectionRule,
     register_selection_rule,
@@ -94,7 +94,7 @@ def test_a_registered_rule_chooses_the_checkpoint(tmp_path):
 def test_a_smoothing_rule_resumes_as_if_never_stopped(tmp_path):
     from conftest import tiny_config
 
-    from ssl_bench.runner import run
+    from ssl_bench.training.runner import run
 
     config = tiny_config(method="mt", iterations=12, eval_every=2,
                          selection_rule="highest-mean-3")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssl_bench.datasets.base import ImageDataset
-from ssl_bench.errors import UserError
-from ssl_bench.splits import (
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.datasets.base import ImageDataset
+from ssl_bench.data.splits import (
     FORMAT_VERSION,
     Split,
     check_split,

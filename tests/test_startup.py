@@ -1,7 +1,7 @@
 """Issue 15, item 1: help and argument errors answer without torch, timm, pandas, matplotlib.
 
 The command line reads what it needs about methods and data sets from the registry index
-(:mod:`ssl_bench.registry_index`); these tests check which modules a command imports (not
+(:mod:`ssl_bench.plugins.index`); these tests check which modules a command imports (not
 how fast it is: speed belongs in benchmarks/) and that the index is rebuilt whenever what
 it describes changes.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.registry import Registry, dataset_registry, method_registry
-from ssl_bench.registry_index import Card, describe_entry, first_line
+from ssl_bench.plugins.index import Card, describe_entry, first_line
+from ssl_bench.plugins.registry import Registry, dataset_registry, method_registry
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "timm", "pandas", "matplotlib", "scipy", "PIL", "numpy")
@@ -48,7 +48,7 @@ CASES = [
 
 PROBE = textwrap.dedent("""
     import contextlib, io, json, sys
-    from ssl_bench.cli import main
+    from ssl_bench.cli.main import main
     results = []
     for argv, _, _ in json.loads(sys.argv[1]):
         out = io.StringIO()
@@ -110,8 +110,8 @@ def _toy_package(root: Path, default: int) -> None:
     package.mkdir(exist_ok=True)
     (package / "__init__.py").write_text("")
     (package / "alpha.py").write_text(textwrap.dedent(f"""
-        from ssl_bench.datasets.base import dataset_options
-        from ssl_bench.options import Option
+        from ssl_bench.data.datasets.base import dataset_options
+        from ssl_bench.plugins.options import Option
         from toy_index_registry import REGISTRY
 
         @REGISTRY.register("alpha", aliases=("a",))
@@ -120,8 +120,8 @@ def _toy_package(root: Path, default: int) -> None:
             '''The :class:`alpha` data set (``toy``).'''
     """))
     (root / "toy_index_registry.py").write_text(textwrap.dedent("""
-        from ssl_bench.registry import Registry
-        from ssl_bench.registry_index import describe_entry
+        from ssl_bench.plugins.registry import Registry
+        from ssl_bench.plugins.index import describe_entry
         REGISTRY = Registry("toy", "toy_index_pkg", "ssl_bench.no-such-group", describe_entry)
     """))
 

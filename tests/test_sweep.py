@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ssl_bench.cli import main
-from ssl_bench.errors import UserError
-from ssl_bench.sweep import check_same_splits, make_spec, overridden_defaults, plan, run_sweep
+from ssl_bench.cli.main import main
+from ssl_bench.core.errors import UserError
+from ssl_bench.sweeps.local import (
+    check_same_splits,
+    make_spec,
+    overridden_defaults,
+    plan,
+    run_sweep,
+)
 
 TINY_RUN = {"image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
             "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
@@ -127,7 +133,7 @@ def test_protocol_settings_are_part_of_the_fairness_check(tmp_path):
     "*.toml")), ids=lambda p: p.stem)
 def test_every_shipped_sweep_spec_plans(path, tmp_path):
     """The specs in benchmarks/ resolve to valid, fair configurations."""
-    from ssl_bench.sweep import read_spec
+    from ssl_bench.sweeps.local import read_spec
 
     values = read_spec(path)
     values["results"] = str(tmp_path)
@@ -141,7 +147,7 @@ def test_every_shipped_sweep_spec_plans(path, tmp_path):
 
 
 def test_resume_after_a_crash_mid_sweep_neither_duplicates_nor_loses_runs(tmp_path):
-    from ssl_bench.runner import run
+    from ssl_bench.training.runner import run
 
     reference_spec = _spec(tmp_path, name="reference")
     run_sweep(reference_spec, plan(reference_spec), quiet=True)
@@ -218,7 +224,7 @@ def test_sweep_cli_with_a_spec_file(tmp_path, capsys):
 def test_a_finished_sweep_of_every_method_plans_and_skips_again(tmp_path):
     """Methods with options (srcmt's relation weight) record them resolved with their
     defaults; planning the same sweep again must match those records, not refuse them."""
-    from ssl_bench.registry import list_methods
+    from ssl_bench.plugins.registry import list_methods
 
     spec = _spec(tmp_path, methods=list_methods())
     first = run_sweep(spec, plan(spec), quiet=True)
@@ -249,7 +255,7 @@ def _code_tree(tmp_path: Path) -> Path:
 
 
 def test_a_reference_sweep_refuses_uncommitted_code_unless_allowed(tmp_path):
-    from ssl_bench.sweep_plan import code_provenance
+    from ssl_bench.sweeps.plan import code_provenance
 
     tree = _code_tree(tmp_path)
     reference = _spec(tmp_path, reference=True, run={**TINY_RUN, "report_model": "best"})
@@ -282,7 +288,7 @@ def test_sweep_json_records_the_code_it_ran(tmp_path):
     assert main(["sweep", "--name", "tiny", "--methods", "supervised", "--labeled", "0.1",
                  "--seeds", "0", "--results", str(tmp_path), *TINY_FLAGS]) == 0
     record = json.loads((tmp_path / "tiny" / "sweep.json").read_text())
-    from ssl_bench.provenance import code_digest
+    from ssl_bench.core.provenance import code_digest
 
     assert record["code"]["code"] == code_digest() and record["code"]["reference"] is False
     assert "uncommitted_code" in record["code"]

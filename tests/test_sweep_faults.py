@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from conftest import TINY_FLAGS
 
-from ssl_bench.cli import main
-from ssl_bench.locks import FolderLock
-from ssl_bench.sweep import make_spec, plan
+from ssl_bench.cli.main import main
+from ssl_bench.runs.locks import FolderLock
+from ssl_bench.sweeps.local import make_spec, plan
 
 #: A plug-in method the test process has not loaded (conftest loads tests/plugins/ only):
 #: a worker or a job knows it only if the sweep hands it the file.
 PLUGIN_SOURCE = '''
 import torch
 
-from ssl_bench.method import Batch, LossDict, Method, StepContext
-from ssl_bench.registry import register_method
+from ssl_bench.method_kit.method import Batch, LossDict, Method, StepContext
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("{name}")
@@ -43,7 +43,7 @@ SUBMITIT_LOCAL = ["--executor", "submitit-local", "--gpus-per-run", "0", "--cpus
 @pytest.fixture
 def fresh_plugin(tmp_path):
     """A plug-in file with a method name of its own; unregistered again afterwards."""
-    from ssl_bench.registry import method_registry
+    from ssl_bench.plugins.registry import method_registry
 
     name = f"test-worker-only-{tmp_path.name.lower().replace('_', '-')}"
     path = tmp_path / "worker_only.py"
@@ -99,8 +99,8 @@ def test_plugin_methods_run_in_submitit_jobs(tmp_path, fresh_plugin):
 def test_workers_load_only_plugin_files_whose_methods_are_still_registered(tmp_path):
     """Two files registering one name, the first unregistered since: a worker loading
     both would fail on the clash, so only the file in force travels (as CI once showed)."""
-    from ssl_bench.plugin_sources import loaded_plugin_files
-    from ssl_bench.registry import load_plugin, method_registry
+    from ssl_bench.plugins.registry import load_plugin, method_registry
+    from ssl_bench.plugins.sources import loaded_plugin_files
 
     name = "test-reused-name"
     first, second = tmp_path / "a" / "reused.py", tmp_path / "b" / "reused.py"
@@ -124,7 +124,7 @@ def test_workers_load_only_plugin_files_whose_methods_are_still_registered(tmp_p
     ("SUSPENDED", "unknown"), ("RUNNING", "running"), ("PENDING", "queued"),
     ("CANCELLED by 1234", "failed"), ("FINISHED", "failed")])
 def test_scheduler_states_map_to_sweep_states(raw, state):
-    from ssl_bench.cluster import scheduler_state
+    from ssl_bench.sweeps.cluster import scheduler_state
 
     assert scheduler_state(raw) == state
 
@@ -132,7 +132,7 @@ def test_scheduler_states_map_to_sweep_states(raw, state):
 def test_a_job_this_process_did_not_start_is_unknown_not_no(tmp_path):
     """What --status shows for a submitit-local job after a kill -9 of the sweep."""
     pytest.importorskip("submitit")
-    from ssl_bench.cluster import cluster_status
+    from ssl_bench.sweeps.cluster import cluster_status
 
     folder = tmp_path / "submitit"
     folder.mkdir()
@@ -144,7 +144,7 @@ def test_a_job_this_process_did_not_start_is_unknown_not_no(tmp_path):
 
 def test_a_locked_run_is_busy_under_submitit_as_under_the_local_executor(tmp_path, capsys):
     pytest.importorskip("submitit")
-    from ssl_bench.cluster import cluster_status
+    from ssl_bench.sweeps.cluster import cluster_status
 
     codes = {}
     for name, flags in (("local", []), ("submitit", SUBMITIT_LOCAL)):
@@ -159,7 +159,7 @@ def test_a_locked_run_is_busy_under_submitit_as_under_the_local_executor(tmp_pat
 
 def test_every_submission_keeps_its_job_ids(tmp_path):
     pytest.importorskip("submitit")
-    from ssl_bench.cluster import ClusterOptions, cluster_status, submit_sweep
+    from ssl_bench.sweeps.cluster import ClusterOptions, cluster_status, submit_sweep
 
     options = ClusterOptions(executor="submitit-local", gpus_per_run=0, cpus_per_run=1,
                              time_min=10)
@@ -194,7 +194,7 @@ def test_submissions_update_the_sweep_record_one_after_the_other(tmp_path):
     """The lock two submissions at once take around their update of sweep.json."""
     import os
 
-    from ssl_bench.locks import _try_lock, waiting_lock
+    from ssl_bench.runs.locks import _try_lock, waiting_lock
 
     path = tmp_path / "sweep.json.lock"
     with waiting_lock(path):

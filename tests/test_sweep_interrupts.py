@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_FLAGS
 
-from ssl_bench.interrupts import stop_requests
-from ssl_bench.runner import run
-from ssl_bench.sweep import SweepInterrupted, make_spec, plan, run_sweep
-from ssl_bench.sweep_execution import StepReporter
+from ssl_bench.core.interrupts import stop_requests
+from ssl_bench.sweeps.execution import StepReporter
+from ssl_bench.sweeps.local import SweepInterrupted, make_spec, plan, run_sweep
+from ssl_bench.training.runner import run
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

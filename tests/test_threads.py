@@ -7,8 +7,8 @@ import json
 import torch
 from conftest import tiny_config
 
-from ssl_bench import threads
-from ssl_bench.runner import run
+from ssl_bench.core import threads
+from ssl_bench.training.runner import run
 
 
 def test_cgroup_v2_and_v1_quotas_are_read(tmp_path):

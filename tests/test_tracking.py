@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_FLAGS, tiny_config
 
-from ssl_bench.cli import main
-from ssl_bench.errors import UserError
-from ssl_bench.runner import run
-from ssl_bench.sweep import make_spec, plan, run_sweep
+from ssl_bench.cli.main import main
+from ssl_bench.core.errors import UserError
+from ssl_bench.sweeps.local import make_spec, plan, run_sweep
+from ssl_bench.training.runner import run
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from conftest import TINY_FLAGS, tiny_config
 
-from ssl_bench.cli import main
-from ssl_bench.runner import run
+from ssl_bench.cli.main import main
+from ssl_bench.training.runner import run
 
 pytest.importorskip("mlflow")
 

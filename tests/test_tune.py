@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from ssl_bench.cli import main
-from ssl_bench.errors import UserError
-from ssl_bench.registry import get_method_class, list_methods
-from ssl_bench.search_space import ENGINE_SPACE, Float, space_of, space_problems
-from ssl_bench.sweep_plan import make_spec
+from ssl_bench.cli.main import main
+from ssl_bench.core.errors import UserError
+from ssl_bench.method_kit.search_space import ENGINE_SPACE, Float, space_of, space_problems
+from ssl_bench.plugins.registry import get_method_class, list_methods
+from ssl_bench.sweeps.plan import make_spec
 from ssl_bench.tuning import TUNED_TOML, TUNING_JSON
 from ssl_bench.tuning.settings import tune_settings
 from ssl_bench.tuning.trials import PruningReports, watched_value
@@ -153,7 +153,7 @@ def test_every_method_gets_the_same_budget_on_validation_only(tmp_path, capsys):
 
 
 def test_a_killed_study_resumes_to_what_an_uninterrupted_one_chose(tmp_path, monkeypatch):
-    import ssl_bench.runner as runner
+    import ssl_bench.training.runner as runner
 
     whole = tmp_path / "whole"
     killed = tmp_path / "killed"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_tune import _spec
 
-from ssl_bench.cli import main
-from ssl_bench.locks import FolderLock
+from ssl_bench.cli.main import main
+from ssl_bench.runs.locks import FolderLock
 from ssl_bench.tuning import TUNED_TOML, TUNING_JSON
 
 TWO_TRIALS = ["--trials", "2", "--quiet"]

@@ -18,13 +18,13 @@ import torch
 from conftest import tiny_config
 from fixtures import make_image, write_chestxray14, write_csv_dataset, write_isic
 
-from ssl_bench.datasets._unlabeled import ID_PREFIX
-from ssl_bench.errors import UserError
-from ssl_bench.method import StepOutput
-from ssl_bench.method_logs import StepLogs
-from ssl_bench.registry import create_dataset
-from ssl_bench.runner import run
-from ssl_bench.splits import check_split, load_split, make_split, save_split
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.datasets._unlabeled import ID_PREFIX
+from ssl_bench.data.splits import check_split, load_split, make_split, save_split
+from ssl_bench.method_kit.method import StepOutput
+from ssl_bench.plugins.registry import create_dataset
+from ssl_bench.training.method_logs import StepLogs
+from ssl_bench.training.runner import run
 
 
 def _add_unlabeled_rows(data, count: int, multilabel: bool = False) -> list[str]:

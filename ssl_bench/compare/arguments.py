@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UserError
+from ssl_bench.core.errors import UserError
 
 #: Table formats ``--format`` takes, and the file suffixes that imply one.
 FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
-from ..errors import UserError
-from .arguments import FORMATS, SUFFIX_FORMATS, VIEWS
-from .plots import plot_learning_curves, plot_per_class
-from .runs import load_runs
-from .summary import summarize
-from .tables import pair_csv, print_summary, render
-from .views import summarize_views
+from ssl_bench.compare.arguments import FORMATS, SUFFIX_FORMATS, VIEWS
+from ssl_bench.compare.plots import plot_learning_curves, plot_per_class
+from ssl_bench.compare.runs import load_runs
+from ssl_bench.compare.summary import summarize
+from ssl_bench.compare.tables import pair_csv, print_summary, render
+from ssl_bench.compare.views import summarize_views
+from ssl_bench.core.atomic import atomic_write_text
+from ssl_bench.core.errors import UserError
 
 
 def _output_format(output: Path, fmt: str | None) -> str:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..run_dir import HISTORY
-from .plots import STYLE, _figure, _prepare_dir, _safe_name, _save, method_styles
-from .runs import labeled_order
-from .summary import method_order
+from ssl_bench.compare.plots import STYLE, _figure, _prepare_dir, _safe_name, _save, method_styles
+from ssl_bench.compare.runs import labeled_order
+from ssl_bench.compare.summary import method_order
+from ssl_bench.runs.run_dir import HISTORY
 
 
 def run_curve(path: str | Path, model: str, metric: str) -> pd.Series | None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..budget import LABELED_BATCH_SUFFIX, LATE_FRACTION
+from ssl_bench.config.budget import LABELED_BATCH_SUFFIX, LATE_FRACTION
 
 #: The supervised baselines: the same labeled stream as the SSL methods, and fully
-#: labeled batches (:func:`ssl_bench.budget.method_label`), in order of preference.
+#: labeled batches (:func:`ssl_bench.config.budget.method_label`), in order of preference.
 BASELINES: tuple[str, ...] = ("supervised", "supervised" + LABELED_BATCH_SUFFIX)
 #: Runs of one cell whose labeled exposure differs by more than this are flagged.
 EXPOSURE_TOLERANCE = 0.01

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write_bytes
-from ..errors import UserError
-from ..labeled import labeled_tag, parse_labeled
-from .groups import describe_differences
-from .runs import MODELS, available_metrics, labeled_order
-from .summary import DEFAULT_BASELINE, method_order, summarize
+from ssl_bench.compare.groups import describe_differences
+from ssl_bench.compare.runs import MODELS, available_metrics, labeled_order
+from ssl_bench.compare.summary import DEFAULT_BASELINE, method_order, summarize
+from ssl_bench.core.atomic import atomic_write_bytes
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.labeled import labeled_tag, parse_labeled
 
 #: matplotlib style of every plot (sizes and fonts come from it, not from this code).
 STYLE = "seaborn-v0_8-paper"

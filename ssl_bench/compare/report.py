@@ -23,14 +23,14 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_write_text
-from ..errors import UserError
-from ..run_dir import CONFIG
-from .command import load_summary
-from .curves import plot_validation_curves
-from .plots import plot_learning_curves, plot_per_class
-from .tables import method_cells, notes, pair_cells
-from .views import summarize_views
+from ssl_bench.compare.command import load_summary
+from ssl_bench.compare.curves import plot_validation_curves
+from ssl_bench.compare.plots import plot_learning_curves, plot_per_class
+from ssl_bench.compare.tables import method_cells, notes, pair_cells
+from ssl_bench.compare.views import summarize_views
+from ssl_bench.core.atomic import atomic_write_text
+from ssl_bench.core.errors import UserError
+from ssl_bench.runs.run_dir import CONFIG
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
@@ -147,7 +147,7 @@ def _views_section(df: pd.DataFrame, metric: str, baseline: str | None,
 
 def _tuning_section(folders: Sequence[str | Path]) -> list[str]:
     """Each tuning study behind these results: its budget per method and its choices."""
-    from ..tuning.records import budget_rows, describe, find_tuning_records
+    from ssl_bench.tuning.records import budget_rows, describe, find_tuning_records
 
     found = find_tuning_records(folders)
     if not found:

@@ -24,15 +24,15 @@ from typing import Any
 
 import pandas as pd
 
-from ..budget import method_label, peaked_late
-from ..config import comparison_settings, parallel_settings
-from ..errors import UserError
-from ..labeled import labeled_tag
-from ..run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
-from ..splits import load_split
-from ..tuning import STUDY_DB
-from .arguments import MODELS
-from .code_versions import code_version, mixed_code_warnings
+from ssl_bench.compare.arguments import MODELS
+from ssl_bench.compare.code_versions import code_version, mixed_code_warnings
+from ssl_bench.config.budget import method_label, peaked_late
+from ssl_bench.config.run_config import comparison_settings, parallel_settings
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.labeled import labeled_tag
+from ssl_bench.data.splits import load_split
+from ssl_bench.runs.run_dir import CHECKPOINT, CONFIG, FAILED, METRICS, SPLIT, RunDir
+from ssl_bench.tuning import STUDY_DB
 
 #: Columns of :func:`load_runs`'s table that are not metrics.
 ID_COLUMNS: tuple[str, ...] = (

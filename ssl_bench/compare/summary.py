@@ -16,18 +16,16 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import UserError
-from ..run_dir import METRICS
-from .fairness import (
+from ssl_bench.compare.fairness import (
     cell_facts,
     convergence_notes,
     default_baseline,
     exposure_notes,
     second_baseline_pairs,
 )
-from .groups import describe_differences
-from .runs import MODELS, available_metrics, labeled_order
-from .statistics import (
+from ssl_bench.compare.groups import describe_differences
+from ssl_bench.compare.runs import MODELS, available_metrics, labeled_order
+from ssl_bench.compare.statistics import (
     CORRECTION_NAME,
     FEW_PAIRS_NOTE,
     TEST_NAME,
@@ -35,6 +33,8 @@ from .statistics import (
     holm,
     paired_comparison,
 )
+from ssl_bench.core.errors import UserError
+from ssl_bench.runs.run_dir import METRICS
 
 #: The baseline when none is named and none of the supervised baselines ran.
 DEFAULT_BASELINE = "supervised"
@@ -62,7 +62,7 @@ def _canonical(name: str, present: set[str], what: str) -> str:
     if name in present:
         return name
     try:
-        from ..registry import method_registry
+        from ssl_bench.plugins.registry import method_registry
 
         registered = method_registry.card(name).name
     except UserError:

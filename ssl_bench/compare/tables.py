@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
-from .arguments import FORMATS
-from .statistics import CONFIDENCE, CORRECTION_NAME, EFFECT_NAME, TEST_NAME
-from .summary import pair_table
+from ssl_bench.compare.arguments import FORMATS
+from ssl_bench.compare.statistics import CONFIDENCE, CORRECTION_NAME, EFFECT_NAME, TEST_NAME
+from ssl_bench.compare.summary import pair_table
+from ssl_bench.core.errors import UserError
 
 CI_HEADER = f"{round(CONFIDENCE * 100)}% CI"
 

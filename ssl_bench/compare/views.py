@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .arguments import VIEWS
-from .summary import summarize
+from ssl_bench.compare.arguments import VIEWS
+from ssl_bench.compare.summary import summarize
 
 #: What a view shows when no run has what it needs.
 NOT_AVAILABLE = {

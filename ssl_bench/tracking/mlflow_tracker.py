@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json
-from ..errors import UserError
-from . import RunInfo, TrackingWarning, first_line, flatten, numbers
+from ssl_bench.core.atomic import atomic_write_json
+from ssl_bench.core.errors import UserError
+from ssl_bench.tracking.base import RunInfo, TrackingWarning, first_line, flatten, numbers
 
 #: Where a run directory keeps the id of its MLflow run (to continue it on --resume).
 TRACKING_FILE = "tracking.json"
@@ -286,7 +286,7 @@ class MlflowTracker:
         """The rows of ``history.csv`` a resumed run already has, at their steps."""
         import csv
 
-        from ..run_dir import HISTORY
+        from ssl_bench.runs.run_dir import HISTORY
 
         path = self.info.run_dir / HISTORY
         if not path.is_file():

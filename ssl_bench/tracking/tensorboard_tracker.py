@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import RunInfo
+from ssl_bench.tracking.base import RunInfo
 
 #: The folder of a run's event files, inside its run directory.
 TB_FOLDER = "tb"

@@ -1,7 +1,7 @@
 """``ssl-bench tune``: the same tuning budget for every method, chosen on validation only.
 
 A study per method (Optuna, seeded TPE, median pruning) over the shared engine space and
-the method's own (:mod:`ssl_bench.search_space`), all stored in one SQLite file, so a
+the method's own (:mod:`ssl_bench.method_kit.search_space`), all stored in one SQLite file, so a
 killed study continues where it stopped. Every method gets the same number of counted
 trials (finished, pruned or diverged), run round-robin in one process so an interrupted
 study is balanced too, or one study per process (``--jobs``, submitit jobs:
@@ -22,5 +22,3 @@ STUDY_DB = "study.db"
 TUNING_JSON = "tuning.json"
 #: The sweep spec with the chosen settings.
 TUNED_TOML = "tuned.toml"
-#: Keys of a spec's ``[tune]`` table.
-TUNE_KEYS = ("trials", "seed", "labeled", "pruner", "run")

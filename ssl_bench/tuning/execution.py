@@ -28,11 +28,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..interrupts import RunInterrupted, stop_requests
-from ..locks import FolderLock, RunLocked
-from ..plugin_sources import load_plugin_files, loaded_plugin_files
-from .study import Tuning, check_spaces, counted, open_study, recover, run_trial
+from ssl_bench.core.errors import UserError
+from ssl_bench.core.interrupts import RunInterrupted, stop_requests
+from ssl_bench.plugins.sources import load_plugin_files, loaded_plugin_files
+from ssl_bench.runs.locks import FolderLock, RunLocked
+from ssl_bench.tuning.study import Tuning, check_spaces, counted, open_study, recover, run_trial
 
 #: Where submitit keeps a study's job scripts and logs, in the tuning folder.
 SUBMITIT_DIR = "submitit"
@@ -52,7 +52,7 @@ def tune_here(tuning: Tuning, methods: list[str], echo: Callable[[str], None]
     """Run the studies in this process, round-robin (the method furthest behind first,
     so a stopped study is balanced too); a study another process holds is left to it.
     The outcome of each study by method (``done`` or ``busy``)."""
-    from .output import write_outputs
+    from ssl_bench.tuning.output import write_outputs
 
     check_spaces(methods)
     outcomes: dict[str, dict[str, Any]] = {}
@@ -87,7 +87,7 @@ def tune_one(tuning: Tuning, method: str, echo: Callable[[str], None],
              stopping: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Run one method's study to its budget under its lock (a worker's or a job's part);
     ``stopping`` is asked before each trial. Its outcome, ``done`` or ``busy``."""
-    from .output import write_outputs
+    from ssl_bench.tuning.output import write_outputs
 
     label = tuning.label(method)
     try:
@@ -119,7 +119,7 @@ def busy(label: str, exc: RunLocked) -> dict[str, Any]:
 def _study_in_worker(tuning: Tuning, method: str, plugins: tuple[str, ...]) -> dict[str, Any]:
     """One method's study in a spawned worker (which knows only built-in methods until it
     loads the ``--plugin`` files); every line goes to the parent through the queue."""
-    from ..sweep_execution import worker_report, worker_stopping
+    from ssl_bench.sweeps.execution import worker_report, worker_stopping
 
     if worker_stopping():
         return {"status": "pending"}
@@ -143,7 +143,7 @@ def tune_in_workers(tuning: Tuning, methods: list[str], jobs: int,
     """Run the methods' studies in up to ``jobs`` spawned processes, one study each; on
     Ctrl-C/SIGTERM every worker stops its trial with a checkpoint (it resumes when the
     command is run again). The outcome of each study by method."""
-    from ..sweep_execution import abandon, init_worker, terminate_workers
+    from ssl_bench.sweeps.execution import abandon, init_worker, terminate_workers
 
     check_spaces(methods)
     for method in methods:  # the store and every study exist before two processes race
@@ -214,7 +214,7 @@ class StudyJob:
 
 def submit_studies(tuning: Tuning, methods: list[str], options: Any) -> dict[str, Any]:
     """Submit one job per method whose study is short of its budget; the jobs by method."""
-    from ..cluster import make_executor
+    from ssl_bench.sweeps.cluster import make_executor
 
     check_spaces(methods)
     if options.gpus_per_run > 1:

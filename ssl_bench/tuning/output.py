@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json, atomic_write_text
-from ..locks import waiting_lock
-from ..registry import get_method_class
-from ..search_space import split_params
-from . import TUNED_TOML, TUNING_JSON
-from .study import (
+from ssl_bench.core.atomic import atomic_write_json, atomic_write_text
+from ssl_bench.method_kit.search_space import split_params
+from ssl_bench.plugins.registry import get_method_class
+from ssl_bench.runs.locks import waiting_lock
+from ssl_bench.tuning import TUNED_TOML, TUNING_JSON
+from ssl_bench.tuning.study import (
     DIVERGED,
     PRUNER_STARTUP_TRIALS,
     Tuning,
@@ -22,7 +22,7 @@ from .study import (
     open_study,
     startup_trials,
 )
-from .trials import WARMUP_EVALUATIONS
+from ssl_bench.tuning.trials import WARMUP_EVALUATIONS
 
 
 def _trial_record(trial: Any) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def best_trial(study: Any) -> dict[str, Any] | None:
 
 def tuning_record(tuning: Tuning, studies: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
     """The whole study as JSON: settings, objective, every trial and each choice."""
-    from ..provenance import code_digest, git_commit
+    from ssl_bench.core.provenance import code_digest, git_commit
 
     settings = tuning.settings
     methods = {}

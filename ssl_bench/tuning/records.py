@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import TUNING_DIR, TUNING_JSON
+from ssl_bench.tuning import TUNING_DIR, TUNING_JSON
 
 
 def find_tuning_records(folders: Sequence[str | Path]) -> list[tuple[Path, dict[str, Any]]]:

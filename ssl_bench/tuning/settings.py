@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import FIELD_NAMES, VARIED_SETTINGS
-from ..errors import UserError
-from ..labeled import parse_labeled
-from ..sweep_plan import VARIED, SweepSpec
-from . import TUNE_KEYS
+from ssl_bench.config.run_config import FIELD_NAMES, VARIED_SETTINGS
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.labeled import parse_labeled
+from ssl_bench.sweeps.plan import TUNE_KEYS, VARIED, SweepSpec
 
 #: Counted trials per method when neither ``[tune] trials`` nor ``--trials`` says.
 DEFAULT_TRIALS = 20

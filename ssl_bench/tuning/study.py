@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import MACHINE_SETTINGS
-from ..divergence import TrainingDiverged
-from ..errors import UserError
-from ..registry import get_method_class
-from ..run_dir import CHECKPOINT
-from ..search_space import Choice, Float, Param, space_of, space_problems
-from ..sweep_plan import SweepSpec
-from . import STUDY_DB
-from .settings import TuneSettings
-from .trials import PruningReports, objective, trial_run
+from ssl_bench.config.run_config import MACHINE_SETTINGS
+from ssl_bench.core.errors import UserError
+from ssl_bench.method_kit.search_space import Choice, Float, Param, space_of, space_problems
+from ssl_bench.plugins.registry import get_method_class
+from ssl_bench.runs.run_dir import CHECKPOINT
+from ssl_bench.sweeps.plan import SweepSpec
+from ssl_bench.training.divergence import TrainingDiverged
+from ssl_bench.tuning import STUDY_DB
+from ssl_bench.tuning.settings import TuneSettings
+from ssl_bench.tuning.trials import PruningReports, objective, trial_run
 
 #: A failed trial whose failure is an outcome of its parameters (counted in the budget).
 DIVERGED = "diverged"
@@ -170,7 +170,7 @@ def run_trial(tuning: Tuning, method: str, label: str, study: Any, index: int,
     import optuna
     from optuna.trial import TrialState
 
-    from ..runner import run
+    from ssl_bench.training.runner import run
 
     trial = study.ask()
     params = {name: suggest(trial, name, param)

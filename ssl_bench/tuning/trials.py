@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..registry import get_method_class
-from ..run_dir import HISTORY
-from ..search_space import split_params
-from ..sweep_plan import PlannedRun, SweepSpec, plan
-from .settings import TuneSettings
+from ssl_bench.core.errors import UserError
+from ssl_bench.method_kit.search_space import split_params
+from ssl_bench.plugins.registry import get_method_class
+from ssl_bench.runs.run_dir import HISTORY
+from ssl_bench.sweeps.plan import PlannedRun, SweepSpec, plan
+from ssl_bench.tuning.settings import TuneSettings
 
 #: Evaluations a trial always gets before the pruner may stop it.
 WARMUP_EVALUATIONS = 3

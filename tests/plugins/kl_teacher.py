@@ -6,8 +6,8 @@ Mean Teacher with a KL-divergence consistency instead of the squared difference.
 import torch
 import torch.nn.functional as F
 
-from ssl_bench.method import Batch, LossDict, Method, Option, StepContext
-from ssl_bench.registry import register_method
+from ssl_bench.method_kit.method import Batch, LossDict, Method, Option, StepContext
+from ssl_bench.plugins.registry import register_method
 
 
 @register_method("test-kl-teacher")

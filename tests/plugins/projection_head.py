@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_bench.method import Batch, Method, MethodInfo, StepContext, StepOutput
-from ssl_bench.registry import register_method
+from ssl_bench.method_kit.method import Batch, Method, MethodInfo, StepContext, StepOutput
+from ssl_bench.plugins.registry import register_method
 
 
 class WithHead(nn.Module):

@@ -1,0 +1,110 @@
+"""``ssl-bench list``: methods (aliases, contract, options), data sets, timm backbones.
+
+Methods and data sets come from their cards (:mod:`ssl_bench.plugins.index`), so the
+listing needs no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ssl_bench.cli.flags import Parser
+from ssl_bench.plugins.registry import dataset_registry, load_plugin, method_registry
+
+
+def command_list(argv: Sequence[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    parser = Parser(prog="ssl-bench list", description="List methods, data sets, backbones.")
+    parser.add_argument("--methods", action="store_true", help="list methods and their options")
+    parser.add_argument("--datasets", action="store_true", help="list data sets")
+    parser.add_argument("--selection-rules", action="store_true",
+                        help="list checkpoint selection rules (--selection-rule)")
+    parser.add_argument("--backbones", nargs="?", const="*", metavar="PATTERN",
+                        help="list timm backbones matching PATTERN (e.g. 'resnet*')")
+    parser.add_argument("--pretrained-only", action="store_true",
+                        help="only backbones with pretrained weights")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE")
+    args = parser.parse_args(argv)
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    show_all = not (args.methods or args.datasets or args.backbones or args.selection_rules)
+    console = Console()
+    if args.methods or show_all:
+        cards = method_registry.cards()
+        table = Table(title="methods")
+        for column in ("name", "aliases", "teacher", "unlabeled", "summary"):
+            table.add_column(column)
+        for name, card in cards.items():
+            table.add_row(name, ", ".join(card.aliases), card.facts["teacher"],
+                          card.facts["unlabeled"], card.summary)
+        console.print(table)
+        for name, card in cards.items():
+            console.print(f"  {name} {_method_contract(card)}", highlight=False, markup=False,
+                          soft_wrap=True)
+        _print_options(console, cards, "option")
+    if args.datasets or show_all:
+        cards = dataset_registry.cards()
+        table = Table(title="data sets")
+        for column in ("name", "aliases", "description"):
+            table.add_column(column)
+        for name, card in cards.items():
+            table.add_row(name, ", ".join(card.aliases), card.summary)
+        console.print(table)
+        _print_options(console, cards, "option")
+    if args.selection_rules or show_all:
+        from ssl_bench.plugins.registry import selection_registry
+
+        table = Table(title="selection rules (--selection-rule)")
+        for column in ("name", "rule"):
+            table.add_column(column)
+        for name, card in selection_registry.cards().items():
+            table.add_row(name, card.summary)
+        console.print(table)
+    if args.backbones or show_all:
+        from ssl_bench.models.backbones import list_backbones
+
+        pattern = args.backbones or "*"
+        names = list_backbones(pattern, pretrained_only=args.pretrained_only)
+        if show_all:
+            console.print(f"backbones: {len(names)} timm architectures "
+                          "(ssl-bench list --backbones 'PATTERN' to list them)", soft_wrap=True)
+        else:
+            for name in names:
+                console.print(_backbone_line(name), highlight=False, markup=False,
+                              soft_wrap=True)
+            console.print(f"{len(names)} backbones match {pattern!r}", highlight=False)
+    return 0
+
+
+def _method_contract(card: Any) -> str:
+    """What a method asks of the engine: its views, state and own defaults, one line."""
+    defaults = ", ".join(f"{k}={v}" for k, v in card.defaults.items()) or "none"
+    return (f"tasks: {card.facts['tasks']}; views: {card.facts['views']}; "
+            f"state: {card.facts['state']}; own defaults: {defaults}")
+
+
+def _print_options(console: Any, cards: dict[str, Any], word: str) -> None:
+    """Each entry's declared options, one line each: flag, type, default, help."""
+    for name, card in cards.items():
+        for o in card.options:
+            choices = f", one of {', '.join(map(str, o.choices))}" if o.choices else ""
+            console.print(f"  {name} {word} {o.flag} {o.type.__name__.upper()} "
+                          f"(default {o.default}{choices}): {o.help}", highlight=False,
+                          markup=False, soft_wrap=True)
+
+
+def _backbone_line(name: str) -> str:
+    """A backbone or pretrained tag, and whether its weights are available offline."""
+    from ssl_bench.models.weights import availability, pretrained_tag
+
+    tag = pretrained_tag(name)
+    if tag is None:  # an architecture without published weights
+        return name
+    found = availability(tag)
+    where = f"{found.source}: {found.detail}" if found.offline else found.detail
+    label = f"{name:<40}" if tag == name else f"{name:<32} {tag:<40}"
+    return f"{label} available offline: {'yes' if found.offline else 'no'}" + (
+        f" ({where})" if where else "")

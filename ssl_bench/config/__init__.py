@@ -1,0 +1,1 @@
+"""Run configuration: the settings, presets, TOML files, their checks and the budget."""

@@ -1,0 +1,1 @@
+"""Backbones (any timm architecture), partial freezing and pretrained weights."""

@@ -1,0 +1,1 @@
+"""Run folders: one self-describing directory per run, its lock and checkpoint integrity."""
