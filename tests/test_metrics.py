@@ -285,7 +285,7 @@ def test_kinds_match_tasks_module() -> None:
     """
     from ssl_bench.training.metrics import _KINDS
 
-    source = Path(__file__).resolve().parents[1] / "ssl_bench" / "tasks.py"
+    source = Path(__file__).resolve().parents[1] / "ssl_bench" / "data" / "tasks.py"
     tree = ast.parse(source.read_text())
     kinds = []
     for node in ast.walk(tree):
