@@ -54,6 +54,7 @@ from ssl_bench.method_kit.method import (
 )
 from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.method_kit.search_space import THRESHOLD, UNLABELED_WEIGHT
+from ssl_bench.method_kit.steps import forward_weak_strong
 from ssl_bench.plugins.registry import register_method
 
 
@@ -79,18 +80,11 @@ class FixMatch(Method):
     )
 
     def train_step(self, batch: Batch, ctx: StepContext) -> StepOutput:
-        labeled = batch.num_labeled
-        weak, strong = batch.views["weak"], batch.views["strong"]
-        _, logits = ctx.student(torch.cat([weak, strong]))
-        logits_labeled = logits[:labeled]
-        logits_weak, logits_strong = logits[labeled: weak.shape[0]], logits[weak.shape[0]:]
-        supervised = ctx.task.supervised_loss(logits_labeled, batch.targets)
+        supervised, logits_weak, logits_strong = forward_weak_strong(batch, ctx)
         if ctx.task.multilabel:
-            unsupervised, labels, mask = self.multilabel_loss(logits_weak.detach(),
-                                                              logits_strong)
+            unsupervised, labels, mask = self.multilabel_loss(logits_weak, logits_strong)
         else:
-            unsupervised, labels, mask = self.single_label_loss(logits_weak.detach(),
-                                                                logits_strong)
+            unsupervised, labels, mask = self.single_label_loss(logits_weak, logits_strong)
         weight = self.unlabeled_weight * ctx.consistency_weight
         total = supervised + weight * unsupervised
         return StepOutput(

@@ -55,13 +55,12 @@ from ssl_bench.method_kit.method import (
 )
 from ssl_bench.method_kit.pseudo_labels import masked_mean, target_loss
 from ssl_bench.method_kit.search_space import THRESHOLD, UNLABELED_WEIGHT
+from ssl_bench.method_kit.steps import forward_weak_strong, step_output
 from ssl_bench.method_kit.thresholds import (
-    forward_weak_strong,
     grouped_labels,
     groups,
     pick,
     pseudo_targets,
-    step_output,
     ungroup,
 )
 from ssl_bench.plugins.registry import register_method

@@ -52,16 +52,15 @@ from ssl_bench.method_kit.method import (
 )
 from ssl_bench.method_kit.pseudo_labels import masked_mean, target_loss
 from ssl_bench.method_kit.search_space import UNLABELED_WEIGHT, Float
+from ssl_bench.method_kit.steps import forward_weak_strong, step_output
 from ssl_bench.method_kit.thresholds import (
     ema_,
-    forward_weak_strong,
     grouped_labels,
     grouped_probs,
     groups,
     max_norm,
     pick,
     pseudo_targets,
-    step_output,
     ungroup,
 )
 from ssl_bench.plugins.registry import register_method

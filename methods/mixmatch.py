@@ -81,11 +81,12 @@ from ssl_bench.method_kit.method import (
 )
 from ssl_bench.method_kit.mixing import (
     frozen_batchnorm_stats,
+    mixup,
     probability_mse,
     soft_supervised_loss,
     targets_as_probabilities,
 )
-from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, mixup, sharpen
+from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, sharpen
 from ssl_bench.method_kit.search_space import Float
 from ssl_bench.plugins.registry import register_method
 

@@ -25,10 +25,21 @@ class MeanTeacher(Method):
     search_space = {"consistency_weight": CONSISTENCY_WEIGHT}
 
     def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
-        _, logits = ctx.student(batch.student_view)
+        features, logits = ctx.student(batch.student_view)
         with torch.no_grad():
-            _, teacher_logits = ctx.teacher(batch.teacher_view)
+            teacher_features, teacher_logits = ctx.teacher(batch.teacher_view)
         supervised = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
         consistency = consistency_mse(logits, teacher_logits, ctx.task)
-        total = supervised + ctx.consistency_weight * consistency
-        return {"total": total, "supervised": supervised, "consistency": consistency}
+        extra = self.extra_terms(features, teacher_features)
+        unsupervised = consistency
+        for term, weight in extra.values():
+            unsupervised = unsupervised + weight * term
+        total = supervised + ctx.consistency_weight * unsupervised
+        return {"total": total, "supervised": supervised, "consistency": consistency,
+                **{name: term for name, (term, _) in extra.items()}}
+
+    def extra_terms(self, features: torch.Tensor, teacher_features: torch.Tensor
+                    ) -> dict[str, tuple[torch.Tensor, float]]:
+        """Consistency terms beside the probability consistency, by name: (term, weight),
+        each added to it before lambda(t) scales them (SRC-MT's relation term). None here."""
+        return {}

@@ -10,6 +10,10 @@ teacher's on the other view::
     total = supervised + lambda(t) * (consistency + relation_weight * relation)
     relation = sum((G_student - G_teacher)^2) / B
 
+It is :class:`~ssl_bench.methods.mt.MeanTeacher` with the relation term as its one extra
+consistency term (``extra_terms``): the forward passes, the supervised loss and the
+probability consistency are Mean Teacher's own.
+
 Checked line by line against the official code (github.com/liuquande/SRC-MT:
 ``code/train_SRC_MT.py``, ``code/utils/losses.py``, ``code/dataloaders/dataset.py``,
 ``code/networks/models.py``). The same:
@@ -100,39 +104,24 @@ from __future__ import annotations
 import torch
 
 from ssl_bench.core.distributed import gather_rows
-from ssl_bench.method_kit.losses import consistency_mse, relation_consistency
-from ssl_bench.method_kit.method import Batch, LossDict, Method, Option, StepContext
+from ssl_bench.method_kit.losses import relation_consistency
+from ssl_bench.method_kit.method import Option
 from ssl_bench.method_kit.search_space import CONSISTENCY_WEIGHT, Float
+from ssl_bench.methods.mt import MeanTeacher
 from ssl_bench.plugins.registry import register_method
 
 
 @register_method("srcmt", aliases=("src-mt",))
-class SRCMT(Method):
+class SRCMT(MeanTeacher):
     summary = "SRC-MT: Mean Teacher + sample relation consistency (Liu et al., TMI 2020)"
-    data_parallel = "global"
-    needs_teacher = True
-    uses_unlabeled = True
-    views = {"student": "weak", "teacher": "weak"}
-    identical_views_vanish = True
     search_space = {"consistency_weight": CONSISTENCY_WEIGHT,
                     "relation_weight": Float(0.1, 10.0, log=True)}
     options = (
         Option("relation_weight", float, 1.0, "weight of the relation consistency term"),
     )
 
-    def train_step(self, batch: Batch, ctx: StepContext) -> LossDict:
-        features, logits = ctx.student(batch.student_view)
-        with torch.no_grad():
-            teacher_features, teacher_logits = ctx.teacher(batch.teacher_view)
-        supervised = ctx.task.supervised_loss(logits[: batch.num_labeled], batch.targets)
-        consistency = consistency_mse(logits, teacher_logits, ctx.task)
+    def extra_terms(self, features: torch.Tensor, teacher_features: torch.Tensor
+                    ) -> dict[str, tuple[torch.Tensor, float]]:
         # The relation matrix spans the global batch on several processes (see docstring).
         relation = relation_consistency(gather_rows(features), gather_rows(teacher_features))
-        unsupervised = consistency + self.relation_weight * relation
-        total = supervised + ctx.consistency_weight * unsupervised
-        return {
-            "total": total,
-            "supervised": supervised,
-            "consistency": consistency,
-            "relation": relation,
-        }
+        return {"relation": (relation, self.relation_weight)}

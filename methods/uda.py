@@ -78,6 +78,7 @@ from ssl_bench.method_kit.method import (
 from ssl_bench.method_kit.mixing import TSA_SCHEDULES, tsa_threshold
 from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels, masked_mean, target_loss
 from ssl_bench.method_kit.search_space import UNLABELED_WEIGHT, Float
+from ssl_bench.method_kit.steps import forward_views
 from ssl_bench.plugins.registry import register_method
 
 
@@ -119,15 +120,10 @@ class UDA(Method):
         self.total_steps = info.total_steps
 
     def train_step(self, batch: Batch, ctx: StepContext) -> StepOutput:
-        labeled = batch.num_labeled
-        weak, strong = batch.views["weak"], batch.views["strong"]
-        _, logits = ctx.student(torch.cat([weak, strong]))
-        logits_labeled = logits[:labeled]
-        logits_weak, logits_strong = logits[labeled: weak.shape[0]], logits[weak.shape[0]:]
+        logits_labeled, logits_weak, logits_strong = forward_views(batch, ctx)
         supervised, kept = self.supervised_loss(logits_labeled, batch.targets, ctx.task,
                                                 ctx.step)
-        unsupervised, labels, mask = self.unlabeled_loss(logits_weak.detach(), logits_strong,
-                                                         ctx.task)
+        unsupervised, labels, mask = self.unlabeled_loss(logits_weak, logits_strong, ctx.task)
         total = supervised + self.unlabeled_weight * ctx.consistency_weight * unsupervised
         return StepOutput(
             losses={"total": total, "supervised": supervised, "unsupervised": unsupervised},

@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ssl_bench"
+#: The built-in methods (installed as ``ssl_bench.methods``): built from method_kit and
+#: what lies below it, never from the training loop or anything above.
+METHODS = Path(__file__).resolve().parents[1] / "methods"
+METHODS_MAY_IMPORT = ("core", "plugins", "data", "models", "config", "method_kit", "methods")
 #: Lowest first: a layer may import only the layers before it (and itself).
 LAYERS = ("core", "plugins", "runs", "tracking", "data", "models", "config", "method_kit",
           "training", "sweeps", "tuning", "compare", "cli")
@@ -106,6 +110,20 @@ def test_no_import_cycle() -> None:
         if module not in index:
             visit(module)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_methods_are_built_from_method_kit_and_below() -> None:
+    wrong = []
+    for path in sorted(METHODS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "ssl_bench" and (len(parts) < 2
+                                                or parts[1] not in METHODS_MAY_IMPORT):
+                    wrong.append(f"methods/{path.name} imports {name}")
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("graph, expected", [

@@ -15,12 +15,12 @@ from ssl_bench.data.tasks import Task
 from ssl_bench.method_kit.method import StepContext, StepOutput
 from ssl_bench.method_kit.mixing import (
     frozen_batchnorm_stats,
+    mixup,
     probability_mse,
     soft_supervised_loss,
     targets_as_probabilities,
     tsa_threshold,
 )
-from ssl_bench.method_kit.pseudo_labels import mixup
 from ssl_bench.plugins.registry import create_method
 from ssl_bench.training.prepare import prepare
 from ssl_bench.training.trainer import Trainer

@@ -134,5 +134,5 @@ def test_a_missing_tracker_package_is_a_one_line_error_naming_the_extra(tmp_path
 
 
 def test_an_unknown_tracker_is_refused():
-    with pytest.raises(UserError, match=r"log \(--log\) knows tensorboard, mlflow; got wandb"):
+    with pytest.raises(UserError, match=r"log \(--log\) knows mlflow, tensorboard; got wandb"):
         tiny_config(log="tensorboard,wandb")

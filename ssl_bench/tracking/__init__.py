@@ -8,7 +8,10 @@ progress display shows between evaluations (``train/...``), and at the end the r
 configuration as hyper-parameters with the final metrics (``final/...``).
 
 ``--log tensorboard,mlflow`` picks them (config field ``log``); their packages are
-optional extras, checked before a run starts. Only the first rank of a torchrun run logs.
+optional extras, checked before a run starts. Trackers are a registry like methods
+(:func:`~ssl_bench.tracking.base.register_tracker`, entry-point group
+``ssl_bench.trackers``; ``ssl-bench list --trackers``): one module per tracker here.
+Only the first rank of a torchrun run logs.
 
 Tracking never costs a run: its store is checked, with short timeouts, before the run
 prepares anything (an unusable one is a one-line error); after that every tracker call
@@ -18,10 +21,10 @@ for the rest of the run, which trains on and writes its own records as usual.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 
 from ssl_bench.core.errors import UserError
+from ssl_bench.plugins.registry import tracker_registry
 from ssl_bench.tracking.base import (
     DEFAULT_EXPERIMENT,
     RunInfo,
@@ -31,35 +34,29 @@ from ssl_bench.tracking.base import (
     first_line,
     flatten,
     numbers,
+    register_tracker,
     tracker_name,
 )
-
-#: Tracker name -> (module in this package, class, the package it needs, the extra that
-#: installs it).
-TRACKERS: dict[str, tuple[str, str, str, str]] = {
-    "tensorboard": ("tensorboard_tracker", "TensorBoardTracker", "tensorboard", "tensorboard"),
-    "mlflow": ("mlflow_tracker", "MlflowTracker", "mlflow", "mlflow"),
-}
 
 
 def parse_log(value: str) -> tuple[str, ...]:
     """``"tensorboard,mlflow"`` -> the tracker names, each known (a clear error if not)."""
     names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
-    unknown = [n for n in names if n not in TRACKERS]
+    known = tracker_registry.names()
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise UserError(f"log (--log) knows {', '.join(TRACKERS)}; got {', '.join(unknown)}")
+        raise UserError(f"log (--log) knows {', '.join(known)}; got {', '.join(unknown)}")
     return names
-
 
 
 def check_available(value: str) -> None:
     """Fail before anything runs when a requested tracker's package is not installed."""
     for name in parse_log(value):
-        package, extra = TRACKERS[name][2:]
-        if importlib.util.find_spec(package) is None:
-            raise UserError(f"--log {name} needs the {package} package: "
-                            f"pip install 'ssl-bench[{extra}]'")
-
+        tracker = tracker_registry.get(name)
+        package = getattr(tracker, "requires", None)
+        if package and importlib.util.find_spec(package) is None:
+            install = getattr(tracker, "install", f"pip install {package}")
+            raise UserError(f"--log {name} needs the {package} package: {install}")
 
 
 def check_stores(value: str, experiment: str = "") -> None:
@@ -67,11 +64,10 @@ def check_stores(value: str, experiment: str = "") -> None:
     writes (MLflow: the experiment exists afterwards), within seconds; else a one-line
     :class:`UserError` naming the store. (TensorBoard writes in the run folder: nothing
     to check.)"""
-    if "mlflow" in parse_log(value):
-        from ssl_bench.tracking.mlflow_tracker import check_store
-
-        check_store(experiment or DEFAULT_EXPERIMENT)
-
+    for name in parse_log(value):
+        check = getattr(tracker_registry.get(name), "check_store", None)
+        if check is not None:
+            check(experiment or DEFAULT_EXPERIMENT)
 
 
 def prepare_experiment(value: str, experiment: str) -> None:
@@ -88,9 +84,8 @@ def open_trackers(value: str, info: RunInfo) -> Trackers:
     that cannot open is a one-line :class:`UserError`; those opened before it are closed)."""
     trackers: list[Tracker] = []
     for name in parse_log(value):
-        module, cls = TRACKERS[name][:2]
         try:
-            trackers.append(getattr(importlib.import_module(f"{__name__}.{module}"), cls)(info))
+            trackers.append(tracker_registry.get(name)(info))
         except (UserError, OSError) as exc:
             Trackers(trackers).close("FAILED")
             if isinstance(exc, UserError):
@@ -99,7 +94,6 @@ def open_trackers(value: str, info: RunInfo) -> Trackers:
     return Trackers(trackers)
 
 
-
-__all__ = ["DEFAULT_EXPERIMENT", "TRACKERS", "RunInfo", "Tracker", "Trackers", "TrackingWarning",
+__all__ = ["DEFAULT_EXPERIMENT", "RunInfo", "Tracker", "Trackers", "TrackingWarning",
            "check_available", "check_stores", "first_line", "flatten", "numbers",
-           "open_trackers", "parse_log", "prepare_experiment", "tracker_name"]
+           "open_trackers", "parse_log", "prepare_experiment", "register_tracker", "tracker_name"]

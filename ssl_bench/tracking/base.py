@@ -1,15 +1,17 @@
-"""What every tracker shares: the :class:`Tracker` protocol, the run it logs
-(:class:`RunInfo`), the best-effort fan-out to the open trackers (:class:`Trackers`) and
-value helpers."""
+"""What every tracker shares: the :class:`Tracker` protocol and its registration
+(:func:`register_tracker`), the run it logs (:class:`RunInfo`), the best-effort fan-out to
+the open trackers (:class:`Trackers`) and value helpers."""
 
 from __future__ import annotations
 
 import math
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
+
+from ssl_bench.plugins.registry import tracker_registry
 
 #: The experiment a run outside a sweep is logged under (a sweep uses its own name).
 DEFAULT_EXPERIMENT = "ssl-bench"
@@ -51,6 +53,18 @@ class Tracker(Protocol):
 
     def close(self, status: str) -> None: ...
 
+
+
+def register_tracker(name: str) -> Callable[[type], type]:
+    """Class decorator: make a tracker available as ``--log name``.
+
+    The class is built from a :class:`RunInfo` and implements :class:`Tracker`. It may
+    declare ``requires`` (the package it imports, checked before a run starts) with
+    ``install`` (the command that installs it), and a static ``check_store(experiment)``
+    that raises a one-line :class:`~ssl_bench.core.errors.UserError` when its store cannot
+    be used (called before the run prepares anything).
+    """
+    return tracker_registry.register(name)
 
 
 class RunInfo:

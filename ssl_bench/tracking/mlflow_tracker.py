@@ -28,7 +28,14 @@ from typing import Any
 
 from ssl_bench.core.atomic import atomic_write_json
 from ssl_bench.core.errors import UserError
-from ssl_bench.tracking.base import RunInfo, TrackingWarning, first_line, flatten, numbers
+from ssl_bench.tracking.base import (
+    RunInfo,
+    TrackingWarning,
+    first_line,
+    flatten,
+    numbers,
+    register_tracker,
+)
 
 #: Where a run directory keeps the id of its MLflow run (to continue it on --resume).
 TRACKING_FILE = "tracking.json"
@@ -209,11 +216,17 @@ def integrity_problem(db: sqlite3.Connection) -> str | None:
     return None if rows == [("ok",)] else str(rows[0][0]) if rows else "no answer"
 
 
+@register_tracker("mlflow")
 class MlflowTracker:
-    """Metrics at their step, the resolved configuration as parameters, records as
-    artifacts, tags method/dataset/labeled/seed (so a sweep compares in MLflow's UI)."""
+    """MLflow runs: metrics at their step, the configuration as parameters, tags.
+
+    The run's records are stored as artifacts and its tags name method, data set, labeled
+    fraction and seed, so a sweep compares in MLflow's UI."""
 
     name = "mlflow"
+    requires = "mlflow"
+    install = "pip install 'ssl-bench[mlflow]'"
+    check_store = staticmethod(check_store)
 
     def __init__(self, info: RunInfo) -> None:
         from mlflow.tracking import MlflowClient

