@@ -35,7 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.data.cache import default_workers, file_checksum, file_content, load_images
 from ssl_bench.data.datasets.base import ImageDataset
 from ssl_bench.training.benchmarking import median_seconds

@@ -27,7 +27,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.data.cache import default_cache_dir, file_checksum, load_images
 from ssl_bench.runs.integrity import content_digest, load_verified, with_digest
 from ssl_bench.training.benchmarking import median_seconds

@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.core.atomic import atomic_write_bytes, atomic_write_text
 from ssl_bench.training.runner import run
 

@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.data.images import ArrayImages, DecodingImages
 from ssl_bench.plugins.registry import list_methods
 from ssl_bench.training.benchmarking import (

@@ -39,7 +39,7 @@ def _measure(args: argparse.Namespace, threads: int) -> float:
     """Median ms per step of one method in a fresh process with ``threads`` threads."""
     code = f"""
 import statistics, time, torch
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.training.trainer import Trainer
 from ssl_bench.training.prepare import prepare
 from ssl_bench.core.threads import set_threads

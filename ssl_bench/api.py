@@ -33,7 +33,7 @@ def run(output: str | Path, *, config_file: str | Path | None = None, resume: bo
     configuration, as ``ssl-bench run --config``); ``resume`` continues an interrupted run
     from its checkpoint; ``overwrite`` starts again in a folder that holds a run.
     """
-    from ssl_bench.config.run_config import read_config_file, resolve_config
+    from ssl_bench.config.resolve import read_config_file, resolve_config
     from ssl_bench.training.runner import run as run_config
 
     config = resolve_config(read_config_file(config_file) if config_file else {}, settings)

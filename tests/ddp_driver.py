@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.core import distributed
 from ssl_bench.core.errors import UserError
 from ssl_bench.plugins.registry import load_plugin

@@ -16,7 +16,7 @@ from ssl_bench.config.budget import (
     should_stop,
     watched_step,
 )
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.core.errors import UserError
 from ssl_bench.sweeps.local import make_spec, plan
 from ssl_bench.sweeps.plan import exposure_notes

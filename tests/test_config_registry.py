@@ -6,7 +6,8 @@ import importlib.metadata
 
 import pytest
 
-from ssl_bench.config.run_config import PRESETS, read_config_file, resolve_config
+from ssl_bench.config.resolve import read_config_file, resolve_config
+from ssl_bench.config.run_config import PRESETS
 from ssl_bench.core.errors import UserError
 from ssl_bench.data.splits import parse_labeled
 from ssl_bench.plugins.registry import Registry, create_dataset, list_datasets

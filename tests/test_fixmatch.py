@@ -80,7 +80,7 @@ def test_a_step_reports_mask_ratio_and_pseudo_labels(dataset):
 
 
 def test_flags_override_the_method_default():
-    from ssl_bench.config.run_config import resolve_config
+    from ssl_bench.config.resolve import resolve_config
 
     assert resolve_config({}, {"method": "fixmatch"}).rampup == 0.0
     assert resolve_config({}, {"method": "fixmatch", "rampup": 0.2}).rampup == 0.2

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from ssl_bench.config.run_config import resolve_config
+from ssl_bench.config.resolve import resolve_config
 from ssl_bench.core.errors import UserError
 from ssl_bench.training.prepare import prepare
 from ssl_bench.training.runner import run

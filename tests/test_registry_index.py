@@ -137,7 +137,7 @@ PROBE = textwrap.dedent("""
 
 RESOLVE = textwrap.dedent("""
     import json
-    from ssl_bench.config.run_config import resolve_config
+    from ssl_bench.config.resolve import resolve_config
     from ssl_bench.plugins.registry import method_registry
     indexed = method_registry.card("fixmatch")
     config = resolve_config({}, {"method": "fixmatch"})

@@ -23,7 +23,8 @@ from ssl_bench.cli.flags import (
     parse_bool,
     parse_method_options,
 )
-from ssl_bench.config.run_config import PRESETS, RunConfig, read_config_file, resolve_config
+from ssl_bench.config.resolve import read_config_file, resolve_config
+from ssl_bench.config.run_config import PRESETS, RunConfig
 from ssl_bench.core.errors import UserError, show_warning_line
 from ssl_bench.data.labeled import labeled_tag, parse_labeled
 from ssl_bench.plugins.registry import load_plugin

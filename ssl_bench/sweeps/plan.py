@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ssl_bench.config.budget import batch_split, method_label
+from ssl_bench.config.resolve import read_toml, resolve_config
 from ssl_bench.config.run_config import (
     FIELD_NAMES,
     VARIED_SETTINGS,
     RunConfig,
     comparison_settings,
     parallel_settings,
-    read_toml,
-    resolve_config,
 )
 from ssl_bench.core.errors import UserError
 from ssl_bench.data.labeled import labeled_tag, parse_labeled

@@ -35,7 +35,8 @@ from typing import Any
 
 import torch
 
-from ssl_bench.config.run_config import RunConfig, resolve_config
+from ssl_bench.config.resolve import resolve_config
+from ssl_bench.config.run_config import RunConfig
 from ssl_bench.core.progress import TrainingProgress
 from ssl_bench.method_kit.faults import guarded
 from ssl_bench.method_kit.method import Batch, StepContext, StepOutput
