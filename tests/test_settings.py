@@ -24,7 +24,14 @@ from ssl_bench.config.run_config import (
     VARIED_SETTINGS,
     RunConfig,
 )
-from ssl_bench.config.settings import MACHINE, MODEL, TRACKING, declarations, setting
+from ssl_bench.config.settings import (
+    MACHINE,
+    MODEL,
+    TRACKING,
+    declarations,
+    parse_bool,
+    setting,
+)
 from ssl_bench.core.errors import UserError
 
 
@@ -42,6 +49,10 @@ def test_the_tables_are_read_from_the_declarations() -> None:
     assert set(SINCE_ADDED) <= set(SETTINGS)
     assert sorted(d for dests in FLAG_GROUPS.values() for d in dests) == sorted(
         d for _, d, _, _ in RUN_FLAGS)
+    parsers = {dest: parse for _, dest, parse, _ in RUN_FLAGS}
+    assert (parsers["amp"], parsers["hflip"], parsers["lr"], parsers["iterations"],
+            parsers["backbone"], parsers["compile"]) == (
+        parse_bool, parse_bool, float, int, str, "flag")  # from the fields' types
 
 
 def test_a_machine_setting_is_shown_as_one() -> None:

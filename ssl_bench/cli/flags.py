@@ -39,7 +39,7 @@ def run_flags(config_class: type = RunConfig) -> list[tuple[str, str, Any, str]]
     declared with a help section, in declaration order."""
     hints = typing.get_type_hints(config_class)
     return [(flag_of(name, declared), name,
-             "flag" if declared.parse == "switch" else parser_of(name, declared, hints[name]),
+             "flag" if declared.parse == "switch" else parser_of(declared, hints[name]),
              declared.help)
             for name, declared in declarations(config_class).items()
             if declared.group is not None]

@@ -26,7 +26,6 @@ from ssl_bench.config.settings import (
     TRACKING,
     Setting,
     declarations,
-    parse_bool,
     parse_ratios,
     setting,
 )
@@ -90,7 +89,7 @@ class RunConfig:
     image_cache: bool = setting(
         True, group=MACHINE,
         help="decode images once into the cache (default true); false decodes them at every step",
-        parse=parse_bool, role="machine")
+        role="machine")
     skip_bad_images: bool = setting(
         False, group=DATA,
         help="leave out missing/unreadable images (listed in skipped_images.json) instead of "
@@ -112,7 +111,7 @@ class RunConfig:
     pretrained: bool = setting(
         False, group=MODEL,
         help="ImageNet weights from timm's cache (true/false)",
-        parse=parse_bool, paper=True)
+        paper=True)
     weights: str | None = setting(
         None, group=MODEL,
         help="local .pth/.safetensors weights file (implies pretrained)")
@@ -129,7 +128,7 @@ class RunConfig:
         False, group=MODEL,
         help="under torchrun, batch-norm statistics over the global batch instead of each "
              "process's shard (torch's SyncBatchNorm, CUDA only); default false",
-        parse=parse_bool, since_added=False)
+        since_added=False)
     image_size: int = setting(
         32, group=MODEL,
         help="square image size in pixels; default 32 (cpu)",
@@ -248,7 +247,7 @@ class RunConfig:
         False, group=SSL_TERMS,
         help="evaluate the ramp-up at the start of each epoch, as the official code; default false"
              " (cpu) / true (paper)",
-        parse=parse_bool, paper=True)
+        paper=True)
     unsupervised_start: float = setting(
         0.0, group=SSL_TERMS,
         help="epochs of labeled loss only before unsupervised terms count (official: 21); default "
@@ -265,7 +264,7 @@ class RunConfig:
     hflip: bool | None = setting(
         None, group=AUGMENTATION,
         help="random horizontal flips (default: the data set's advice)",
-        parse=parse_bool, paper=True)
+        paper=True)
     noise_std: float = setting(
         0.0, group=AUGMENTATION,
         help="Gaussian noise added to normalised views; default 0",
@@ -294,7 +293,7 @@ class RunConfig:
     amp: bool = setting(
         True, group=MACHINE,
         help="mixed precision on CUDA (bf16 where supported); default true",
-        parse=parse_bool, role="machine")
+        role="machine")
     compile: bool = setting(
         False, group=MACHINE,
         help="torch.compile the student and teacher (slow start)",
@@ -302,11 +301,11 @@ class RunConfig:
     channels_last: bool = setting(
         True, group=MACHINE,
         help="channels-last memory format (faster convolutions on CPU and CUDA); default true",
-        parse=parse_bool, role="machine")
+        role="machine")
     deterministic: bool = setting(
         True, group=MACHINE,
         help="deterministic algorithms; default true",
-        parse=parse_bool, role="machine")
+        role="machine")
     threads: int = setting(
         0, group=MACHINE,
         help="torch threads of a run (intra- and inter-op); 0 (default): OMP_NUM_THREADS when set,"
@@ -407,4 +406,4 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 #: method's own labeled images per step: equal labeled exposure for every method).
 BUDGETS: tuple[str, ...] = ("iterations", "epochs", "labeled_epochs")
 
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
+FIELD_NAMES = tuple(SETTINGS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,9 @@ class _Missing:
         return "MISSING"
 
 
-#: A declaration's "no value" (``None`` is a value settings can have).
+#: A declaration's "no value" (``None`` is a value settings can have). Not
+#: ``dataclasses.MISSING``: as the default of :class:`Setting`'s own fields that would
+#: mean "no default".
 MISSING: Any = _Missing()
 
 
@@ -75,7 +78,8 @@ class Setting:
     ``group``/``help``: its help section and text (no ``group``: it has no flag of
     ``ssl-bench run``; ``--method`` and ``--preset`` are added by the command itself).
     ``flag``: the flag when it is not ``--<name-with-dashes>``. ``parse``: how the flag's
-    text becomes a value (``"switch"``: a flag without a value that sets true).
+    text becomes a value when the field's type does not say (``"switch"``: a flag without a
+    value that sets true).
     ``choices``: the allowed values. ``check``: ``(fits(value, config), what it must
     be)`` for a range. ``role``: see :data:`ROLES`. ``paper``: its value in the ``paper``
     preset. ``since_added``: the value a stored record without it counts as having (it
@@ -99,13 +103,11 @@ class Setting:
             raise ValueError(f"group must be one of {GROUPS}, got {self.group!r}")
 
 
-def setting(default: Any = MISSING, *, default_factory: Any = MISSING,
+def setting(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
             group: str | None = None, help: str = "", **declared: Any) -> Any:
     """A :class:`RunConfig` field with its :class:`Setting` declaration."""
-    meta = {"setting": Setting(group, help, **declared)}
-    if default_factory is not MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"setting": Setting(group, help, **declared)})
 
 
 def declarations(config_class: type) -> dict[str, Setting]:
@@ -118,15 +120,13 @@ def flag_of(name: str, declared: Setting) -> str:
     return declared.flag or "--" + name.replace("_", "-")
 
 
-def parser_of(name: str, declared: Setting, annotation: Any) -> Any:
-    """What turns the flag's text into the value: declared, else from the field's type."""
+def parser_of(declared: Setting, annotation: Any) -> Any:
+    """What turns the flag's text into the value: the declared parser, else one for the
+    field's type (``bool`` -> true/false, ``float``, ``int``, otherwise the text)."""
     if declared.parse is not None:
         return declared.parse
-    text = str(annotation)
-    if "bool" in text:
-        return parse_bool
-    if "float" in text:
-        return float
-    if "int" in text:
-        return int
+    kinds = typing.get_args(annotation) or (annotation,)
+    for kind, parse in ((bool, parse_bool), (float, float), (int, int)):
+        if kind in kinds:
+            return parse
     return str
