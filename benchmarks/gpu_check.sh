@@ -131,7 +131,7 @@ skip() {
 }
 
 stage environment 60 "$python" benchmarks/gpu_check_parts.py environment "$work/environment.json"
-stage cuda_tests "$test_limit" "$python" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider \
+stage cuda_tests "$test_limit" "$python" -m pytest -q -n 0 -m cuda tests/test_cuda.py -p no:cacheprovider \
     --junitxml "$work/cuda_tests.xml"
 stage numerics 90 "$python" benchmarks/gpu_check_parts.py numerics "$work/numerics.json" \
     --device "$device" --methods "$numerics_methods"

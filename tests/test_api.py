@@ -18,7 +18,8 @@ from ssl_bench.training.metrics import compute_metrics
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "python_api.py"
 CSV_OPTIONS = {"csv": "labels.csv", "label_column": "label", "group_column": "patient"}
-TINY = dict(image_size=16, iterations=20, eval_every=10, batch_size=16, labeled_batch_size=4,
+TINY = dict(backbone="test_resnet",
+            image_size=16, iterations=20, eval_every=10, batch_size=16, labeled_batch_size=4,
             threads=1)
 
 

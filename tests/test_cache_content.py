@@ -43,8 +43,8 @@ def _copy(fixture_root: Path, to: Path) -> Path:
 
 
 def _prepare(root: Path, cache: Path, **overrides):
-    settings = dict(dataset="isic", data_root=str(root), cache_dir=str(cache), image_size=16,
-                    labeled=0.5)
+    settings = dict(dataset="isic", data_root=str(root), cache_dir=str(cache),
+                    backbone="test_resnet", image_size=16, labeled=0.5)
     return prepare(check_config(**{**settings, **overrides}), quiet=True)
 
 

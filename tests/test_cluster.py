@@ -21,7 +21,8 @@ from ssl_bench.training.runner import run
 
 pytest.importorskip("submitit")
 
-TINY = {"dataset": "digits", "image_size": 16, "iterations": 4, "eval_every": 2,
+TINY = {"dataset": "digits", "backbone": "test_resnet", "image_size": 16, "iterations": 4,
+        "eval_every": 2,
         "batch_size": 16, "labeled_batch_size": 4, "drop_rate": 0.0}
 LOCAL = ClusterOptions(executor="submitit-local", gpus_per_run=0, cpus_per_run=1, time_min=10)
 #: The only field of metrics.json that measures the machine rather than the run.
@@ -120,6 +121,7 @@ def test_a_slurm_submission_is_one_job_array_with_the_requested_resources(
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     argv = ["sweep", "--name", "slurm", "--results", str(tmp_path), "--methods",
             "supervised,mt", "--seeds", "0,1", "--labeled", "0.1", "--dataset", "digits",
+            "--backbone", "test_resnet",
             "--image-size", "16", "--iterations", "4", "--executor", "slurm",
             "--partition", "gpu", "--account", "lab", "--time", "90", "--gpus-per-run", "2",
             "--cpus-per-run", "6", "--mem-gb", "32", "--array-parallelism", "2",

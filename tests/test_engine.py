@@ -19,43 +19,6 @@ BUILTIN = ["supervised", "pi", "mt", "srcmt", "fixmatch"]
 METHODS = list_methods()
 
 
-@pytest.mark.parametrize("dataset", ["digits", "digits-multilabel"])
-@pytest.mark.parametrize("method", METHODS)
-def test_tiny_run_writes_a_complete_run_directory(tmp_path, method, dataset):
-    out = tmp_path / "run"
-    if not supports(method, dataset):  # refused at start-up, in one line, nothing written
-        with pytest.raises(UserError, match="does not support multi-label") as caught:
-            run(tiny_config(method=method, dataset=dataset), out, quiet=True)
-        assert "\n" not in str(caught.value) and not out.exists()
-        return
-    metrics = run(tiny_config(method=method, dataset=dataset), out, quiet=True)
-    assert (out / "metrics.json").is_file()
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
-    assert not (out / "checkpoint.pt").exists(), "resume state is removed once finished"
-    assert (out / "best.pt").is_file()
-    config = json.loads((out / "config.json").read_text())
-    assert config["config"]["method"] == method
-    assert config["environment"]["versions"]["torch"]
-    assert "commit" in config["environment"]["git"]
-    from ssl_bench.core.provenance import code_digest
-
-    assert config["environment"]["code"] == code_digest()  # the code that ran
-    assert "processor" in config["environment"]
-    split = json.loads((out / "split.json").read_text())
-    assert split["fingerprint"] == config["dataset"]["fingerprint"]
-    with open(out / "history.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [int(r["step"]) for r in rows] == [2, 4]
-    models = ["student", "teacher"] if get_method_class(method).needs_teacher else ["student"]
-    for model in models:
-        record = metrics[model]
-        assert record["best_step"] in (2, 4)
-        assert 0.0 <= record["test"]["auc"] <= 1.0  # scored once, at the end (test_at=end)
-        assert f"val_{model}_auc" in rows[0]
-        assert all(not row.get(f"test_{model}_auc") for row in rows)
-    assert metrics["best"]["model"] in models
-
-
 def test_selection_uses_validation_only(tmp_path):
     """The reported step is the one with the best *validation* metric, whatever test says."""
     metrics = run(tiny_config(method="mt", iterations=6, eval_every=1, test_at="best"),
@@ -103,16 +66,52 @@ def test_scoring_test_only_at_best_steps_reports_the_same_numbers(tmp_path):
     assert skipped > 0  # 8 evaluations of a tiny run do not all improve
 
 
+def _check_run_directory(out, metrics: dict, method: str) -> None:
+    """A finished run's folder: its records, provenance and validation-only selection."""
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert not (out / "checkpoint.pt").exists(), "resume state is removed once finished"
+    assert (out / "best.pt").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["method"] == method
+    assert config["environment"]["versions"]["torch"]
+    assert "commit" in config["environment"]["git"]
+    from ssl_bench.core.provenance import code_digest
+
+    assert config["environment"]["code"] == code_digest()  # the code that ran
+    assert "processor" in config["environment"]
+    split = json.loads((out / "split.json").read_text())
+    assert split["fingerprint"] == config["dataset"]["fingerprint"]
+    with open(out / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    models = ["student", "teacher"] if get_method_class(method).needs_teacher else ["student"]
+    for model in models:
+        record = metrics[model]
+        assert record["best_step"] in (2, 4, 6)
+        assert 0.0 <= record["test"]["auc"] <= 1.0  # scored once, at the end (test_at=end)
+        assert f"val_{model}_auc" in rows[0]
+        assert all(not row.get(f"test_{model}_auc") for row in rows)
+    assert metrics["best"]["model"] in models
+
+
 @pytest.mark.parametrize("dataset", ["digits", "digits-multilabel"])
 @pytest.mark.parametrize("method", METHODS)
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, method, dataset):
-    if not supports(method, dataset):
-        pytest.skip(f"{method} does not support {dataset}")
-    """Stopped by SIGTERM at step 3, between two evaluations (issue 15, item 3), the run
-    keeps a checkpoint of that step and continues to the same result, loss means and
-    method logs included (ssl_bench.training.contract.check_resume)."""
-    check_resume(method, dataset, tmp_path)
-    with pytest.raises(UserError, match="finished"):  # (a finished run is not redone)
+def test_a_run_writes_a_complete_run_directory_and_resumes_to_the_same_result(
+        tmp_path, method, dataset):
+    """Every method, present and future, on both task kinds. An uninterrupted run writes a
+    complete run folder; the same run stopped by SIGTERM at step 3, between two
+    evaluations (issue 15, item 3), keeps a checkpoint of that step and continues to the
+    same result, loss means and method logs included
+    (ssl_bench.training.contract.check_resume); a finished run is not redone."""
+    if not supports(method, dataset):  # refused at start-up, in one line, nothing written
+        out = tmp_path / "run"
+        with pytest.raises(UserError, match="does not support multi-label") as caught:
+            run(tiny_config(method=method, dataset=dataset), out, quiet=True)
+        assert "\n" not in str(caught.value) and not out.exists()
+        return
+    straight = check_resume(method, dataset, tmp_path)
+    _check_run_directory(tmp_path / "straight", straight, method)
+    with pytest.raises(UserError, match="finished"):
         run(tiny_config(method=method, dataset=dataset, iterations=6, eval_every=2,
                         drop_rate=0.2), tmp_path / "resumed", quiet=True)
 

@@ -89,6 +89,7 @@ def test_a_sweep_leaves_runs_another_process_holds_and_says_so(tmp_path, capsys)
 def _sweep_command(results: Path, iterations: int, jobs: int = 1) -> list[str]:
     return [sys.executable, "-m", "ssl_bench", "sweep", "--name", "t", "--methods",
             "supervised,mt", "--labeled", "0.1", "--seeds", "0", "--results", str(results),
+            "--backbone", "test_resnet",
             "--image-size", "16", "--iterations", str(iterations), "--eval-every",
             str(iterations), "--batch-size", "16", "--labeled-batch-size", "4",
             "--eval-batch-size", "600", "--jobs", str(jobs), "--threads", "1"]

@@ -251,6 +251,26 @@ def test_multi_label_constant_columns() -> None:
     json.dumps(m, allow_nan=False)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_per_class_auc_is_exactly_sklearns_column_by_column(seed: int) -> None:
+    """All defined columns are scored in one ``roc_auc_score`` call: bit for bit what one
+    call per column gives, with ties, constant columns and a single defined column."""
+    rng = np.random.default_rng(seed)
+    n, k = 40, 6
+    targets = (rng.random((n, k)) < 0.4).astype(np.int64)
+    targets[:, 1], targets[:, 4] = 0, 1
+    probs = np.round(rng.random((n, k)), 1)  # many ties
+    for columns in (range(k), [0, 1, 4]):  # several defined columns, then only column 0
+        names = [f"c{j}" for j in columns]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingClassWarning)
+            m = compute_metrics(probs[:, columns], targets[:, columns], "multi", names)
+        for j, name in zip(columns, names, strict=True):
+            constant = targets[:, j].min() == targets[:, j].max()
+            expected = None if constant else float(roc_auc_score(targets[:, j], probs[:, j]))
+            assert m["auc_per_class"][name] == expected, name
+
+
 def test_multi_label_nothing_defined() -> None:
     probs = np.full((3, 2), 0.5)
     targets = np.array([[0, 1], [0, 1], [0, 1]])

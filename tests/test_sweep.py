@@ -17,7 +17,8 @@ from ssl_bench.sweeps.local import (
     run_sweep,
 )
 
-TINY_RUN = {"image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
+TINY_RUN = {"backbone": "test_resnet",
+            "image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
             "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
 
 
@@ -202,7 +203,8 @@ def test_sweep_cli_with_a_spec_file(tmp_path, capsys):
     spec_file.write_text(
         'methods = ["supervised", "srcmt"]\nlabeled = [0.1]\nseeds = [0]\n'
         f'results = "{tmp_path / "results"}"\nkeep_checkpoints = false\n'
-        '[run]\nimage_size = 16\niterations = 4\neval_every = 2\nbatch_size = 16\n'
+        '[run]\nbackbone = "test_resnet"\nimage_size = 16\niterations = 4\neval_every = 2\n'
+        'batch_size = 16\n'
         'labeled_batch_size = 4\n[method_options.srcmt]\nrelation_weight = 2.0\n')
     assert main(["sweep", str(spec_file), "--dry-run"]) == 0
     assert "2 runs" in capsys.readouterr().out

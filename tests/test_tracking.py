@@ -52,7 +52,8 @@ def test_a_sweep_logs_every_run_to_tensorboard_and_one_mlflow_experiment(tmp_pat
                                                                           mlflow_store):
     spec = make_spec({
         "name": "tracked", "methods": ["supervised", "fixmatch"], "labeled": [0.1], "seeds": [0],
-        "run": {"image_size": 16, "iterations": 6, "eval_every": 2, "batch_size": 16,
+        "run": {"backbone": "test_resnet",
+                "image_size": 16, "iterations": 6, "eval_every": 2, "batch_size": 16,
                 "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0,
                 "test_at": "every", "log": "tensorboard,mlflow"},
         "results": str(tmp_path / "results"), "keep_checkpoints": False}, "test spec")

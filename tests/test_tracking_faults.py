@@ -238,8 +238,10 @@ def test_a_store_removed_mid_run_and_a_failing_upload_cost_nothing_but_a_warning
 def test_resume_after_the_tracked_run_is_gone_starts_a_new_one_and_says_so(
         tmp_path, mlflow_store, capsys, loss):
     out = tmp_path / "run"
-    flags = ["run", "--method", "mt", "--dataset", "digits", *TINY_FLAGS[:3], "6",
-             *TINY_FLAGS[4:], "--log", "mlflow", "--experiment", "lost", "-o", str(out)]
+    tiny = list(TINY_FLAGS)
+    tiny[tiny.index("--iterations") + 1] = "6"
+    flags = ["run", "--method", "mt", "--dataset", "digits", *tiny, "--log", "mlflow",
+             "--experiment", "lost", "-o", str(out)]
     config = tiny_config(method="mt", iterations=6, eval_every=2, log="mlflow",
                          experiment="lost")
     assert run(config, out, quiet=True, stop_after=4) is None  # a killed run

@@ -25,7 +25,7 @@ seeds = [0, 1]
 results = "{results}"
 [run]
 dataset = "digits"
-backbone = "resnet10t"
+backbone = "test_resnet"
 image_size = 16
 iterations = 30
 eval_every = 10

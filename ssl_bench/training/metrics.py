@@ -141,15 +141,17 @@ def _validate(
 
 def _per_class_auc(onehot: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, Any]:
     """Binary AUC of each column; None where the column lacks positives or negatives."""
-    per_class: dict[str, float | None] = {}
-    missing: list[str] = []
-    for j, name in enumerate(names):
-        positives = int(onehot[:, j].sum())
-        if positives == 0 or positives == len(onehot):
-            per_class[name] = None
-            missing.append(name)
-        else:
-            per_class[name] = float(roc_auc_score(onehot[:, j], probs[:, j]))
+    positives = onehot.sum(axis=0)
+    defined = [j for j in range(len(names)) if 0 < positives[j] < len(onehot)]
+    missing = [name for j, name in enumerate(names) if j not in defined]
+    per_class: dict[str, float | None] = dict.fromkeys(names)
+    if len(defined) == 1:
+        j = defined[0]
+        per_class[names[j]] = float(roc_auc_score(onehot[:, j], probs[:, j]))
+    elif defined:  # one call: sklearn scores each column alike, validating the input once
+        scores = roc_auc_score(onehot[:, defined], probs[:, defined], average=None)
+        for j, score in zip(defined, scores, strict=True):
+            per_class[names[j]] = float(score)
     if missing:
         warnings.warn(
             f"AUC undefined (no positive or no negative samples) for classes {missing}; "
