@@ -35,20 +35,22 @@ _use_memory_for_temporaries()
 torch.set_num_threads(min(int(os.environ.get("OMP_NUM_THREADS") or 2), 2,
                           torch.get_num_threads()))
 
-from ssl_bench.config.run_config import RunConfig  # noqa: E402
+from ssl_bench.config.run_config import SETTINGS, RunConfig  # noqa: E402
+from ssl_bench.config.settings import flag_of  # noqa: E402
 from ssl_bench.plugins.registry import load_plugin  # noqa: E402
+from ssl_bench.training.contract import CHECK_SETTINGS  # noqa: E402
 
 PLUGIN = Path(__file__).parent / "plugins" / "kl_teacher.py"
 HEAD_PLUGIN = Path(__file__).parent / "plugins" / "projection_head.py"
 for _plugin in (PLUGIN, HEAD_PLUGIN):
     load_plugin(_plugin)  # registered before the registry is parametrized over
 
-#: Flags of a run that takes a couple of seconds on 2 CPU cores.
-TINY_FLAGS = [
-    "--backbone", "test_resnet", "--image-size", "16", "--iterations", "4", "--eval-every", "2",
-    "--batch-size", "16", "--labeled-batch-size", "4", "--eval-batch-size", "600",
-    "--drop-rate", "0",
-]
+#: Settings of a run that takes a couple of seconds on 2 CPU cores (the contract checks',
+#: without the labeled amount, which sweeps vary): ``{**TINY_RUN, ...}`` in sweep specs.
+TINY_RUN: dict[str, object] = {k: v for k, v in CHECK_SETTINGS.items() if k != "labeled"}
+#: The same run as command-line flags.
+TINY_FLAGS: list[str] = [part for name, value in TINY_RUN.items()
+                         for part in (flag_of(name, SETTINGS[name]), str(value))]
 
 
 def tiny_config(**overrides) -> RunConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_config
+from conftest import TINY_RUN, tiny_config
 
 from ssl_bench.config.budget import (
     evaluations_since,
@@ -22,10 +22,6 @@ from ssl_bench.sweeps.local import make_spec, plan
 from ssl_bench.sweeps.plan import exposure_notes
 from ssl_bench.training.prepare import prepare
 from ssl_bench.training.runner import run
-
-TINY_RUN = {"backbone": "test_resnet",
-            "image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
-            "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
 
 
 def _spec(tmp_path, **overrides):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 
 from ssl_bench.cli.main import main
 from ssl_bench.sweeps.cluster import ClusterOptions, submit_sweep
@@ -21,9 +22,7 @@ from ssl_bench.training.runner import run
 
 pytest.importorskip("submitit")
 
-TINY = {"dataset": "digits", "backbone": "test_resnet", "image_size": 16, "iterations": 4,
-        "eval_every": 2,
-        "batch_size": 16, "labeled_batch_size": 4, "drop_rate": 0.0}
+TINY = {**TINY_RUN, "dataset": "digits"}
 LOCAL = ClusterOptions(executor="submitit-local", gpus_per_run=0, cpus_per_run=1, time_min=10)
 #: The only field of metrics.json that measures the machine rather than the run.
 WALL_CLOCK = "train_seconds"

@@ -10,7 +10,7 @@ from conftest import supports, tiny_config
 
 from ssl_bench.core.errors import UserError
 from ssl_bench.plugins.registry import get_method_class, list_methods
-from ssl_bench.training.contract import check_resume
+from ssl_bench.training.contract import RESUME_SETTINGS, check_resume
 from ssl_bench.training.runner import run
 from ssl_bench.training.trainer import Trainer
 
@@ -83,11 +83,13 @@ def _check_run_directory(out, metrics: dict, method: str) -> None:
     assert split["fingerprint"] == config["dataset"]["fingerprint"]
     with open(out / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    evaluations = list(range(RESUME_SETTINGS["eval_every"], RESUME_SETTINGS["iterations"] + 1,
+                             RESUME_SETTINGS["eval_every"]))
+    assert [int(r["step"]) for r in rows] == evaluations == [2, 4, 6]
     models = ["student", "teacher"] if get_method_class(method).needs_teacher else ["student"]
     for model in models:
         record = metrics[model]
-        assert record["best_step"] in (2, 4, 6)
+        assert record["best_step"] in evaluations
         assert 0.0 <= record["test"]["auc"] <= 1.0  # scored once, at the end (test_at=end)
         assert f"val_{model}_auc" in rows[0]
         assert all(not row.get(f"test_{model}_auc") for row in rows)
@@ -112,8 +114,8 @@ def test_a_run_writes_a_complete_run_directory_and_resumes_to_the_same_result(
     straight = check_resume(method, dataset, tmp_path)
     _check_run_directory(tmp_path / "straight", straight, method)
     with pytest.raises(UserError, match="finished"):
-        run(tiny_config(method=method, dataset=dataset, iterations=6, eval_every=2,
-                        drop_rate=0.2), tmp_path / "resumed", quiet=True)
+        run(tiny_config(method=method, dataset=dataset, **RESUME_SETTINGS),
+            tmp_path / "resumed", quiet=True)
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

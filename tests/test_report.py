@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 from PIL import Image
 
 from ssl_bench.cli.main import main
@@ -30,9 +31,7 @@ def sweep_dir(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("report") / "results"
     spec = make_spec({
         "name": "tiny", "methods": ["supervised", "mt"], "labeled": [0.1], "seeds": [0, 1],
-        "run": {"backbone": "test_resnet",
-                "image_size": 16, "iterations": 6, "eval_every": 2, "batch_size": 16,
-                "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0},
+        "run": {**TINY_RUN, "iterations": 6},
         "results": str(results), "keep_checkpoints": False}, "test spec")
     run_sweep(spec, plan(spec), quiet=True)
     return results / "tiny"

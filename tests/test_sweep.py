@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 
 from ssl_bench.cli.main import main
 from ssl_bench.core.errors import UserError
@@ -16,10 +17,6 @@ from ssl_bench.sweeps.local import (
     plan,
     run_sweep,
 )
-
-TINY_RUN = {"backbone": "test_resnet",
-            "image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
-            "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
 
 
 def _spec(tmp_path: Path, **overrides):

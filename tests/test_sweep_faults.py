@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, TINY_RUN
 
 from ssl_bench.cli.main import main
 from ssl_bench.runs.locks import FolderLock
@@ -72,9 +72,7 @@ def _output(tmp_path: Path, name: str, method: str) -> Path:
 
 def _spec(tmp_path: Path, name: str, method: str):
     """The spec of ``_argv(tmp_path, name, method)``."""
-    tiny = {"backbone": "test_resnet",
-            "image_size": 16, "iterations": 4, "eval_every": 2, "batch_size": 16,
-            "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0}
+    tiny = dict(TINY_RUN)
     return make_spec({"name": name, "results": str(tmp_path), "methods": [method],
                       "labeled": [0.1], "seeds": [0], "run": {"dataset": "digits", **tiny}},
                      "test")

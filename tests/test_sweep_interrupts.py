@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, TINY_RUN
 
 from ssl_bench.core.interrupts import stop_requests
 from ssl_bench.sweeps.execution import StepReporter
@@ -54,9 +54,7 @@ def test_a_signal_during_a_run_stops_the_sweep_and_the_same_sweep_continues(tmp_
                                                                             monkeypatch):
     spec = make_spec({
         "name": "stopped", "methods": ["supervised"], "labeled": [0.1], "seeds": [0, 1, 2],
-        "run": {"backbone": "test_resnet",
-                "image_size": 16, "iterations": 6, "eval_every": 2, "batch_size": 16,
-                "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0},
+        "run": {**TINY_RUN, "iterations": 6},
         "results": str(tmp_path / "results"), "keep_checkpoints": False}, "test spec")
     runs = plan(spec)
     target = runs[1]

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import TINY_FLAGS, tiny_config
+from conftest import TINY_FLAGS, TINY_RUN, tiny_config
 
 from ssl_bench.cli.main import main
 from ssl_bench.core.errors import UserError
@@ -52,9 +52,7 @@ def test_a_sweep_logs_every_run_to_tensorboard_and_one_mlflow_experiment(tmp_pat
                                                                           mlflow_store):
     spec = make_spec({
         "name": "tracked", "methods": ["supervised", "fixmatch"], "labeled": [0.1], "seeds": [0],
-        "run": {"backbone": "test_resnet",
-                "image_size": 16, "iterations": 6, "eval_every": 2, "batch_size": 16,
-                "labeled_batch_size": 4, "eval_batch_size": 600, "drop_rate": 0.0,
+        "run": {**TINY_RUN, "iterations": 6,
                 "test_at": "every", "log": "tensorboard,mlflow"},
         "results": str(tmp_path / "results"), "keep_checkpoints": False}, "test spec")
     runs = plan(spec)

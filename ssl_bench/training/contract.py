@@ -60,6 +60,10 @@ CHECK_SETTINGS: dict[str, Any] = dict(
 TEACHER_CHECK_STEPS = 20
 TEACHER_MAX_GAP = 0.005
 TEACHER_CHECK_BACKBONE = "resnet10t"
+#: The ``resume`` check's runs (over :data:`CHECK_SETTINGS`): three evaluations, a signal
+#: at step 3 between the first two, and dropout so that its random state must resume too.
+RESUME_SETTINGS: dict[str, Any] = dict(iterations=6, eval_every=2, drop_rate=0.2)
+RESUME_SIGNAL_STEP = 3
 #: Every check by name, in the order they run (``checks_for`` picks those that apply).
 CHECK_NAMES: tuple[str, ...] = ("search-space", "gradients", "vanishing", "teacher", "resume")
 #: The built-in data sets the checks use, one per task kind.
@@ -259,18 +263,19 @@ def check_resume(method: str, dataset: str, folder: Path | None = None) -> dict[
     from ssl_bench.core.interrupts import RunInterrupted
     from ssl_bench.training.runner import run
 
-    settings = dict(method=method, dataset=dataset, iterations=6, eval_every=2, drop_rate=0.2)
+    settings = dict(method=method, dataset=dataset, **RESUME_SETTINGS)
     with contextlib.ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         straight = run(check_config(**settings), folder / "straight", quiet=True)
         try:
-            with signal_at(3) as progress:
+            with signal_at(RESUME_SIGNAL_STEP) as progress:
                 run(check_config(**settings), folder / "resumed", quiet=True,
                     progress=progress)
             raise ContractError("the run did not stop at the signal")
         except RunInterrupted as stopped:
-            _require(stopped.checkpoint_step == 3, "no checkpoint of the step it stopped at")
+            _require(stopped.checkpoint_step == RESUME_SIGNAL_STEP,
+                     "no checkpoint of the step it stopped at")
         resumed = run(check_config(**settings), folder / "resumed", quiet=True, resume=True)
         _require(resumed is not None and straight is not None, "a run returned no metrics")
         same = {k: v for k, v in resumed.items() if k != "train_seconds"} == {
