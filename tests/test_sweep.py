@@ -195,6 +195,26 @@ def test_two_jobs_give_the_same_records_as_one(tmp_path):
         assert _metrics(planned.output) == _metrics(tmp_path / "results" / "two" / relative)
 
 
+def test_workers_take_this_process_environment_and_folder(tmp_path, monkeypatch):
+    """The fork server keeps the environment and folder it started with; each worker takes
+    the sweep process's current ones, as a freshly spawned worker does."""
+    import os
+
+    from ssl_bench.sweeps.execution import worker_pool
+
+    pool, _ = worker_pool(1)  # (starts the fork server, if this process has none yet)
+    assert pool.submit(os.getenv, "SSL_BENCH_TEST_MARK").result() is None
+    pool.shutdown()
+    monkeypatch.setenv("SSL_BENCH_TEST_MARK", "set later")
+    monkeypatch.chdir(tmp_path)
+    pool, _ = worker_pool(1)
+    try:
+        assert pool.submit(os.getenv, "SSL_BENCH_TEST_MARK").result() == "set later"
+        assert pool.submit(os.getcwd).result() == str(tmp_path)
+    finally:
+        pool.shutdown()
+
+
 def test_sweep_cli_with_a_spec_file(tmp_path, capsys):
     spec_file = tmp_path / "quick.toml"
     spec_file.write_text(

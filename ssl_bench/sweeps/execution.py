@@ -2,10 +2,10 @@
 
 :func:`execute` runs one planned run and turns its end into an outcome (done, resumed,
 busy, failed, interrupted) instead of an exception; :func:`run_in_workers` spreads runs
-over ``--jobs`` spawned processes, forwards their step counts to the sweep's display and
-stops them all on Ctrl-C/SIGTERM, each saving a checkpoint of the step it is in. A spawned
-worker starts with only the built-in methods: it loads the sweep's ``--plugin`` files
-before each run (:func:`ssl_bench.plugins.sources.load_plugin_files`).
+over ``--jobs`` worker processes (:func:`worker_pool`), forwards their step counts to the
+sweep's display and stops them all on Ctrl-C/SIGTERM, each saving a checkpoint of the step
+it is in. A worker starts with only the built-in methods: it loads the sweep's
+``--plugin`` files before each run (:func:`ssl_bench.plugins.sources.load_plugin_files`).
 """
 
 from __future__ import annotations
@@ -110,12 +110,58 @@ NOT_STARTED = {"status": "pending", "reason": "not started: the sweep was stoppe
 PARENT_POLL_SECONDS = 0.5
 
 
-def init_worker(q: Any, parent: int) -> None:
-    """Worker start-up: keep the report queue; exit at once if the sweep process dies.
+#: What the worker processes' server imports once (the ``forkserver`` start method): each
+#: worker is then a fork of it instead of a fresh interpreter importing torch, timm and
+#: scikit-learn again (seconds of CPU per worker, and memory shared between the workers).
+WORKER_PRELOAD = ("ssl_bench.training.runner",)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """``forkserver`` with :data:`WORKER_PRELOAD` where the platform has it, else ``spawn``.
+
+    Never plain ``fork``: the sweep process may hold threads (its display, tracking
+    clients) and torch state; the server forks from a process that only imported.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WORKER_PRELOAD))
+    return context
+
+
+def worker_pool(jobs: int) -> tuple[ProcessPoolExecutor, Any]:
+    """``jobs`` worker processes and the queue they report through (:func:`worker_report`).
+
+    The server of a ``forkserver`` context is started once per process and keeps the
+    environment and folder of that moment, so each worker takes this process's current
+    ones at start-up (:func:`init_worker`), as a spawned worker would.
+    """
+    context = worker_context()
+    reports = context.Queue()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=init_worker,
+                               initargs=(reports, os.getpid(), dict(os.environ), os.getcwd()))
+    return pool, reports
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # (exists, under another user: a reused pid)
+        return False
+    return True
+
+
+def init_worker(q: Any, parent: int, environment: dict[str, str] | None = None,
+                folder: str | None = None) -> None:
+    """Worker start-up: the sweep process's environment and folder, the report queue, and
+    an exit at once if the sweep process dies.
 
     A worker outliving a killed sweep (kill -9) would keep training into run folders a
-    restarted sweep wants; it polls its parent and exits when it is gone (the kernel then
-    releases its run-folder lock).
+    restarted sweep wants; it polls the sweep process (``parent``) and the process that
+    forked it (the sweep, or the fork server, which ends with the sweep) and exits when
+    either is gone (the kernel then releases its run-folder lock).
     """
     import threading
     import warnings
@@ -123,13 +169,20 @@ def init_worker(q: Any, parent: int) -> None:
     from ssl_bench.core.errors import show_warning_line
 
     global _WORKER_QUEUE, _WORKER_STOP
+    if environment is not None:
+        os.environ.clear()
+        os.environ.update(environment)
+    if folder is not None:
+        os.chdir(folder)
     _WORKER_QUEUE = q
     _WORKER_STOP = _WORKER_SIGNALS.enter_context(stop_requests())  # open until it exits
     warnings.showwarning = show_warning_line  # one line each, as the command line prints
 
+    forked_by = os.getppid()
+
     def watch() -> None:
         while True:
-            if os.getppid() != parent:
+            if os.getppid() != forked_by or not _alive(parent):
                 os._exit(1)
             time.sleep(PARENT_POLL_SECONDS)
 
@@ -149,7 +202,7 @@ def worker_stopping() -> bool:
 def _run_in_worker(planned: PlannedRun, keep_checkpoints: bool, threads: int,
                    plugins: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run one planned run in a worker, unless a signal already stopped this worker; the
-    sweep's ``plugins`` files are loaded first (a spawned worker knows only built-ins)."""
+    sweep's ``plugins`` files are loaded first (a worker knows only built-ins)."""
     if _WORKER_STOP:
         return dict(NOT_STARTED)
     try:
@@ -195,10 +248,7 @@ def run_in_workers(spec: SweepSpec, todo: list[PlannedRun], jobs: int, threads: 
     get SIGTERM -- their runs save a checkpoint of the step they are in -- and runs not
     yet started are cancelled. A second Ctrl-C kills the workers at once.
     """
-    context = multiprocessing.get_context("spawn")
-    q = context.Queue()
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                               initializer=init_worker, initargs=(q, os.getpid()))
+    pool, q = worker_pool(jobs)
     stopping = False
     plugins = loaded_plugin_files()
     try:

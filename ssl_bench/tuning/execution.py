@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
-import os
 import queue as queue_module
 import signal
 import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +115,7 @@ def busy(label: str, exc: RunLocked) -> dict[str, Any]:
 
 # -- --jobs: worker processes ----------------------------------------------------------------
 def _study_in_worker(tuning: Tuning, method: str, plugins: tuple[str, ...]) -> dict[str, Any]:
-    """One method's study in a spawned worker (which knows only built-in methods until it
+    """One method's study in a worker process (which knows only built-in methods until it
     loads the ``--plugin`` files); every line goes to the parent through the queue."""
     from ssl_bench.sweeps.execution import worker_report, worker_stopping
 
@@ -140,20 +138,17 @@ def _study_in_worker(tuning: Tuning, method: str, plugins: tuple[str, ...]) -> d
 
 def tune_in_workers(tuning: Tuning, methods: list[str], jobs: int,
                     echo: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    """Run the methods' studies in up to ``jobs`` spawned processes, one study each; on
+    """Run the methods' studies in up to ``jobs`` worker processes, one study each; on
     Ctrl-C/SIGTERM every worker stops its trial with a checkpoint (it resumes when the
     command is run again). The outcome of each study by method."""
-    from ssl_bench.sweeps.execution import abandon, init_worker, terminate_workers
+    from ssl_bench.sweeps.execution import abandon, terminate_workers, worker_pool
 
     check_spaces(methods)
     for method in methods:  # the store and every study exist before two processes race
         open_study(tuning, method, tuning.label(method), 0)  # to create them
     tuning = dataclasses.replace(tuning, quiet=True)  # (one progress bar per worker clashes)
-    context = multiprocessing.get_context("spawn")
-    lines = context.Queue()
     outcomes: dict[str, dict[str, Any]] = {}
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(methods)), mp_context=context,
-                               initializer=init_worker, initargs=(lines, os.getpid()))
+    pool, lines = worker_pool(min(jobs, len(methods)))
     plugins = loaded_plugin_files()
 
     def drain() -> None:
