@@ -90,7 +90,7 @@ def test_compile_flag_routes_forwards_through_compiled_wrappers(monkeypatch, tmp
 def test_compile_warns_on_cuda_only_where_it_failed_the_gpu_check(recwarn):
     import torch
 
-    from ssl_bench.training.trainer import COMPILE_ON_CUDA, warn_if_compile_unverified
+    from ssl_bench.training.build import COMPILE_ON_CUDA, warn_if_compile_unverified
 
     warn_if_compile_unverified(torch.device("cpu"))
     assert len(recwarn) == 0

@@ -14,6 +14,7 @@ import torch
 
 from ssl_bench.core import distributed
 from ssl_bench.core.errors import UserError
+from ssl_bench.training.loss_interval import LossInterval
 
 
 class Resumable(Protocol):
@@ -34,7 +35,7 @@ class Resumable(Protocol):
     elapsed: float
     monitor: Any
     method: Any
-    interval: dict[str, Any]
+    interval: LossInterval
     logs: Any
 
 
@@ -54,7 +55,7 @@ def trainer_state(trainer: Resumable) -> dict[str, Any]:
         "elapsed": trainer.elapsed,
         "divergence": trainer.monitor.state_dict(),
         "method": trainer.method.state_dict(),
-        "interval": trainer.interval,
+        "interval": trainer.interval.state_dict(),
         "step_logs": trainer.logs.state_dict(),
     }
 
@@ -79,8 +80,7 @@ def restore_trainer(trainer: Resumable, state: dict[str, Any]) -> None:
     # Checkpoints taken at an evaluation (all of them before Ctrl-C/SIGTERM saved one
     # between two) start a new interval of loss sums.
     trainer.logs.load_state_dict(state.get("step_logs"))
-    trainer.interval = state.get("interval") or {"sums": {}, "count": 0, "pending": {},
-                                                 "pending_count": 0}
+    trainer.interval.load_state_dict(state.get("interval"))
 
 
 def _random_states(trainer: Resumable) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ssl_bench.config.run_config import TEACHER_BUFFERS
+from ssl_bench.core.errors import UserError
 
 
 def sigmoid_rampup(step: float, length: float) -> float:
@@ -116,6 +117,17 @@ def frozen_statistics(teacher: nn.Module, student: nn.Module) -> bool:
 
     teacher_counts, student_counts = counts(teacher), counts(student)
     return bool(teacher_counts) and max(teacher_counts) == 0 and max(student_counts) > 0
+
+
+def check_teacher_statistics(teacher: nn.Module, student: nn.Module, method: str) -> None:
+    """``own`` batch-norm statistics need a teacher that runs in training; one that is
+    only evaluated (an EMA model) would keep its initial statistics for good: a one-line
+    :class:`UserError` after the first step."""
+    if frozen_statistics(teacher, student):
+        raise UserError(
+            f"teacher_buffers (--teacher-buffers) own leaves the EMA teacher of {method} with "
+            f"its initial batch-norm statistics, because {method} never runs its teacher in "
+            "training; use copy (the student's, as USB's EMA model) or ema")
 
 
 def ema_update(teacher: nn.Module, student: nn.Module, decay: float,

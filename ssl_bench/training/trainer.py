@@ -9,35 +9,37 @@ supplies its losses (:meth:`Method.train_step`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
-import random
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ssl_bench.config.budget import should_stop
-from ssl_bench.config.run_config import RunConfig
 from ssl_bench.core import distributed
-from ssl_bench.core.errors import UserError
 from ssl_bench.core.interrupts import RunInterrupted, StopRequest
 from ssl_bench.core.progress import TrainingProgress
 from ssl_bench.method_kit.faults import guarded
 from ssl_bench.method_kit.method import Batch, StepContext, StepOutput
-from ssl_bench.models.backbones import Backbone, create_backbone
 from ssl_bench.runs.integrity import load_verified
 from ssl_bench.runs.run_dir import BEST, CHECKPOINT, METRICS, RunDir
 from ssl_bench.tracking import Trackers
 from ssl_bench.training.batches import RANK_SEED_STRIDE, BatchMaker
+from ssl_bench.training.build import (
+    amp_dtype,
+    build_models,
+    build_optimizer,
+    build_scheduler,
+    seed_everything,
+    step_callables,
+)
 from ssl_bench.training.divergence import DivergenceMonitor
 from ssl_bench.training.evaluation import Evaluator
+from ssl_bench.training.loss_interval import LossInterval
 from ssl_bench.training.method_logs import StepLogs, method_info
 from ssl_bench.training.metrics import metric_names
 from ssl_bench.training.prepare import PreparedRun
@@ -46,9 +48,8 @@ from ssl_bench.training.resume_state import restore_trainer, trainer_state
 from ssl_bench.training.schedules import (
     ConsistencySchedule,
     EmaUpdater,
+    check_teacher_statistics,
     ema_decay_at,
-    frozen_statistics,
-    lr_factor,
 )
 
 #: How often (in steps) loss values are read back for the progress bar.
@@ -58,96 +59,6 @@ REFRESH_EVERY = 10
 @contextlib.contextmanager
 def _untimed(phase: str) -> Iterator[None]:
     yield
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_models(prepared: PreparedRun) -> tuple[Backbone, nn.Module, nn.Module | None]:
-    """The backbone, the student (the method's model around it, trainable) and, if the
-    method needs one, its EMA teacher (a deep copy of the student, no gradients)."""
-    config = prepared.config
-    backbone = create_backbone(
-        config.backbone, num_classes=prepared.task.num_classes, in_chans=prepared.in_chans,
-        pretrained=config.pretrained, drop_rate=config.drop_rate, weights=config.weights,
-        img_size=config.image_size, frozen_groups=config.frozen_groups,
-    )
-    with guarded(prepared.method, config.method, "build_model"):
-        student = prepared.method.build_model(backbone)
-    student = student.to(prepared.device)
-    if config.sync_bn and distributed.current().distributed:
-        if prepared.device.type != "cuda":
-            raise UserError("--sync-bn: synchronised batch norm needs CUDA (torch's "
-                            "SyncBatchNorm); on CPU processes each normalises its own shard")
-        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
-    if config.channels_last:  # faster on CPUs too: 1.3-1.6x per step, benchmarks/speed.py
-        student = student.to(memory_format=torch.channels_last)
-    teacher = None
-    if prepared.method.needs_teacher:
-        teacher = copy.deepcopy(student)
-        for parameter in teacher.parameters():
-            parameter.requires_grad_(False)
-        teacher.train()  # as the official code: dropout and batch statistics, no grads
-    return backbone, student, teacher
-
-
-def build_optimizer(config: RunConfig, *modules: nn.Module) -> torch.optim.Optimizer:
-    """The configured optimiser, in its fused (one-kernel) form where torch has one.
-
-    Fused Adam/AdamW/SGD do the same update as the per-parameter loop up to float
-    rounding, and on 2 CPU cores take 2.5 ms instead of 17 ms for resnet10t's 5M
-    parameters (benchmarks/speed.py); older torch versions fall back to the loop. Every
-    trainable parameter of ``modules`` (the student, and the method's own modules) is
-    optimised, each once.
-    """
-    params = list({id(p): p for module in modules for p in module.parameters()
-                   if p.requires_grad}.values())
-    if config.optimizer == "adam":
-        cls, kwargs = torch.optim.Adam, dict(lr=config.lr, weight_decay=config.weight_decay)
-    elif config.optimizer == "adamw":
-        cls, kwargs = torch.optim.AdamW, dict(lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        cls, kwargs = torch.optim.SGD, dict(lr=config.lr, momentum=config.momentum,
-                                            nesterov=True, weight_decay=config.weight_decay)
-    try:
-        return cls(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this torch/device
-        return cls(params, **kwargs)
-
-
-def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, total_steps: int,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """The learning-rate schedule, stepped once per training step (see ``lr_factor``)."""
-    def factor(step: int) -> float:
-        return lr_factor(config.lr_schedule, step, total_steps, steps_per_epoch,
-                         config.lr_decay)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def amp_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bf16 where supported, else fp16 (with a scaler)."""
-    if not config.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-#: The GPU check of 2026-11-27 (H100, torch 2.11+cu130) found compiled student outputs
-#: 4.0x the eager ones (tests/test_cuda.py); not reproduced on the CPU. Until that is
-#: understood, a compiled CUDA run says so.
-COMPILE_ON_CUDA = (
-    "--compile on CUDA failed the GPU check's compiled-equals-eager test (compiled features "
-    "were 4x the eager ones; README, 'The GPU check'): compare with a run without --compile "
-    "before reporting its results")
-
-
-def warn_if_compile_unverified(device: torch.device) -> None:
-    """Warn that ``--compile`` is unverified on ``device`` (CUDA; see COMPILE_ON_CUDA)."""
-    if device.type == "cuda":
-        warnings.warn(COMPILE_ON_CUDA, stacklevel=3)
 
 
 class Trainer:
@@ -205,9 +116,8 @@ class Trainer:
         self.keep_best = True
         #: Set by a signal (see :mod:`ssl_bench.core.interrupts`): stop after the current step.
         self.stop_request: StopRequest | None = None
-        #: Loss sums since the last evaluation (part of a checkpoint taken between two).
-        self.interval: dict[str, Any] = {"sums": {}, "count": 0, "pending": {},
-                                         "pending_count": 0}
+        #: The losses since the last evaluation (part of a checkpoint taken between two).
+        self.interval = LossInterval()
         #: TensorBoard/MLflow (``--log``; the runner opens them on the first rank only).
         self.trackers = Trackers()
         #: Called after every evaluation with (step, history row), e.g. by ``tune`` to
@@ -217,17 +127,8 @@ class Trainer:
         self.stopped = "budget"
         #: Optional phase timer (``ssl_bench.training.benchmarking.PhaseTimer``) for speed reports.
         self.timer: Any = None
-        # What the method calls: the models themselves, or their torch.compile'd wrappers
-        # (which share parameters, so EMA and checkpoints keep using the plain modules).
-        self.student_call: nn.Module = self.student
-        self.teacher_call: nn.Module | None = self.teacher
-        if self.world.distributed:  # gradients averaged over ranks in backward
-            self.student_call = distributed.data_parallel(self.student, self.device)
-        if self.config.compile:
-            warn_if_compile_unverified(self.device)
-            self.student_call = torch.compile(self.student_call)
-            if self.teacher is not None:
-                self.teacher_call = torch.compile(self.teacher)
+        self.student_call, self.teacher_call = step_callables(
+            self.student, self.teacher, self.config, self.world, self.device)
 
     # -- helpers ------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -280,25 +181,14 @@ class Trainer:
         self.logs.add(output, self.labels, self.batches.unlabeled_rows, self.batches.scorable)
         self.step += 1
         if self.step == 1 and self.teacher is not None and self.config.teacher_buffers == "own":
-            self._check_teacher_statistics()
+            check_teacher_statistics(self.teacher, self.student, self.config.method)
         return {name: value.detach() for name, value in losses.items()}
-
-    def _check_teacher_statistics(self) -> None:
-        """``own`` batch-norm statistics need a teacher that runs in training; one that is
-        only evaluated (an EMA model) would keep its initial statistics for good."""
-        if frozen_statistics(self.teacher, self.student):
-            name = self.config.method
-            raise UserError(
-                f"teacher_buffers (--teacher-buffers) own leaves the EMA teacher of {name} with "
-                f"its initial batch-norm statistics, because {name} never runs its teacher in "
-                "training; use copy (the student's, as USB's EMA model) or ema")
 
     def evaluate(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Metrics of every model on validation and test (see :class:`Evaluator`)."""
         return self.evaluator.evaluate(self.models(), self.step)
 
-    def _history_row(self, sums: dict[str, float], count: int,
-                     results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    def _history_row(self, results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "step": self.step,
             "epoch": round(self.step / self.p.steps_per_epoch, 4),
@@ -306,8 +196,7 @@ class Trainer:
             "consistency_weight": self.consistency_weight(self.step),
             "seconds": round(self.elapsed, 3),
         }
-        for name, total in sums.items():
-            row[f"loss_{name}"] = total / max(count, 1)
+        row.update({f"loss_{name}": mean for name, mean in self.interval.means().items()})
         row.update(self.logs.flush())
         for model, parts in results.items():
             for part, metrics in parts.items():
@@ -339,12 +228,6 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> dict[str, Any] | None:
         """Train to the end (or until ``stop_after`` steps, for tests); return metrics."""
         total = self.p.total_steps
-        # Loss sums since the last evaluation, and those not yet read back from the device
-        # (a checkpoint taken between evaluations holds both, so a resumed run adds the
-        # same numbers in the same order).
-        sums: dict[str, float] = dict(self.interval["sums"])
-        pending: dict[str, torch.Tensor] = dict(self.interval["pending"])
-        count, pending_count = self.interval["count"], self.interval["pending_count"]
         last_val: float | None = None
         if self.history:
             last_val = self.history[-1].get(f"val_{self._lead()}_{self.config.selection_metric}")
@@ -359,22 +242,13 @@ class Trainer:
             self.stopped = "patience"
             return self._finish()
         while self.step < total:
-            for name, value in self.train_step().items():
-                pending[name] = pending.get(name, 0) + value
-            count += 1
-            pending_count += 1
+            self.interval.add(self.train_step())
             at_eval = self.step % self.p.eval_every == 0 or self.step == total
             if self.progress:
                 self.progress.advance(self.step)
             # The first step's losses are the divergence baseline: read back at once.
             if self.step % REFRESH_EVERY == 0 or at_eval or self.step == 1:
-                # Reading losses synchronises the device: only every few steps.
-                pending = distributed.average_over_ranks(pending)
-                means = {name: float(value) / pending_count for name, value in pending.items()}
-                for name, value in pending.items():
-                    sums[name] = sums.get(name, 0.0) + float(value)
-                pending.clear()
-                pending_count = 0
+                means = self.interval.read_back()  # (synchronises the device: not every step)
                 self.monitor.check_losses(self.step, means)
                 self.monitor.check_parameters(self.step, self.student,
                                               gradients=not self.scaler.is_enabled())
@@ -387,10 +261,9 @@ class Trainer:
                 self.elapsed = time.perf_counter() - started
                 results = self.evaluate()
                 improved = self.evaluator.select(self.models(), results, self.step)
-                self.history.append(self._history_row(sums, count, results))
+                self.history.append(self._history_row(results))
                 self.trackers.log_evaluation(self.step, self.history[-1])
-                sums, count = {}, 0
-                self.interval = {"sums": {}, "count": 0, "pending": {}, "pending_count": 0}
+                self.interval = LossInterval()  # (the checkpoint below starts a new one)
                 last_val = results[self._lead()]["val"].get(self.config.selection_metric)
                 self._record(improved, results)
                 if self.on_evaluation is not None:
@@ -402,8 +275,6 @@ class Trainer:
                                   f"{self.config.patience} evaluations")
                     break
             if self.stop_request and self.step < total:
-                self.interval = {"sums": sums, "count": count, "pending": pending,
-                                 "pending_count": pending_count}
                 self.elapsed = time.perf_counter() - started
                 raise self._interrupted(at_eval)
             if stop_after is not None and self.step >= stop_after:
