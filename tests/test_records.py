@@ -97,6 +97,19 @@ def test_a_plug_in_method_s_source_is_recorded_and_copied(tmp_path):
     assert json.loads((tmp_path / "builtin" / "config.json").read_text())["plugins"] == []
 
 
+def test_the_running_checkout_is_the_repository_root():
+    """Without a path, provenance reads the checkout that holds the running code (where
+    pyproject.toml is): its digest covers every engine and method file (after the
+    package moved into sub-folders it once covered none, and the reference check with
+    it saw no uncommitted file)."""
+    from ssl_bench.core.provenance import CODE_FOLDERS, checkout, code_digest
+
+    root = checkout()
+    assert (root / "pyproject.toml").is_file() and (root / "methods" / "mt.py").is_file()
+    files = [path for folder in CODE_FOLDERS for path in (root / folder).rglob("*.py")]
+    assert code_digest()["files"] == len(files) > 100
+
+
 def test_code_digest_follows_the_engine_and_method_sources(tmp_path):
     """Issue 27 (provenance): equal code gives an equal digest, committed or not; any
     edit of an engine or method file, or a new method file, changes it; other files

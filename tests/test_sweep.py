@@ -296,6 +296,27 @@ def test_a_reference_sweep_refuses_uncommitted_code_unless_allowed(tmp_path):
     assert ordinary["reference"] is False and ordinary["uncommitted_code"]
 
 
+def test_a_reference_sweep_refuses_code_imported_from_another_checkout(tmp_path,
+                                                                     monkeypatch):
+    """A worktree's ssl_bench on PYTHONPATH with ssl_bench.methods mapped by another
+    checkout's editable install would run one checkout's methods under the other's
+    commit: refused for a reference sweep, naming the package and the way out."""
+    from ssl_bench.core import provenance
+    from ssl_bench.sweeps.plan import code_provenance
+
+    assert provenance.code_elsewhere() == []  # (this checkout's own packages run)
+    tree = _code_tree(tmp_path)
+    monkeypatch.setattr(provenance, "checkout", lambda path=None: path or tree)
+    assert [line.split(" from ")[0] for line in provenance.code_elsewhere()] == [
+        "ssl_bench", "ssl_bench.methods"]
+    reference = _spec(tmp_path, reference=True, run={**TINY_RUN, "report_model": "best"})
+    with pytest.raises(UserError, match=r"reference sweep \(reference = true\) and "
+                       r"ssl_bench from .*; ssl_bench.methods from .*, not from .*: install "
+                       r"that checkout in its own environment"):
+        code_provenance(reference, False)
+    assert code_provenance(_spec(tmp_path), False)["reference"] is False  # (not refused)
+
+
 def test_reference_must_be_a_boolean(tmp_path):
     with pytest.raises(UserError, match="test spec: reference must be true or false"):
         _spec(tmp_path, reference="yes")

@@ -40,13 +40,14 @@ def _git(where: Path, *args: str) -> str | None:
         return None
 
 
-def _checkout(path: Path | None) -> Path:
-    return path or Path(__file__).resolve().parent.parent
+def checkout(path: Path | None = None) -> Path:
+    """The checkout holding the running ssl_bench (or ``path``)."""
+    return path or Path(__file__).resolve().parents[2]
 
 
 def git_commit(path: Path | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the checkout holding ssl-bench (None outside git)."""
-    where = _checkout(path)
+    where = checkout(path)
     commit = _git(where, "rev-parse", "HEAD")
     dirty = _git(where, "status", "--porcelain", "--untracked-files=no")
     if commit is None or dirty is None:
@@ -57,16 +58,36 @@ def git_commit(path: Path | None = None) -> dict[str, Any]:
 def uncommitted_code(path: Path | None = None) -> list[str] | None:
     """Files of :data:`CODE_FOLDERS` that differ from the checkout's commit (modified,
     staged, deleted or untracked, as ``git status`` lists them); None outside git."""
-    listed = _git(_checkout(path), "status", "--porcelain", "--untracked-files=all", "--",
+    listed = _git(checkout(path), "status", "--porcelain", "--untracked-files=all", "--",
                   *CODE_FOLDERS)
     return None if listed is None else [line[3:] for line in listed.splitlines()
                                         if line.strip()]
 
 
+#: The package each of :data:`CODE_FOLDERS` is imported as.
+CODE_PACKAGES = {"ssl_bench": "ssl_bench", "methods": "ssl_bench.methods"}
+
+
+def code_elsewhere() -> list[str]:
+    """The code folders whose running package is not this checkout's own folder: e.g.
+    ``ssl_bench`` from a worktree on ``PYTHONPATH`` with ``ssl_bench.methods`` mapped by
+    another checkout's editable install. A record naming this checkout's commit would
+    then not describe the code that ran."""
+    import importlib
+
+    root = checkout()
+    found = []
+    for folder, package in CODE_PACKAGES.items():
+        places = [Path(p).resolve() for p in importlib.import_module(package).__path__]
+        if (root / folder).resolve() not in places:
+            found.append(f"{package} from {places[0]}")
+    return found
+
+
 def code_digest(root: Path | None = None) -> dict[str, Any]:
     """SHA-256 over the path and content of every ``.py`` file of :data:`CODE_FOLDERS`
     (sorted): equal digests mean the same engine and method code, committed or not."""
-    root = _checkout(root)
+    root = checkout(root)
     files = sorted(path for folder in CODE_FOLDERS for path in (root / folder).rglob("*.py"))
     digest = hashlib.sha256()
     for path in files:

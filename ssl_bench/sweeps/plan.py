@@ -195,8 +195,21 @@ def code_provenance(spec: SweepSpec, allow_uncommitted: bool,
     A reference sweep refuses to start when the engine's or the methods' files have
     uncommitted changes, unless ``allow_uncommitted`` (``--allow-uncommitted``, recorded).
     """
-    from ssl_bench.core.provenance import code_digest, git_commit, uncommitted_code
+    from ssl_bench.core.provenance import (
+        checkout,
+        code_digest,
+        code_elsewhere,
+        git_commit,
+        uncommitted_code,
+    )
 
+    elsewhere = code_elsewhere() if path is None else []
+    if spec.reference and elsewhere:
+        raise UserError(f"sweep {spec.name} is a reference sweep (reference = true) and "
+                        f"{'; '.join(elsewhere)}, not from {checkout()}: install that "
+                        "checkout in its own environment (python -m venv --system-site-"
+                        "packages ENV && ENV/bin/pip install --no-deps -e CHECKOUT) and run "
+                        "its ssl-bench")
     changed = uncommitted_code(path)
     if spec.reference and changed and not allow_uncommitted:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more"
