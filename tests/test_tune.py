@@ -208,3 +208,19 @@ def test_pruned_trials_count_and_keep_no_checkpoint(tmp_path, monkeypatch):
     assert entry["counted"] == 3 and entry["trials"][2]["last_step"] == 10
     pruned = tmp_path / "results/tt/tuning" / entry["trials"][2]["run"]
     assert not (pruned / "checkpoint.pt").exists() and not (pruned / "metrics.json").exists()
+
+
+def test_a_reference_spec_is_tuned_from_committed_code_only(tmp_path, monkeypatch, capsys):
+    """Trials of a reference spec come from one clean commit, as its sweep's runs do:
+    uncommitted engine or method files refuse the study in one line, unless allowed."""
+    from ssl_bench.core import provenance
+
+    monkeypatch.setattr(provenance, "uncommitted_code", lambda path=None: ["methods/mt.py"])
+    spec = _spec(tmp_path, **{'results = "': 'reference = true\nresults = "',
+                              "[run]\n": '[run]\nreport_model = "best"\n'})
+    assert main(["tune", str(spec), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reference sweep (reference = true)" in err, err
+    assert "methods/mt.py" in err and "--allow-uncommitted" in err
+    assert main(["tune", str(spec), "--dry-run", "--allow-uncommitted"]) == 0
+    assert main(["tune", str(_spec(tmp_path, "plain.toml")), "--dry-run"]) == 0

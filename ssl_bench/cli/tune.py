@@ -39,6 +39,9 @@ def _parser() -> Parser:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--dry-run", action="store_true",
                         help="show the spaces and what the study holds, and stop")
+    parser.add_argument("--allow-uncommitted", action="store_true", help="tune a reference "
+                        "spec (reference = true) although ssl_bench/ or methods/ has "
+                        "uncommitted changes (tuning.json records the dirty commit)")
     add_cluster_arguments(parser, status=False)
     return parser
 
@@ -46,7 +49,7 @@ def _parser() -> Parser:
 def command_tune(argv: Sequence[str]) -> int:
     from rich.console import Console
 
-    from ssl_bench.sweeps.plan import make_spec, read_spec
+    from ssl_bench.sweeps.plan import code_provenance, make_spec, read_spec
     from ssl_bench.tuning.settings import tune_settings
     from ssl_bench.tuning.study import Tuning, check_spaces, describe_space
 
@@ -71,6 +74,7 @@ def command_tune(argv: Sequence[str]) -> int:
     if spec.tuned_by:
         raise UserError(f"{args.spec} is a tuned spec (tuned_by = {spec.tuned_by!r}); tune "
                         "the spec it came from")
+    code_provenance(spec, args.allow_uncommitted)  # a reference spec: one clean commit
     settings = tune_settings(spec, spec.tune, {"trials": args.trials, "seed": args.seed,
                                                "labeled": args.labeled, "pruner": args.pruner},
                              args.spec)
