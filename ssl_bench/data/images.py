@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import xxhash
 from PIL import Image, UnidentifiedImageError
 
@@ -167,3 +168,18 @@ class DecodingImages:
 
     def take(self, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.stack(list(self.pool.map(self._one, rows.tolist()))))
+
+
+def resize_uint8(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """Resize ``[N, H, W(, C)]`` uint8 images to ``[N, size, size, channels]`` (bilinear)."""
+    tensor = torch.from_numpy(images).float()
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(-1)
+    tensor = tensor.permute(0, 3, 1, 2)
+    if tensor.shape[-1] != size or tensor.shape[-2] != size:
+        tensor = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
+    if tensor.shape[1] == 1 and channels == 3:
+        tensor = tensor.expand(-1, 3, -1, -1)
+    elif tensor.shape[1] != channels:
+        raise ValueError(f"cannot turn {tensor.shape[1]}-channel images into {channels}")
+    return tensor.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()

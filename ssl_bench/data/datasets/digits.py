@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ssl_bench.data.datasets.base import ImageDataset
+from ssl_bench.data.images import resize_uint8
 from ssl_bench.plugins.registry import register_dataset
 
 #: Multi-label attributes of a digit: (name, digits that have it).
@@ -31,21 +30,6 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # [N, 8, 8]
     return images, bunch.target.astype(np.int64)
-
-
-def resize_uint8(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Resize ``[N, H, W(, C)]`` uint8 images to ``[N, size, size, channels]`` (bilinear)."""
-    tensor = torch.from_numpy(images).float()
-    if tensor.ndim == 3:
-        tensor = tensor.unsqueeze(-1)
-    tensor = tensor.permute(0, 3, 1, 2)
-    if tensor.shape[-1] != size or tensor.shape[-2] != size:
-        tensor = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
-    if tensor.shape[1] == 1 and channels == 3:
-        tensor = tensor.expand(-1, 3, -1, -1)
-    elif tensor.shape[1] != channels:
-        raise ValueError(f"cannot turn {tensor.shape[1]}-channel images into {channels}")
-    return tensor.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _ids(n: int) -> list[str]:

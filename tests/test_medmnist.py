@@ -1,0 +1,115 @@
+"""The ``medmnist`` data set family on small ``.npz`` fixtures in MedMNIST's exact key
+layout, one per task kind (no MedMNIST file can be downloaded here): multi-class colour,
+multi-label grey (ChestMNIST), binary grey, and a MedMNIST+ size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_FLAGS
+
+from ssl_bench.cli.main import main
+from ssl_bench.core.errors import UserError
+from ssl_bench.data.datasets.medmnist import SETS, medmnist, medmnist_file
+
+COUNTS = {"train": 60, "val": 16, "test": 16}
+
+
+def write_fixture(root: Path, flag: str, size: int = 28, seed: int = 0, **replace) -> Path:
+    """A MedMNIST-shaped file: uint8 images whose mean brightness follows the label."""
+    info, rng = SETS[flag], np.random.default_rng(seed)
+    arrays = {}
+    for part, count in COUNTS.items():
+        if info.kind == "multi":
+            labels = (rng.random((count, len(info.classes))) < 0.3).astype(np.uint8)
+            level = labels[:, 0]
+        else:
+            labels = (np.arange(count) % len(info.classes)).astype(np.uint8)[:, None]
+            level = labels[:, 0] / max(len(info.classes) - 1, 1)
+        shape = (count, size, size) + ((3,) if info.channels == 3 else ())
+        noise = rng.integers(0, 60, shape)
+        bright = (level * 180).reshape((count,) + (1,) * (len(shape) - 1))
+        arrays[f"{part}_images"] = (noise + bright).clip(0, 255).astype(np.uint8)
+        arrays[f"{part}_labels"] = labels
+    arrays.update(replace)
+    root.mkdir(parents=True, exist_ok=True)
+    path = medmnist_file(root, flag, size)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("flag, kind, channels", [
+    ("dermamnist", "single", 3), ("chestmnist", "multi", 1), ("pneumoniamnist", "single", 1)])
+def test_each_task_kind_loads_with_its_official_parts(tmp_path, flag, kind, channels):
+    write_fixture(tmp_path, flag)
+    data = medmnist(tmp_path, flag=flag)
+    assert (data.kind, data.channels, data.class_names) == (kind, channels,
+                                                            list(SETS[flag].classes))
+    assert {part: len(ids) for part, ids in data.predefined.items()} == COUNTS
+    assert data.load(32, 3).shape == (sum(COUNTS.values()), 32, 32, 3)
+    assert data.info["licence"] == SETS[flag].licence and "Scientific Data" in \
+        data.info["citation"]
+
+
+@pytest.mark.parametrize("flag", ["dermamnist", "chestmnist", "pneumoniamnist"])
+def test_a_short_run_on_each_task_kind_uses_the_official_split(tmp_path, flag):
+    write_fixture(tmp_path / "data", flag)
+    out = tmp_path / "run"
+    assert main(["run", "--method", "mt", "--dataset", "medmnist", "--flag", flag,
+                 "--data-root", str(tmp_path / "data"), "--labeled", "0.5", *TINY_FLAGS,
+                 "--quiet", "-o", str(out)]) == 0
+    split = json.loads((out / "split.json").read_text())
+    assert split["eval_parts"] == {"val": "official", "test": "official"}
+    assert (split["sizes"]["val"], split["sizes"]["test"]) == (16, 16)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["student"]["test"]["auc"] <= 1
+
+
+def test_carving_instead_of_the_official_parts_is_recorded(tmp_path):
+    write_fixture(tmp_path, "dermamnist")
+    data = medmnist(tmp_path, flag="dermamnist", official_splits=False)
+    assert data.predefined == {} and data.info["eval_parts"]["val"] == "carved from all images"
+
+
+def test_medmnist_plus_sizes_read_their_own_file(tmp_path):
+    write_fixture(tmp_path, "bloodmnist", size=64)
+    assert medmnist(tmp_path, flag="bloodmnist", size=64).load(64, 3).shape[1] == 64
+    with pytest.raises(UserError, match=r"bloodmnist.npz does not exist .*zenodo"):
+        medmnist(tmp_path, flag="bloodmnist")  # (28 px: another file)
+
+
+@pytest.mark.parametrize("replace, message", [
+    ({"val_labels": np.full((16, 1), np.nan)}, "val_labels holds NaN"),
+    ({"train_labels": np.full((60, 1), 7, dtype=np.uint8)}, r"train_labels row 0 holds \[7\], "
+                                                            r"outside 0..6 \(60 such"),
+    ({"test_labels": np.zeros((16, 2), dtype=np.uint8)}, r"test_labels has shape \(16, 2\), "
+                                                         r"expected \(N, 1\)"),
+    ({"val_images": np.zeros((15, 28, 28, 3), dtype=np.uint8)}, r"val_images is uint8 of "
+                                                                r"shape \(15, 28, 28, 3\)"),
+    ({"train_labels": np.full((60, 1), 0.5)}, "must hold whole numbers"),
+])
+def test_bad_labels_and_images_are_one_line_errors_naming_the_file(tmp_path, replace, message):
+    path = write_fixture(tmp_path, "dermamnist", **replace)
+    with pytest.raises(UserError, match=message) as caught:
+        medmnist(tmp_path, flag="dermamnist")
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_missing_file_or_key_or_flag_is_one_line(tmp_path, capsys):
+    with pytest.raises(UserError, match=r"dermamnist.npz does not exist .* python -m medmnist "
+                                        r"download --size=SIZE --root=DIR"):
+        medmnist(tmp_path, flag="dermamnist")
+    np.savez(tmp_path / "dermamnist.npz", images=np.zeros(3))
+    with pytest.raises(UserError, match=r"lacks train_images, train_labels, .* not a MedMNIST "
+                                        r"file \(it holds images\)"):
+        medmnist(tmp_path, flag="dermamnist")
+    with pytest.raises(UserError, match="needs --flag, one of pathmnist, chestmnist"):
+        medmnist(tmp_path)
+    assert main(["run", "--dataset", "medmnist", "--flag", "organmnist3d", "--data-root",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err  # (the 3D sets are volumes: not offered)
+    assert err.count("\n") == 1 and "option 'flag' of data set 'medmnist' must be one of" in err
+    assert "got 'organmnist3d'" in err
