@@ -13,7 +13,10 @@ from conftest import TINY_FLAGS
 
 from ssl_bench.cli.main import main
 from ssl_bench.core.errors import UserError
+from ssl_bench.data.datasets.base import dataset_card
 from ssl_bench.data.datasets.medmnist import SETS, medmnist, medmnist_file
+from ssl_bench.plugins.index import CARD_FIELDS
+from ssl_bench.plugins.registry import dataset_registry, list_datasets
 
 COUNTS = {"train": 60, "val": 16, "test": 16}
 
@@ -113,3 +116,25 @@ def test_a_missing_file_or_key_or_flag_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err  # (the 3D sets are volumes: not offered)
     assert err.count("\n") == 1 and "option 'flag' of data set 'medmnist' must be one of" in err
     assert "got 'organmnist3d'" in err
+
+
+BUILT_IN = [name for name in list_datasets()
+            if dataset_registry.get(name).__module__.startswith("ssl_bench.data.datasets.")]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_built_in_data_set_has_a_card_that_list_shows(name, capsys):
+    card = dataset_registry.get(name).card
+    assert list(card) == list(CARD_FIELDS) and all(len(text) > 3 for text in card.values())
+    assert main(["list", "--datasets", name]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # (rich may wrap long lines)
+    for field, text in card.items():
+        assert f"{field}: {' '.join(text.split())}" in out
+
+
+def test_a_card_declares_every_field_and_a_misspelt_name_gets_a_hint(capsys):
+    with pytest.raises(ValueError, match=r"missing \['citation'"):
+        dataset_card(source="s", licence="l", task="t", classes="c", splits="x")
+    assert main(["list", "--datasets", "medmnsit"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Did you mean 'medmnist'?" in err

@@ -36,6 +36,7 @@ CASES = [
     (["run", "--method", "fixmatch", "--threshold", "high"], 2, "threshold"),
     (["run", "--dataset", "isic", "--eval-split", "x"], 2, "must be one of random"),
     (["list", "--methods", "--datasets"], 0, "mean-teacher"),
+    (["list", "--datasets", "isic2018"], 0, "licence: CC BY-NC 4.0"),
     (["sweep", "--help"], 0, "--jobs"),
     (["sweep", "--bogus"], 2, "unrecognized arguments: --bogus"),
     (["sweep", "nosuch.toml"], 2, "nosuch.toml does not exist"),

@@ -31,7 +31,9 @@ def command_list(argv: Sequence[str]) -> int:
     parser = Parser(prog="ssl-bench list", description="List methods, data sets, the other "
                     "plug-ins and backbones.")
     parser.add_argument("--methods", action="store_true", help="list methods and their options")
-    parser.add_argument("--datasets", action="store_true", help="list data sets")
+    parser.add_argument("--datasets", nargs="?", const=True, default=False, metavar="NAME",
+                        help="list data sets; with NAME, that data set's card (source, "
+                             "licence, citation, task, classes, splits) and options")
     for point in PLAIN:
         parser.add_argument(point.list_flag, action="store_true",
                             help=f"list {point.registry.kind}s")
@@ -59,7 +61,9 @@ def command_list(argv: Sequence[str]) -> int:
             console.print(f"  {name} {_method_contract(card)}", highlight=False, markup=False,
                           soft_wrap=True)
         _print_options(console, cards, "option")
-    if "--datasets" in chosen or show_all:
+    if isinstance(args.datasets, str):
+        _print_dataset_card(console, args.datasets)
+    elif "--datasets" in chosen or show_all:
         cards = dataset_registry.cards()
         table = Table(title="data sets")
         for column in ("name", "aliases", "description"):
@@ -93,6 +97,21 @@ def command_list(argv: Sequence[str]) -> int:
                               soft_wrap=True)
             console.print(f"{len(names)} backbones match {pattern!r}", highlight=False)
     return 0
+
+
+def _print_dataset_card(console: Any, name: str) -> None:
+    """One data set's card, a line per field, then its options (a misspelt name: the
+    registry's one-line error with a hint)."""
+    from ssl_bench.plugins.index import CARD_FIELDS
+
+    canonical = dataset_registry.resolve(name)
+    card = dataset_registry.cards()[canonical]
+    console.print(f"{canonical}: {card.summary}", highlight=False, markup=False,
+                  soft_wrap=True)
+    for field in CARD_FIELDS:
+        console.print(f"  {field}: {card.facts.get(field, 'not declared')}", highlight=False,
+                      markup=False, soft_wrap=True)
+    _print_options(console, {canonical: card}, "option")
 
 
 def _dest(flag: str) -> str:

@@ -36,8 +36,10 @@ from ssl_bench.plugins.options import Option
 INDEX_FORMAT = 1
 #: Option types a card can name (every declared option uses one of these).
 OPTION_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
-#: What a method card's ``facts`` name (a data set's card has none).
+#: What a method card's ``facts`` name (a data set's are its card: ``dataset_card``).
 METHOD_FACTS: tuple[str, ...] = ("teacher", "unlabeled", "tasks", "views", "state")
+#: What a data set's card says, in this order (``dataset_card``; ``list --datasets NAME``).
+CARD_FIELDS: tuple[str, ...] = ("source", "licence", "citation", "task", "classes", "splits")
 _CARD_FIELDS = frozenset({"name", "aliases", "summary", "options", "defaults", "facts"})
 _OPTION_FIELDS = frozenset({"name", "type", "default", "help", "choices"})
 
@@ -93,7 +95,7 @@ class Card:
     options: tuple[Option, ...]
     #: Methods only: the engine settings its paper sets differently (``Method.defaults``).
     defaults: dict[str, Any] = field(default_factory=dict)
-    #: Methods only: teacher, unlabeled data, task kinds, views and state, one line each.
+    #: Methods: teacher, unlabeled data, task kinds, views and state; data sets: their card.
     facts: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -144,7 +146,8 @@ def describe_method(name: str, cls: Any, aliases: tuple[str, ...]) -> Card:
 def describe_entry(name: str, entry: Any, aliases: tuple[str, ...]) -> Card:
     """The card of a data set factory, augmentation or other entry with ``options``."""
     summary = getattr(entry, "summary", "") or first_line(entry.__doc__)
-    return Card(name, aliases, summary, tuple(getattr(entry, "options", ())))
+    return Card(name, aliases, summary, tuple(getattr(entry, "options", ())),
+                facts=dict(getattr(entry, "card", {})))  # (a data set's card)
 
 
 def _package_files(package: str) -> list[Path]:

@@ -120,7 +120,7 @@ class Registry(Generic[T]):
                           f"{self.describe.__module__}.{self.describe.__qualname__}")
         if not self._entries and not self._discovered:
             stamp = source_stamp(packages, self.entry_point_group)
-            facts = {describe_method: METHOD_FACTS, describe_entry: ()}.get(self.describe)
+            facts = METHOD_FACTS if self.describe is describe_method else None
             self._cards = read_index(path, stamp, facts)
             self._cards_indexed = self._cards is not None
             if self._cards is not None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ssl_bench.data.tasks import Task, TaskKind
+from ssl_bench.plugins.index import CARD_FIELDS
 from ssl_bench.plugins.options import Option
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -188,6 +189,23 @@ class ImageDataset:
     def without_content(self) -> ImageDataset:
         """The same data set with ``content`` unset (its fingerprint is the labels' only)."""
         return self if self.content is None else replace(self, content=None)
+
+
+def dataset_card(**facts: str) -> Callable[[F], F]:
+    """Declare a data set factory's card: where the data come from, its licence and
+    citation, the task, its classes and how it is split (each a line of text, the fields
+    of :data:`~ssl_bench.plugins.index.CARD_FIELDS`); ``list --datasets NAME`` shows it."""
+    unknown = sorted(set(facts) - set(CARD_FIELDS))
+    missing = [name for name in CARD_FIELDS if name not in facts]
+    if unknown or missing:
+        raise ValueError(f"a data set card has {', '.join(CARD_FIELDS)}; "
+                         f"unknown {unknown}, missing {missing}")
+
+    def decorate(factory: F) -> F:
+        factory.card = {name: facts[name] for name in CARD_FIELDS}  # type: ignore[attr-defined]
+        return factory
+
+    return decorate
 
 
 def dataset_options(*options: Option) -> Callable[[F], F]:

@@ -35,7 +35,7 @@ from ssl_bench.data.datasets._tables import (
     text_column,
 )
 from ssl_bench.data.datasets._unlabeled import UNLABELED_DIR_OPTION, add_unlabeled_folder
-from ssl_bench.data.datasets.base import ImageDataset, dataset_options
+from ssl_bench.data.datasets.base import ImageDataset, dataset_card, dataset_options
 from ssl_bench.plugins.registry import register_dataset
 
 #: The 14 findings in their standard order (Wang et al., CVPR 2017).
@@ -152,6 +152,15 @@ def _read_list(path: Path) -> list[str]:
 
 
 @register_dataset("chestxray14", aliases=("chestx-ray14", "nih-chestxray14", "cxr14"))
+@dataset_card(
+    source="NIH Clinical Center, https://nihcc.app.box.com/v/ChestXray-NIHCC",
+    licence="released by the NIH Clinical Center without restriction of use; cite the paper",
+    citation="Wang, X. et al. ChestX-ray8: hospital-scale chest X-ray database and benchmarks. "
+             "CVPR (2017)",
+    task="multi-label, 14 findings (No Finding: none of them)",
+    classes=", ".join(FINDINGS),
+    splits="carved by --split-ratios (default 70/10/20), grouped by patient and stratified; "
+           "the official test_list.txt (and train_val_list.txt) when present")
 @dataset_options(UNLABELED_DIR_OPTION)
 def chestxray14(root: Path | None, unlabeled_dir: str | None = None) -> ImageDataset:
     """NIH ChestX-ray14 frontal chest X-rays, 14 findings (multi-label), grouped by patient."""

@@ -32,7 +32,7 @@ from ssl_bench.data.datasets._tables import (
     text_column,
 )
 from ssl_bench.data.datasets._unlabeled import UNLABELED_DIR_OPTION, add_unlabeled_folder
-from ssl_bench.data.datasets.base import ImageDataset, dataset_options
+from ssl_bench.data.datasets.base import ImageDataset, dataset_card, dataset_options
 from ssl_bench.plugins.options import Option
 from ssl_bench.plugins.registry import register_dataset
 
@@ -85,6 +85,12 @@ def _label_columns(
 
 
 @register_dataset("csv")
+@dataset_card(
+    source="your CSV file (--csv) of image paths and labels", licence="yours",
+    citation="yours", task="single-label (--label-column) or multi-label (--label-columns)",
+    classes="the label column's values, or the label columns' names",
+    splits="carved by --split-ratios (default 70/10/20), grouped by --group-column and "
+           "stratified")
 @dataset_options(
     Option("csv", str, "labels.csv", "CSV file listing the images (relative to the data root, "
            "or absolute)"),

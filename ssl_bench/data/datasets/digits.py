@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_bench.data.datasets.base import ImageDataset
+from ssl_bench.data.datasets.base import ImageDataset, dataset_card
 from ssl_bench.data.images import resize_uint8
 from ssl_bench.plugins.registry import register_dataset
 
@@ -22,6 +22,13 @@ ATTRIBUTES: tuple[tuple[str, frozenset[int]], ...] = (
     ("prime", frozenset({2, 3, 5, 7})),
     ("closed_loop", frozenset({0, 6, 8, 9})),
 )
+
+
+DIGITS_SOURCE = ("scikit-learn's bundled copy of the UCI handwritten digits (1,797 grey 8x8 "
+                 "images), built in: no files")
+DIGITS_LICENCE = "CC BY 4.0 (UCI Machine Learning Repository)"
+DIGITS_CITATION = ("Alpaydin, E. & Kaynak, C. Optical Recognition of Handwritten Digits. UCI "
+                   "Machine Learning Repository (1998)")
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +44,10 @@ def _ids(n: int) -> list[str]:
 
 
 @register_dataset("digits")
+@dataset_card(
+    source=DIGITS_SOURCE, licence=DIGITS_LICENCE, citation=DIGITS_CITATION,
+    task="single-label, 10 classes", classes="0, 1, 2, 3, 4, 5, 6, 7, 8, 9",
+    splits="carved by --split-ratios (default 70/10/20), stratified")
 def digits(root: Path | None = None) -> ImageDataset:
     """10-class single-label digits (1,797 grey images, upscaled on load)."""
     images, target = _load_digits()
@@ -54,6 +65,11 @@ def digits(root: Path | None = None) -> ImageDataset:
 
 
 @register_dataset("digits-multilabel", aliases=("digits_multilabel",))
+@dataset_card(
+    source=DIGITS_SOURCE, licence=DIGITS_LICENCE, citation=DIGITS_CITATION,
+    task="multi-label, 4 yes/no attributes of each digit (a small multi-label task for tests)",
+    classes=", ".join(name for name, _ in ATTRIBUTES),
+    splits="carved by --split-ratios (default 70/10/20), stratified")
 def digits_multilabel(root: Path | None = None) -> ImageDataset:
     """The same images with four binary attributes (even, >=5, prime, closed loop)."""
     images, target = _load_digits()

@@ -36,7 +36,7 @@ from ssl_bench.data.datasets._tables import (
     text_column,
 )
 from ssl_bench.data.datasets._unlabeled import UNLABELED_DIR_OPTION, add_unlabeled_folder
-from ssl_bench.data.datasets.base import ImageDataset, dataset_options
+from ssl_bench.data.datasets.base import ImageDataset, dataset_card, dataset_options
 from ssl_bench.plugins.options import Option
 from ssl_bench.plugins.registry import register_dataset
 
@@ -165,6 +165,17 @@ def _lesion_groups(path: Path, ids: list[str], n_train: int) -> np.ndarray:
 
 
 @register_dataset("isic", aliases=("isic2018",))
+@dataset_card(
+    source="ISIC 2018 Task 3 (HAM10000) from the ISIC archive, "
+           "https://challenge.isic-archive.com/data/#2018",
+    licence="CC BY-NC 4.0",
+    citation="Tschandl, P. et al. The HAM10000 dataset. Scientific Data 5, 180161 (2018); "
+             "Codella, N. et al. Skin lesion analysis toward melanoma detection 2018. "
+             "arXiv:1902.03368 (2019)",
+    task="single-label, 7 diagnoses", classes="MEL, NV, BCC, AKIEC, BKL, DF, VASC",
+    splits="carved by --split-ratios (default 70/10/20), grouped by lesion "
+           "(HAM10000_metadata.csv) and stratified; --eval-split official: the ISIC 2018 "
+           "validation and test images")
 @dataset_options(
     Option(
         "eval_split",

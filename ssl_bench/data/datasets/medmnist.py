@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ssl_bench.core.errors import UserError
-from ssl_bench.data.datasets.base import ImageDataset, dataset_options
+from ssl_bench.data.datasets.base import ImageDataset, dataset_card, dataset_options
 from ssl_bench.data.images import resize_uint8
 from ssl_bench.plugins.options import Option
 from ssl_bench.plugins.registry import register_dataset
@@ -149,6 +149,15 @@ def read_medmnist(path: Path, flag: str, size: int) -> tuple[dict[str, np.ndarra
 
 
 @register_dataset("medmnist")
+@dataset_card(
+    source="MedMNIST v2 and MedMNIST+ .npz files, https://zenodo.org/records/10519652",
+    licence="CC BY 4.0 (DermaMNIST: CC BY-NC 4.0)", citation=CITATION,
+    task="by --flag: " + "; ".join(f"{flag} {info.task}, {len(info.classes)}"
+                                 for flag, info in SETS.items()),
+    classes="by --flag (ssl-bench run --dataset medmnist --flag FLAG shows them in "
+            "split.json's class counts)",
+    splits="the file's official train, val and test parts; --official-splits false: "
+           "carved by --split-ratios")
 @dataset_options(
     Option("flag", str, None, "which MedMNIST 2D set (the 3D ones are volumes: not offered)",
            choices=tuple(SETS)),
