@@ -66,6 +66,8 @@ def test_a_short_run_on_each_task_kind_uses_the_official_split(tmp_path, flag):
                  "--quiet", "-o", str(out)]) == 0
     split = json.loads((out / "split.json").read_text())
     assert split["eval_parts"] == {"val": "official", "test": "official"}
+    assert split["card"]["classes"] == ", ".join(SETS[flag].classes)  # (this flag's card)
+    assert split["card"]["task"].startswith(f"{flag}: {SETS[flag].task}")
     assert (split["sizes"]["val"], split["sizes"]["test"]) == (16, 16)
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["student"]["test"]["auc"] <= 1
@@ -120,6 +122,14 @@ def test_a_missing_file_or_key_or_flag_is_one_line(tmp_path, capsys):
 
 BUILT_IN = [name for name in list_datasets()
             if dataset_registry.get(name).__module__.startswith("ssl_bench.data.datasets.")]
+
+
+def test_a_run_records_its_data_sets_card_in_split_json(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--method", "supervised", "--dataset", "digits", "--labeled", "0.1",
+                 *TINY_FLAGS, "--quiet", "-o", str(out)]) == 0
+    split = json.loads((out / "split.json").read_text())
+    assert split["card"] == dataset_registry.get("digits").card
 
 
 @pytest.mark.parametrize("name", BUILT_IN)

@@ -258,7 +258,11 @@ def create_dataset(name: str, root: Path | None = None, **options: Any) -> Any:
 
     key = dataset_registry.resolve(name)
     values = coerce_options(dataset_option_specs(key), options, f"data set {key!r}")
-    return dataset_registry.get(key)(root=root, **values)
+    factory = dataset_registry.get(key)
+    dataset = factory(root=root, **values)
+    if not dataset.card:  # (a factory may describe what it loaded more closely)
+        dataset.card = dict(getattr(factory, "card", {}))
+    return dataset
 
 
 def list_datasets() -> list[str]:

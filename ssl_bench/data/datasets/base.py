@@ -66,6 +66,9 @@ class ImageDataset:
     unlabeled_only: np.ndarray | None = None
     #: Digest of the image files' content (see above); None: not read (or in memory).
     content: str | None = None
+    #: The data set's card (``dataset_card``: source, licence, citation, task, classes,
+    #: splits), recorded in ``split.json``; set from the factory's unless it sets its own.
+    card: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.ids)

@@ -196,6 +196,10 @@ def medmnist(root: Path | None, flag: str | None = None, size: int = 28,
               "eval_parts": ({"val": "official", "test": "official"} if official_splits
                              else {"val": "carved from all images",
                                    "test": "carved from all images"})},
+        card={**medmnist.card, "task": f"{flag}: {info.task}, {len(info.classes)} classes, "  # type: ignore[attr-defined]
+              f"{'colour' if info.channels == 3 else 'grey'}, {size} px",
+              "classes": ", ".join(info.classes),
+              "licence": info.licence},
         description=f"MedMNIST {flag} ({info.task}, {len(info.classes)} classes, "
                     f"{'colour' if info.channels == 3 else 'grey'}, {size} px)",
     )

@@ -198,6 +198,7 @@ def make_split(
         class_counts={part: dataset.class_counts(idx) for part, idx in rows.items()},
         grouped=codes is not None,
         eval_parts=eval_parts,
+        card=dict(dataset.card),
         group_counts=(
             {} if codes is None
             else {part: int(len(np.unique(codes[idx]))) for part, idx in rows.items()}

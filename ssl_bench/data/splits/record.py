@@ -51,6 +51,8 @@ class Split:
     #: Images nobody labeled (``ImageDataset.unlabeled_only``): unlabeled training images
     #: only, outside train/val/test so that ``--labeled`` counts annotated images alone.
     unlabeled_only: list[str] = field(default_factory=list)
+    #: The data set's card (source, licence, citation, task, classes, splits).
+    card: dict[str, str] = field(default_factory=dict)
 
     @property
     def unlabeled(self) -> list[str]:
@@ -97,6 +99,7 @@ class Split:
             "sizes": self.sizes(),
             "class_counts": {part: dict(c) for part, c in self.class_counts.items()},
             "group_counts": dict(self.group_counts),
+            "card": dict(self.card),
             "train": list(self.train),
             "val": list(self.val),
             "test": list(self.test),
@@ -131,6 +134,7 @@ class Split:
             eval_parts=dict(record.get("eval_parts", _default_eval_parts())),
             group_counts=dict(record.get("group_counts", {})),
             unlabeled_only=list(record.get("unlabeled_only", [])),
+            card=dict(record.get("card", {})),
         )
 
 
