@@ -111,6 +111,13 @@ def test_a_missing_file_or_key_or_flag_is_one_line(tmp_path, capsys):
     with pytest.raises(UserError, match=r"lacks train_images, train_labels, .* not a MedMNIST "
                                         r"file \(it holds images\)"):
         medmnist(tmp_path, flag="dermamnist")
+    with open(tmp_path / "dermamnist.npz", "wb") as handle:  # one array, npy format
+        np.save(handle, np.zeros(3))
+    with pytest.raises(UserError, match="holds one array, not the arrays of a MedMNIST"):
+        medmnist(tmp_path, flag="dermamnist")
+    (tmp_path / "dermamnist.npz").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot read MedMNIST file"):
+        medmnist(tmp_path, flag="dermamnist")
     with pytest.raises(UserError, match="needs --flag, one of pathmnist, chestmnist"):
         medmnist(tmp_path)
     assert main(["run", "--dataset", "medmnist", "--flag", "organmnist3d", "--data-root",

@@ -136,6 +136,8 @@ def read_medmnist(path: Path, flag: str, size: int) -> tuple[dict[str, np.ndarra
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read MedMNIST file {path}: {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # (one array saved as .npy)
+        raise UserError(f"{path} holds one array, not the arrays of a MedMNIST .npz file")
     with archive:
         missing = [f"{p}_{k}" for p in PARTS for k in ("images", "labels")
                    if f"{p}_{k}" not in archive.files]
