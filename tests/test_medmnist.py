@@ -155,3 +155,28 @@ def test_a_card_declares_every_field_and_a_misspelt_name_gets_a_hint(capsys):
     assert main(["list", "--datasets", "medmnsit"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Did you mean 'medmnist'?" in err
+
+
+def test_the_installed_medmnist_package_describes_the_set_and_checks_its_sizes(
+        tmp_path, monkeypatch):
+    """With the medmnist package (its INFO), the data set records its description and
+    warns, in one line, when the file's parts are not the official sizes."""
+    import sys
+    import types
+
+    info = types.ModuleType("medmnist.info")
+    info.__version__ = "3.0.2"
+    info.INFO = {"dermamnist": {"description": "The DermaMNIST is based on HAM10000.",
+                                "license": "CC BY-NC 4.0",
+                                "n_samples": {"train": 7007, "val": 1003, "test": 2005}}}
+    package = types.ModuleType("medmnist")
+    package.__path__ = []
+    monkeypatch.setitem(sys.modules, "medmnist", package)
+    monkeypatch.setitem(sys.modules, "medmnist.info", info)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    path = write_fixture(tmp_path, "dermamnist")
+    with pytest.warns(UserWarning, match=r"is not the official file: its parts hold train 60 "
+                                         r"\(MedMNIST: 7007\), val 16 \(MedMNIST: 1003\)"):
+        data = medmnist(tmp_path, flag="dermamnist")
+    assert str(path) in str(data.info["files"]["npz"])
+    assert data.info["medmnist_package"]["description"].startswith("The DermaMNIST")

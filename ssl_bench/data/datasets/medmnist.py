@@ -150,6 +150,33 @@ def read_medmnist(path: Path, flag: str, size: int) -> tuple[dict[str, np.ndarra
     return images, labels
 
 
+def package_info(flag: str) -> dict | None:
+    """What the installed ``medmnist`` package's ``INFO`` says of ``flag`` (its
+    description, licence and official part sizes), or None without the package."""
+    import importlib.util
+
+    if importlib.util.find_spec("medmnist") is None:
+        return None
+    from medmnist.info import INFO, __version__
+
+    entry = INFO.get(flag, {})
+    return {"version": __version__, "description": entry.get("description", ""),
+            "licence": entry.get("license", ""), "n_samples": dict(entry.get("n_samples", {}))}
+
+
+def _check_sizes(path: Path, labels: dict[str, np.ndarray], known: dict | None) -> None:
+    """A file whose parts differ from the official sizes (a partial or edited copy) is
+    read as it is, with one warning line."""
+    import warnings
+
+    expected = (known or {}).get("n_samples", {})
+    differ = [f"{part} {len(labels[part])} (MedMNIST: {expected[part]})"
+              for part in PARTS if part in expected and expected[part] != len(labels[part])]
+    if differ:
+        warnings.warn(f"{path} is not the official file: its parts hold {', '.join(differ)} "
+                      "images", stacklevel=3)
+
+
 @register_dataset("medmnist")
 @dataset_card(
     source="MedMNIST v2 and MedMNIST+ .npz files, https://zenodo.org/records/10519652",
@@ -180,6 +207,8 @@ def medmnist(root: Path | None, flag: str | None = None, size: int = 28,
         raise UserError(f"MedMNIST file {path} does not exist (--data-root is the folder "
                         f"holding it); {SOURCE}")
     images, labels = read_medmnist(path, flag, size)
+    known = package_info(flag)
+    _check_sizes(path, labels, known)
     ids = [f"{part}_{row:06d}" for part in PARTS for row in range(len(labels[part]))]
     pixels = np.concatenate([images[part] for part in PARTS])
     predefined = ({part: [i for i in ids if i.startswith(part + "_")] for part in PARTS}
@@ -195,6 +224,7 @@ def medmnist(root: Path | None, flag: str | None = None, size: int = 28,
         predefined=predefined,
         info={"root": str(folder), "files": {"npz": str(path)}, "flag": flag, "size": size,
               "task": info.task, "licence": info.licence, "citation": CITATION,
+              "medmnist_package": known,
               "eval_parts": ({"val": "official", "test": "official"} if official_splits
                              else {"val": "carved from all images",
                                    "test": "carved from all images"})},
