@@ -17,8 +17,10 @@ PACKAGES = (
     "pandas", "iterative-stratification",
 )
 #: The folders (beside each other, as in the repository and an installed wheel) whose
-#: Python files are the engine's and the built-in methods' code.
-CODE_FOLDERS = ("ssl_bench", "methods")
+#: Python files are the engine's and the built-in methods' code, and the package each one
+#: is imported as.
+CODE_PACKAGES = {"ssl_bench": "ssl_bench", "methods": "ssl_bench.methods"}
+CODE_FOLDERS = tuple(CODE_PACKAGES)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -62,10 +64,6 @@ def uncommitted_code(path: Path | None = None) -> list[str] | None:
                   *CODE_FOLDERS)
     return None if listed is None else [line[3:] for line in listed.splitlines()
                                         if line.strip()]
-
-
-#: The package each of :data:`CODE_FOLDERS` is imported as.
-CODE_PACKAGES = {"ssl_bench": "ssl_bench", "methods": "ssl_bench.methods"}
 
 
 def code_elsewhere() -> list[str]:
