@@ -20,7 +20,7 @@ METHODS = Path(__file__).resolve().parents[1] / "methods"
 METHODS_MAY_IMPORT = ("core", "plugins", "data", "models", "config", "method_kit", "methods")
 #: Lowest first: a layer may import only the layers before it (and itself).
 LAYERS = ("core", "plugins", "runs", "tracking", "data", "models", "config", "method_kit",
-          "training", "sweeps", "tuning", "compare", "cli")
+          "training", "sweeps", "tuning", "compare", "inference", "cli")
 #: Top-level modules: the package's face, above every layer.
 TOP = ("ssl_bench", "ssl_bench.api", "ssl_bench.__main__")
 

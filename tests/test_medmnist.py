@@ -158,7 +158,7 @@ def test_a_card_declares_every_field_and_a_misspelt_name_gets_a_hint(capsys):
 
 
 def test_the_installed_medmnist_package_describes_the_set_and_checks_its_sizes(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     """With the medmnist package (its INFO), the data set records its description and
     warns, in one line, when the file's parts are not the official sizes."""
     import sys
@@ -180,3 +180,13 @@ def test_the_installed_medmnist_package_describes_the_set_and_checks_its_sizes(
         data = medmnist(tmp_path, flag="dermamnist")
     assert str(path) in str(data.info["files"]["npz"])
     assert data.info["medmnist_package"]["description"].startswith("The DermaMNIST")
+    assert main(["list", "--datasets", "medmnist"]) == 0
+    shown = capsys.readouterr().out
+    assert ("dermamnist (medmnist 3.0.2 INFO; CC BY-NC 4.0; train 7007, val 1003, test 2005): "
+            "The DermaMNIST is based on HAM10000.") in shown
+
+
+def test_without_the_medmnist_package_list_says_how_to_get_its_info(capsys, monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert main(["list", "--datasets", "medmnist"]) == 0
+    assert "pip install 'ssl-bench[medmnist]'" in capsys.readouterr().out

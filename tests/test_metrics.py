@@ -17,6 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from ssl_bench.training.calibration import LOWER_IS_BETTER
 from ssl_bench.training.metrics import (
     PRIMARY_METRIC,
     MissingClassWarning,
@@ -121,7 +122,10 @@ def test_perfect_and_inverted_predictions() -> None:
     perfect = np.eye(3)[targets] * 0.8 + 0.2 / 3
     m = compute_metrics(perfect, targets, "single", ["a", "b", "c"])
     for key in metric_names("single"):
-        assert m[key] == 1.0, key
+        if key not in LOWER_IS_BETTER:
+            assert m[key] == 1.0, key
+    # every image right with confidence 0.8667: top-label ECE 1 - 0.8667
+    assert m["ece"] == pytest.approx(1 - (0.8 + 0.2 / 3))
     worst = compute_metrics(1 - perfect, targets, "single", ["a", "b", "c"])
     assert worst["auc"] == 0.0
     assert worst["accuracy"] == 0.0
@@ -190,7 +194,8 @@ def test_multi_label_matches_sklearn(seed: int) -> None:
     assert m["auc"] == pytest.approx(roc_auc_score(targets, probs, average="macro"), abs=1e-12)
     assert m["n"] == len(targets)
     assert m["missing_classes"] == []
-    assert set(m) == {"auc", "auc_per_class", "n", "missing_classes"}
+    assert set(m) == {"auc", "auc_per_class", "n", "missing_classes", "ece",
+                      "ece_per_class", "brier", "brier_per_class", "reliability"}
     _assert_plain(m)
     json.dumps(m, allow_nan=False)
 
@@ -291,7 +296,7 @@ def test_metric_names() -> None:
     m = compute_metrics(probs, targets, "single", _names(4))
     for key in single:
         assert isinstance(m[key], float), key
-    assert metric_names("multi") == ["auc"]
+    assert metric_names("multi") == ["auc", "ece", "brier"]
     single.append("mutated")
     assert "mutated" not in metric_names("single")
     with pytest.raises(ValueError, match="kind"):

@@ -47,12 +47,15 @@ def report(sweep_dir: Path) -> Path:
 def test_the_page_holds_tables_figures_and_provenance(report, sweep_dir):
     page = report.read_text()
     images = re.findall(r'<img alt="([^"]*)" src="([^"]*)"', page)
-    assert len(images) == 3  # learning curve, per-class AUC, validation curves (one fraction)
+    # learning curve, per-class AUC, reliability diagram, validation curves (one fraction)
+    assert len(images) == 4
     for alt, source in images:
         assert source.startswith("data:image/png;base64,"), alt
         with Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))) as image:
             assert image.format == "PNG" and image.size[0] > 300
     assert [a for a, _ in images if "validation auc during training" in a]
+    assert [a for a, _ in images if a.startswith("reliability diagram (reported model)")]
+    assert "<h2>Calibration: reliability of the test probabilities</h2>" in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing outside the file
     for text in ("<h2>Comparison</h2>", "gain vs supervised", "<h3>Pairs</h3>",
                  "mt vs supervised", "paired t-test", "<h2>Settings and provenance</h2>"):
@@ -87,7 +90,18 @@ def test_a_headless_browser_renders_it_with_every_figure_and_no_error(report):
     assert done.returncode == 0, done.stderr[-2000:]
     body = re.search(r"<body[^>]*>", done.stdout)
     assert body is not None, done.stdout[:500]
-    assert 'data-figures="3/3"' in body.group(0) and 'data-errors="0"' in body.group(0), (
+    assert 'data-figures="4/4"' in body.group(0) and 'data-errors="0"' in body.group(0), (
         body.group(0))
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console
+
+
+def test_calibration_is_compared_as_lower_is_better(sweep_dir, capsys):
+    assert main(["compare", str(sweep_dir), "--metric", "ece", "--pairs", "none",
+                 "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "ece (reported)" in out and "ece: lower is better" in out
+    metrics = json.loads(next(sweep_dir.rglob("metrics.json")).read_text())
+    test = metrics["reported"]["test"]
+    assert 0 <= test["ece"] <= 1 and 0 <= test["brier"] <= 2
+    assert sum(test["reliability"]["count"]) == test["n"]

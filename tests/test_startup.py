@@ -44,6 +44,10 @@ CASES = [
     (["compare", "--help"], 0, "--pairs"),
     (["compare"], 2, "required: folders"),
     (["compare", "x", "--pairs", "a"], 2, "is not METHOD:METHOD"),
+    (["predict", "--help"], 0, "--image-column"),
+    (["predict", "run"], 2, "required: input"),
+    (["export", "--help"], 0, "--opset"),
+    (["export", "run", "--format", "tflite"], 2, "invalid choice: 'tflite'"),
     (["frobnicate"], 2, "unknown command 'frobnicate'"),
 ]
 

@@ -102,6 +102,7 @@ def command_list(argv: Sequence[str]) -> int:
 def _print_dataset_card(console: Any, name: str) -> None:
     """One data set's card, a line per field, then its options (a misspelt name: the
     registry's one-line error with a hint)."""
+    from ssl_bench.data.card_details import CARD_DETAILS
     from ssl_bench.plugins.index import CARD_FIELDS
 
     canonical = dataset_registry.resolve(name)
@@ -111,6 +112,10 @@ def _print_dataset_card(console: Any, name: str) -> None:
     for field in CARD_FIELDS:
         console.print(f"  {field}: {card.facts.get(field, 'not declared')}", highlight=False,
                       markup=False, soft_wrap=True)
+    details = CARD_DETAILS.get(canonical)
+    choices = {option.name: option.choices or () for option in card.options}
+    for line in details(choices) if details is not None else []:
+        console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     _print_options(console, {canonical: card}, "option")
 
 

@@ -1,5 +1,5 @@
-"""``ssl-bench``: the command line (run, sweep, tune, compare, report, list, split,
-check-method; each command's flags are built here or in its own module).
+"""``ssl-bench``: the command line (run, sweep, tune, compare, report, predict, export,
+list, split, check-method; each command's flags are built here or in its own module).
 
 User mistakes (:class:`UserError`, bad flags) print one line and exit with code 2.
 """
@@ -23,6 +23,7 @@ from ssl_bench.cli.flags import (
     parse_bool,
     parse_method_options,
 )
+from ssl_bench.cli.inference import command_export, command_predict
 from ssl_bench.config.resolve import read_config_file, resolve_config
 from ssl_bench.config.run_config import PRESETS, RunConfig
 from ssl_bench.core.errors import UserError, show_warning_line
@@ -309,7 +310,8 @@ def command_compare(argv: Sequence[str]) -> int:
 
     return compare_command(args.folders, args.metric, args.model, args.fmt, args.output,
                            args.plot_dir, args.fraction, Console(), baseline=args.baseline,
-                           pairs=pairs, error_bars=args.error_bars, views=args.views)
+                           pairs=pairs, error_bars=args.error_bars, views=args.views,
+                           bootstrap=args.bootstrap)
 
 
 def command_report(argv: Sequence[str]) -> int:
@@ -331,7 +333,7 @@ def command_report(argv: Sequence[str]) -> int:
 
     path, warnings = build_report(args.folders, args.output, metric=args.metric,
                                   model=args.model, baseline=args.baseline, pairs=pairs,
-                                  error_bars=args.error_bars)
+                                  error_bars=args.error_bars, bootstrap=args.bootstrap)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {path}")
@@ -352,19 +354,23 @@ def command_tune(argv: Sequence[str]) -> int:
 
 COMMANDS = {"run": command_run, "list": command_list, "split": command_split,
             "sweep": command_sweep, "tune": command_tune, "compare": command_compare,
-            "report": command_report, "check-method": command_check_method}
+            "report": command_report, "predict": command_predict, "export": command_export,
+            "check-method": command_check_method}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage: ssl-bench {run,sweep,tune,compare,report,list,split,check-method} ...\n\n"
+        print("usage: ssl-bench {run,sweep,tune,compare,report,predict,export,list,split,"
+              "check-method} ...\n\n"
               "  run    train and evaluate one method on one data set\n"
               "  sweep  run methods x labeled fractions x seeds under identical settings\n"
               "  tune   the same tuning budget for every method of a sweep (validation only)\n"
               "  compare  tables and plots of finished runs (mean ± std, gains, tests)\n"
               "  report  one self-contained HTML page of finished runs (tables, plots, "
               "provenance)\n"
+              "  predict  class probabilities of a finished run's model on new images\n"
+              "  export  a finished run's model as ONNX or TorchScript (preprocessing beside)\n"
               "  list   show methods (with options), data sets and timm backbones\n"
               "  split  write a reusable split file (train/val/test + nested labeled set)\n"
               "  check-method  run the method contract checks on a plug-in file\n\n"

@@ -21,6 +21,20 @@ SUFFIX_FORMATS: dict[str, str] = {
 MODELS: tuple[str, ...] = ("student", "teacher", "best", "reported", "last")
 #: The robustness views ``--views`` shows side by side (a README claim must hold in each).
 VIEWS: tuple[str, ...] = ("reported", "student", "teacher", "last")
+#: Bootstrap resamples over test images unless ``--bootstrap`` says otherwise.
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def resamples(text: str) -> int:
+    """``--bootstrap``: a count of resamples, 0 for none."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0 or 0 < value < 100:
+        raise UserError(f"--bootstrap: {text!r} is not 0 (none) or a count of resamples "
+                        "of at least 100")
+    return value
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
@@ -58,3 +72,8 @@ def add_comparison_flags(parser: Any) -> None:
                         "paired by seed, Holm-corrected (default: supervised)")
     parser.add_argument("--pairs", help="further paired tests, METHOD:METHOD,... "
                         "(default: srcmt:mt where both ran; 'none' for none)")
+    parser.add_argument("--bootstrap", type=resamples, default=BOOTSTRAP_RESAMPLES,
+                        metavar="N", help="bootstrap intervals over test images from the "
+                        "runs' saved predictions, and paired bootstraps against the baseline "
+                        f"and the pairs, with N resamples (default {BOOTSTRAP_RESAMPLES}; 0: "
+                        "none)")

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ssl_bench.compare.arguments import FORMATS, SUFFIX_FORMATS, VIEWS
+from ssl_bench.compare.arguments import BOOTSTRAP_RESAMPLES, FORMATS, SUFFIX_FORMATS, VIEWS
+from ssl_bench.compare.bootstrap_table import bootstrap_markdown, bootstrap_table, print_bootstrap
 from ssl_bench.compare.plots import plot_learning_curves, plot_per_class
+from ssl_bench.compare.reliability import plot_reliability
 from ssl_bench.compare.runs import load_runs
 from ssl_bench.compare.summary import summarize
 from ssl_bench.compare.tables import pair_csv, print_summary, render
@@ -47,13 +49,16 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
                     fraction: str | float | int | None = None, console: Any = None,
                     baseline: str | None = None,
                     pairs: Sequence[tuple[str, str]] | None = None,
-                    error_bars: str = "sd", views: bool = False) -> int:
+                    error_bars: str = "sd", views: bool = False,
+                    bootstrap: int = BOOTSTRAP_RESAMPLES) -> int:
     """Load, summarise, print/write, plot. Returns 0; problems raise :class:`UserError`.
 
     With ``fmt`` and no ``output`` the chosen format goes to stdout (warnings to stderr);
     otherwise the rich tables are printed. ``output`` is written atomically in ``fmt`` or
     the format its suffix names (a CSV output gets its pair table beside it, as
-    ``<name>-pairs.csv``). Every check runs before anything is written.
+    ``<name>-pairs.csv``, and its bootstrap table as ``<name>-bootstrap.csv``). The
+    bootstrap table (``bootstrap`` resamples; 0: none) follows the rich and markdown
+    tables. Every check runs before anything is written.
     """
     from rich.console import Console
 
@@ -69,10 +74,15 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
     messages = Console(stderr=True) if to_stdout else console
     for warning in warnings:
         messages.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    intervals, more = bootstrap_table(df, metric, model, baseline, pairs, bootstrap)
+    for warning in more:
+        messages.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if to_stdout:
-        console.out(render(summary, fmt), highlight=False, end="")
+        console.out(render(summary, fmt) + (bootstrap_markdown(intervals) if fmt == "md"
+                                            else ""), highlight=False, end="")
     else:
         print_summary(summary, console)
+        print_bootstrap(intervals, console)
     if views:
         others = [view for view in VIEWS if view != model]
         for view, table, note in summarize_views(df, metric, baseline, pairs, others):
@@ -92,6 +102,10 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
             beside = output.with_name(f"{output.stem}-pairs{output.suffix}")
             atomic_write_text(beside, pairs_text)
             messages.print(f"wrote {beside}", markup=False, highlight=False, soft_wrap=True)
+        if fmt_out == "csv" and not intervals.empty:
+            beside = output.with_name(f"{output.stem}-bootstrap{output.suffix}")
+            atomic_write_text(beside, intervals.to_csv(index=False))
+            messages.print(f"wrote {beside}", markup=False, highlight=False, soft_wrap=True)
     if plot_dir is not None:
         baseline_name = summary.attrs["baseline"]
         paths = plot_learning_curves(df, plot_dir, metric=metric, model=model,
@@ -99,6 +113,7 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
                                      error_bars=error_bars)
         paths += plot_per_class(df, plot_dir, model=model, fraction=fraction,
                                 baseline=baseline_name, error_bars=error_bars)
+        paths += plot_reliability(df, plot_dir, model=model, baseline=baseline_name)
         for path in paths:
             messages.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     return 0

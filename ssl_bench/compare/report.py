@@ -23,9 +23,19 @@ from typing import Any
 
 import pandas as pd
 
+from ssl_bench.compare.arguments import BOOTSTRAP_RESAMPLES
+from ssl_bench.compare.bootstrap_table import bootstrap_cells, bootstrap_note, bootstrap_table
 from ssl_bench.compare.command import load_summary
+from ssl_bench.compare.confusion import (
+    THRESHOLD,
+    describe,
+    multi_label_cells,
+    plot_confusions,
+    pooled_confusions,
+)
 from ssl_bench.compare.curves import plot_validation_curves
 from ssl_bench.compare.plots import plot_learning_curves, plot_per_class
+from ssl_bench.compare.reliability import plot_reliability
 from ssl_bench.compare.tables import method_cells, notes, pair_cells
 from ssl_bench.compare.views import summarize_views
 from ssl_bench.core.atomic import atomic_write_text
@@ -165,7 +175,8 @@ def _tuning_section(folders: Sequence[str | Path]) -> list[str]:
 def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: str = "auc",
                  model: str = "reported", baseline: str | None = None,
                  pairs: Sequence[tuple[str, str]] | None = None,
-                 error_bars: str = "sd") -> tuple[Path, list[str]]:
+                 error_bars: str = "sd",
+                 bootstrap: int = BOOTSTRAP_RESAMPLES) -> tuple[Path, list[str]]:
     """Write the HTML report of the runs below ``folders``; return its path and the
     loading warnings (also shown on the page)."""
     output = Path(output)
@@ -173,11 +184,24 @@ def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: s
         raise UserError(f"output {output} is a folder; give a file name such as report.html")
     df, summary, warnings = load_summary(folders, metric, model, baseline, pairs)
     base = summary.attrs["baseline"]
+    intervals, more = bootstrap_table(df, metric, model, baseline, pairs, bootstrap)
+    warnings = [*warnings, *more]
     with tempfile.TemporaryDirectory() as scratch:
         curves = plot_learning_curves(df, Path(scratch, "curves"), metric=metric, model=model,
                                       baseline=base, summary=summary, error_bars=error_bars)
         classes = plot_per_class(df, Path(scratch, "classes"), model=model, baseline=base,
                                  error_bars=error_bars)
+        reliability = plot_reliability(df, Path(scratch, "reliability"), model=model,
+                                       baseline=base)
+        confusions = pooled_confusions(df, model, base)
+        confusion_figures = [
+            _figure(plot_confusions(cell, Path(scratch, "confusion"), model),
+                    f"confusion matrices ({model} model): {describe(cell)}")
+            for cell in confusions if cell[3] == "single"]
+        confusion_figures += [
+            f"<h3>{html.escape(describe(cell))}: per finding at probability {THRESHOLD:g}, "
+            "seeds pooled</h3>" + _table(*multi_label_cells(cell), numbers=True)
+            for cell in confusions if cell[3] == "multi"]
         validation = plot_validation_curves(df, Path(scratch, "validation"), metric=metric,
                                             model=model, baseline=base)
         figures = {
@@ -185,6 +209,10 @@ def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: s
                 _figure(p, f"test {metric} ({model} model) by labeled amount: {p.stem}")
                 for p in curves],
             "Per-class test AUC": [_figure(p, f"per-class AUC: {p.stem}") for p in classes],
+            "Calibration: reliability of the test probabilities": [
+                _figure(p, f"reliability diagram ({model} model): {p.stem}")
+                for p in reliability],
+            "Confusion matrices of the test predictions": confusion_figures,
             "Validation curves of every run": [
                 _figure(p, f"validation {metric} during training: {p.stem}")
                 for p in validation],
@@ -199,6 +227,10 @@ def build_report(folders: Sequence[str | Path], output: str | Path, *, metric: s
         body += ["<h3>Pairs</h3>", _table(pair_header, pair_body, numbers=True)]
     body += ["<ul class=note>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes(summary))
              + "</ul>"]
+    if not intervals.empty:
+        body += ["<h3>Bootstrap over test images</h3>",
+                 _table(*bootstrap_cells(intervals), numbers=True),
+                 f"<p class=note>{html.escape(bootstrap_note(intervals))}</p>"]
     body += _views_section(df, metric, baseline, pairs)
     if warnings:
         body += ["<h3>Warnings</h3><ul>" + "".join(f"<li>{html.escape(w)}</li>"

@@ -20,6 +20,7 @@ from ssl_bench.compare.arguments import FORMATS
 from ssl_bench.compare.statistics import CONFIDENCE, CORRECTION_NAME, EFFECT_NAME, TEST_NAME
 from ssl_bench.compare.summary import pair_table
 from ssl_bench.core.errors import UserError
+from ssl_bench.training.calibration import LOWER_IS_BETTER
 
 CI_HEADER = f"{round(CONFIDENCE * 100)}% CI"
 
@@ -119,6 +120,9 @@ def notes(summary: pd.DataFrame) -> list[str]:
              f"{CI_HEADER}: of the mean paired difference; d_z: {EFFECT_NAME} (mean / sd of "
              f"the paired differences); p {CORRECTION_NAME}: adjusted over the methods "
              f"tested against the baseline (and over the pairs) at each labeled amount"]
+    if metric in LOWER_IS_BETTER:
+        lines[0] += (f"; {metric}: lower is better, so a negative gain or difference is an "
+                     "improvement")
     seen = set()
     for _, row in summary.iterrows():
         key = (row["dataset"], row["settings"])

@@ -60,6 +60,9 @@ class Evaluator:
         self.best_states: dict[str, dict[str, torch.Tensor]] = {}
         #: Each model's validation metric at every evaluation so far (a rule may smooth).
         self.values: dict[str, list[float | None]] = {}
+        #: Each model's test probabilities at its best step (``predictions.npz``).
+        self.best_test_probs: dict[str, torch.Tensor] = {}
+        self._latest_test: dict[str, torch.Tensor] = {}
         self._warned: set[str] = set()
 
     @torch.no_grad()
@@ -115,6 +118,7 @@ class Evaluator:
             model.load_state_dict(self.best_states[name])
             try:
                 record["test"] = self._score(model, name, "test", record["best_step"])
+                self.best_test_probs[name] = self._latest_test[name]
             finally:
                 model.load_state_dict(current)
 
@@ -124,6 +128,8 @@ class Evaluator:
             return {}
         probs = self.predict(model, rows)
         self.monitor.check_predictions(step, name, part, probs, self.task.kind)
+        if part == "test":
+            self._latest_test[name] = torch.from_numpy(np.ascontiguousarray(probs))
         targets = self.p.labels[torch.from_numpy(rows)].numpy()
         with self._collect_missing_class_warnings(part):
             return compute_metrics(probs, targets, self.task.kind, self.p.dataset.class_names)
@@ -159,6 +165,10 @@ class Evaluator:
                                    "val": parts["val"], "test": parts["test"]}
                 self.best_states[name] = {k: v.detach().cpu().clone()
                                           for k, v in models[name].state_dict().items()}
+                if parts["test"]:
+                    self.best_test_probs[name] = self._latest_test[name]
+                else:  # (scored at the end, or never)
+                    self.best_test_probs.pop(name, None)
                 improved.append(name)
         return improved
 
@@ -204,11 +214,20 @@ class Evaluator:
                 "steps": {k: v["best_step"] for k, v in self.best.items()},
                 **self.best_states}
 
+    def test_predictions(self) -> tuple[dict[str, Any], dict[str, int]]:
+        """Each model's test probabilities at its best step and that step (models whose
+        test part was never scored are left out)."""
+        probs = {name: tensor.numpy() for name, tensor in self.best_test_probs.items()
+                 if name in self.best}
+        return probs, {name: int(self.best[name]["best_step"]) for name in probs}
+
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_states": self.best_states, "values": self.values}
+        return {"best": self.best, "best_states": self.best_states, "values": self.values,
+                "best_test_probs": self.best_test_probs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
         self.best_states = state["best_states"]
         self.values = state.get("values", {})  # (older checkpoints: the default rule
         # reads only the current value)
+        self.best_test_probs = state.get("best_test_probs", {})  # (older: none saved)

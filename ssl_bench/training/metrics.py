@@ -26,6 +26,9 @@ Single-label macro definitions (the choices are deliberate and tested):
   predicted but absent from ``targets`` does count, with F1 = 0.
 
 Predictions for accuracy, F1, sensitivity and specificity are the argmax of ``probs``.
+
+Calibration (``ece``, ``brier``, ``reliability``; lower is better) is defined in
+:mod:`ssl_bench.training.calibration`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+
+from ssl_bench.training.calibration import multi_label_calibration, single_label_calibration
 
 # Same kinds as ``ssl_bench.data.tasks.TASK_KINDS``; not imported so this module needs no torch.
 _KINDS: tuple[str, ...] = ("single", "multi")
@@ -50,8 +55,10 @@ _SCALAR_METRICS: dict[str, list[str]] = {
         "f1_macro",
         "sensitivity_macro",
         "specificity_macro",
+        "ece",
+        "brier",
     ],
-    "multi": ["auc"],
+    "multi": ["auc", "ece", "brier"],
 }
 
 
@@ -203,6 +210,7 @@ def _single_label(probs: np.ndarray, targets: np.ndarray, names: list[str]) -> d
         "specificity_macro": _mean_defined(specificity.values()),
         "sensitivity_per_class": sensitivity,
         "specificity_per_class": specificity,
+        **single_label_calibration(probs, targets),
         "n": int(n),
         "missing_classes": auc["missing_classes"],
     }
@@ -213,6 +221,7 @@ def _multi_label(probs: np.ndarray, targets: np.ndarray, names: list[str]) -> di
     return {
         "auc": auc["auc"],
         "auc_per_class": auc["auc_per_class"],
+        **multi_label_calibration(probs, targets, names),
         "n": int(len(probs)),
         "missing_classes": auc["missing_classes"],
     }

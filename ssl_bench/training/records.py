@@ -6,6 +6,7 @@ one home for what a run records about itself.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ssl_bench.config.budget import exposure, method_label
@@ -13,6 +14,7 @@ from ssl_bench.core.errors import UserError
 from ssl_bench.core.provenance import environment
 from ssl_bench.plugins.registry import dataset_registry
 from ssl_bench.plugins.sources import plugin_sources
+from ssl_bench.runs.predictions import write_predictions
 from ssl_bench.runs.run_dir import CONFIG, RunDir
 
 if TYPE_CHECKING:
@@ -89,6 +91,18 @@ def metrics_record(prepared: PreparedRun, steps: int, seconds: float,
                    "patience": config.patience, "eval_every": prepared.eval_every},
         **summary,
     }
+
+
+def save_test_predictions(folder: Path, prepared: PreparedRun, probs: dict[str, Any],
+                          steps: dict[str, int]) -> dict[str, Any]:
+    """Write ``predictions.npz`` (:mod:`ssl_bench.runs.predictions`): each model's test
+    probabilities at its best step with the test images' ids; return its record."""
+    import torch
+
+    rows = prepared.parts["test"]
+    ids = [prepared.dataset.ids[row] for row in rows]
+    targets = prepared.labels[torch.from_numpy(rows)].numpy()
+    return write_predictions(folder, ids, prepared.dataset.class_names, targets, probs, steps)
 
 
 def failure_record(prepared: PreparedRun, exc: TrainingDiverged) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from ssl_bench.training.loss_interval import LossInterval
 from ssl_bench.training.method_logs import StepLogs, method_info
 from ssl_bench.training.metrics import metric_names
 from ssl_bench.training.prepare import PreparedRun
-from ssl_bench.training.records import metrics_record
+from ssl_bench.training.records import metrics_record, save_test_predictions
 from ssl_bench.training.resume_state import restore_trainer, trainer_state
 from ssl_bench.training.schedules import (
     ConsistencySchedule,
@@ -331,6 +331,10 @@ class Trainer:
         metrics = metrics_record(self.p, self.step, self.elapsed, self.summary(),
                                  self.batches.global_labeled, self.stopped)
         if self.run_dir is not None:
+            probs, steps = self.evaluator.test_predictions()
+            if probs:  # (none where the test part is never scored)
+                metrics["predictions"] = save_test_predictions(self.run_dir.path, self.p,
+                                                               probs, steps)
             self.run_dir.write_json(METRICS, metrics)
             self.run_dir.file(CHECKPOINT).unlink(missing_ok=True)
         self.trackers.finish(self.step, self.config.to_dict(), metrics)

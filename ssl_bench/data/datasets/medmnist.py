@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ssl_bench.core.errors import UserError
+from ssl_bench.data.card_details import package_info
 from ssl_bench.data.datasets.base import ImageDataset, dataset_card, dataset_options
 from ssl_bench.data.images import resize_uint8
 from ssl_bench.plugins.options import Option
@@ -150,20 +151,6 @@ def read_medmnist(path: Path, flag: str, size: int) -> tuple[dict[str, np.ndarra
     return images, labels
 
 
-def package_info(flag: str) -> dict | None:
-    """What the installed ``medmnist`` package's ``INFO`` says of ``flag`` (its
-    description, licence and official part sizes), or None without the package."""
-    import importlib.util
-
-    if importlib.util.find_spec("medmnist") is None:
-        return None
-    from medmnist.info import INFO, __version__
-
-    entry = INFO.get(flag, {})
-    return {"version": __version__, "description": entry.get("description", ""),
-            "licence": entry.get("license", ""), "n_samples": dict(entry.get("n_samples", {}))}
-
-
 def _check_sizes(path: Path, labels: dict[str, np.ndarray], known: dict | None) -> None:
     """A file whose parts differ from the official sizes (a partial or edited copy) is
     read as it is, with one warning line."""
@@ -235,3 +222,4 @@ def medmnist(root: Path | None, flag: str | None = None, size: int = 28,
         description=f"MedMNIST {flag} ({info.task}, {len(info.classes)} classes, "
                     f"{'colour' if info.channels == 3 else 'grey'}, {size} px)",
     )
+
