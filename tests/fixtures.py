@@ -497,3 +497,16 @@ def empty_csv(path: Path, keep_header: bool = True) -> Path:
     text = Path(path).read_text(encoding="utf-8")
     Path(path).write_text(text.splitlines(keepends=True)[0] if keep_header and text else "")
     return Path(path)
+
+
+def refused_in_one_line(capsys, argv, *text) -> None:
+    """Run ``ssl-bench ARGV``: it must exit 2 with one error line holding every ``text``."""
+    from ssl_bench.cli.main import EXIT_USER_ERROR, main
+
+    capsys.readouterr()
+    assert main(argv) == EXIT_USER_ERROR
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ssl-bench: error: "), captured.err
+    for part in text:
+        assert part in lines[0], lines[0]

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures import write_csv_dataset
+from fixtures import refused_in_one_line, write_csv_dataset
 
 from ssl_bench import api
-from ssl_bench.cli.main import EXIT_USER_ERROR, main
+from ssl_bench.cli.main import main
 from ssl_bench.inference import export
 from ssl_bench.inference.export import TOLERANCE, export_model
 from ssl_bench.runs.run_dir import FAILED, METRICS
@@ -151,18 +151,11 @@ def test_export_refusals_are_one_line(tmp_path, capsys, monkeypatch, finished):
     cases.append(([str(folder), "--format", "onnx"],
                   "--format onnx needs onnxruntime: pip install 'ssl-bench[export]'"))
     for argv, text in cases:
-        _refused(capsys, ["export", *argv, "-o", str(out)], text)
+        refused_in_one_line(capsys, ["export", *argv, "-o", str(out)], text)
         assert not out.exists() and not (tmp_path / "never.onnx.json").exists()
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # any difference, even 0, is too large
-    _refused(capsys, ["export", str(folder), "--format", "torchscript", "-o", str(out)],
+    refused_in_one_line(capsys, ["export", str(folder), "--format", "torchscript", "-o", str(out)],
              "the exported torchscript model differs from torch by", "nothing written")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["failed", "unfinished"]
 
 
-def _refused(capsys, argv, *text):
-    capsys.readouterr()
-    assert main(argv) == EXIT_USER_ERROR
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ssl-bench: error: "), captured.err
-    assert all(part in lines[0] for part in text), lines[0]

@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from fixtures import corrupt_image, write_csv_dataset
+from fixtures import corrupt_image, refused_in_one_line, write_csv_dataset
 
 from ssl_bench import api
-from ssl_bench.cli.main import EXIT_USER_ERROR, main
+from ssl_bench.cli.main import main
 from ssl_bench.runs.run_dir import BEST, FAILED, METRICS
 from ssl_bench.training.metrics import compute_metrics
 
@@ -37,19 +37,6 @@ def _read(path):
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
     return rows[0], [row[0] for row in rows[1:]], np.array(rows[1:])[:, 1:].astype(float)
-
-
-def _refused(capsys, argv, *text):
-    """Run ``ssl-bench ARGV``; it must fail with one line holding every ``text``."""
-    capsys.readouterr()
-    assert main(argv) == EXIT_USER_ERROR
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ssl-bench: error: "), captured.err
-    for part in text:
-        assert part in lines[0], lines[0]
-    assert captured.out == ""
-    return lines[0]
 
 
 @pytest.mark.parametrize("model", ["reported", "student"])
@@ -147,7 +134,7 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, finished):
         ([str(folder), image, "--model", "ema"], "--model: invalid choice: 'ema'"),
     ]
     for argv, *text in cases:
-        _refused(capsys, ["predict", *argv, "-o", str(out)], *text)
+        refused_in_one_line(capsys, ["predict", *argv, "-o", str(out)], *text)
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -156,6 +143,6 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, monkeypatch, finished)
     fixture, folder, _ = finished
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "p.csv"
-    _refused(capsys, ["predict", str(folder), str(fixture.files[0]), "--device", "cuda",
+    refused_in_one_line(capsys, ["predict", str(folder), str(fixture.files[0]), "--device", "cuda",
                       "-o", str(out)], "--device cuda", "no CUDA GPU")
     assert not out.exists()
