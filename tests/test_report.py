@@ -47,8 +47,9 @@ def report(sweep_dir: Path) -> Path:
 def test_the_page_holds_tables_figures_and_provenance(report, sweep_dir):
     page = report.read_text()
     images = re.findall(r'<img alt="([^"]*)" src="([^"]*)"', page)
-    # learning curve, per-class AUC, reliability diagram, validation curves (one fraction)
-    assert len(images) == 4
+    # learning curve, per-class AUC, reliability diagram, confusion matrices, validation
+    # curves (one fraction)
+    assert len(images) == 5
     for alt, source in images:
         assert source.startswith("data:image/png;base64,"), alt
         with Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))) as image:
@@ -56,6 +57,8 @@ def test_the_page_holds_tables_figures_and_provenance(report, sweep_dir):
     assert [a for a, _ in images if "validation auc during training" in a]
     assert [a for a, _ in images if a.startswith("reliability diagram (reported model)")]
     assert "<h2>Calibration: reliability of the test probabilities</h2>" in page
+    assert [a for a, _ in images if a.startswith("confusion matrices (reported model)")]
+    assert "<h3>Bootstrap over test images</h3>" in page and "95% bootstrap CI" in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing outside the file
     for text in ("<h2>Comparison</h2>", "gain vs supervised", "<h3>Pairs</h3>",
                  "mt vs supervised", "paired t-test", "<h2>Settings and provenance</h2>"):
@@ -90,7 +93,7 @@ def test_a_headless_browser_renders_it_with_every_figure_and_no_error(report):
     assert done.returncode == 0, done.stderr[-2000:]
     body = re.search(r"<body[^>]*>", done.stdout)
     assert body is not None, done.stdout[:500]
-    assert 'data-figures="4/4"' in body.group(0) and 'data-errors="0"' in body.group(0), (
+    assert 'data-figures="5/5"' in body.group(0) and 'data-errors="0"' in body.group(0), (
         body.group(0))
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console
