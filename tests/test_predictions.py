@@ -176,3 +176,9 @@ def test_seeds_on_other_test_images_are_drawn_apart():
     assert shared.estimate == independent.estimate
     # two independent draws average out: a narrower interval than one shared draw
     assert independent.high - independent.low < shared.high - shared.low
+
+
+def test_a_pair_that_repeats_the_baseline_test_is_bootstrapped_once(sweep):
+    df, _ = load_runs([sweep])
+    table, _ = bootstrap_table(df, "auc", pairs=[("mt", "supervised")], resamples=200)
+    assert table[table["versus"] != ""]["method"].tolist() == ["mt"]

@@ -107,7 +107,8 @@ def bootstrap_table(df: pd.DataFrame, metric: str, model: str = "reported",
             rows.append(_row(where, method, "", [[s] for s in scored[method].values()],
                              resamples))
         wanted = [(m, baseline) for m in methods if m != baseline and baseline in scored]
-        wanted += [pair for pair in (pairs or []) if all(m in scored for m in pair)]
+        wanted += [pair for pair in (pairs or []) if all(m in scored for m in pair)
+                   and tuple(pair) not in wanted]  # (a pair may repeat the baseline's test)
         family = []
         for first, second in wanted:
             common = sorted(set(scored[first]) & set(scored[second]))
