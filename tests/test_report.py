@@ -68,6 +68,7 @@ def test_the_page_holds_tables_figures_and_provenance(report, sweep_dir):
     assert f"{commit}" in page and "(4 runs)" in page
     assert f"<td>torch</td><td>{record['environment']['versions']['torch']} (4 runs)" in page
     assert f"<td>{record['dataset']['fingerprint']} (4 runs)</td>" in page
+    assert f"<td>processor</td><td>{record['environment']['processor']} (4 runs)</td>" in page
     assert "<td>image_size</td><td>16</td>" in page
 
 

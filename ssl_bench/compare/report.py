@@ -115,6 +115,8 @@ def provenance(runs: pd.DataFrame) -> list[tuple[str, str]]:
               ("images in the data set", _counted([str(d.get("size", "?")) for d in data])),
               ("distinct splits", str(len({d.get("split_fingerprint") for d in data}))),
               ("device", _counted([str(e.get("device", "?")) for e in env])),
+              # (CPUs of other makers round differently: runs diverge from the first steps)
+              ("processor", _counted([str(e.get("processor", "?")) for e in env])),
               ("platform", _counted([str(e.get("platform", "?")) for e in env]))]
     return lines
 
