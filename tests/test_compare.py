@@ -536,3 +536,24 @@ def test_compare_warns_when_one_comparison_mixes_code_versions(tmp_path):
     assert warning.startswith("isic (settings ")
     assert ("mixes 3 code versions: code c0de (4 runs), commit bbbbbbbbbbbb with "
             "uncommitted changes (1 run), code e11e (1 run)") in warning
+
+
+def test_compare_warns_when_one_comparison_ran_on_several_kinds_of_processor(tmp_path):
+    """An Intel and an AMD CPU round differently (the committed fair-20pct runs and their
+    re-run from the same commit differ from step 40): compare names the processors."""
+    from ssl_bench.compare.code_versions import processor
+
+    root = tmp_path / "results"
+    same = {"versions": {}, "code": {"digest": "c0de", "files": 1}, "git": {}}
+    for seed in range(2):
+        write_run(root, method="supervised", seed=seed,
+                  environment={**same, "processor": "AMD EPYC"})
+    _, warnings = load_runs([root])
+    assert not [w for w in warnings if "processor" in w]
+    write_run(root, method="mt", seed=0, teacher_auc=0.8,
+              environment={**same, "processor": "Intel(R) Xeon(R) Processor"})
+    _, warnings = load_runs([root])
+    (warning,) = [w for w in warnings if "processor" in w]
+    assert ("ran on 2 kinds of processor: AMD EPYC (2 runs), Intel(R) Xeon(R) Processor "
+            "(1 run)") in warning
+    assert processor({}) == "unknown processor"

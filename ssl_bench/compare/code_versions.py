@@ -1,10 +1,16 @@
-"""Which code produced each run, and a warning where one comparison mixes several.
+"""Which code (and processor) produced each run, and a warning where one comparison mixes
+several.
 
 A comparison is fair only if every method ran on the same engine code; runs made
 between two edits differ in code even when their settings agree. A run's code is the
 digest of its engine and method sources (``environment.code.digest``, recorded since
 issue 27); older runs only recorded their git commit and whether the tree had
 uncommitted changes, and a run from such a tree cannot be matched to any other.
+
+Processors matter too: CPUs of different makers (an Intel Xeon and an AMD EPYC) round
+floating point differently, so the same run diverges from its first steps on each (the
+fair-20pct runs of 001c1d7 and their re-run from that commit differ at step 40). That is
+noise, not bias, but a comparison across processors is not the exact re-run it looks like.
 """
 
 from __future__ import annotations
@@ -58,4 +64,23 @@ def mixed_code_warnings(groups: Iterable[tuple[str, list[tuple[str, bool]]]]) ->
                    + (f" ({unverified} run(s) from trees with uncommitted changes and no "
                       "code digest)" if unverified else "")
                    + "; re-run them from one clean commit")
+    return out
+
+
+def processor(document: Any) -> str:
+    """The processor a run's ``config.json`` records (``"unknown processor"`` if none)."""
+    return str(_field(document, "environment").get("processor") or "unknown processor")
+
+
+def mixed_processor_warnings(groups: Iterable[tuple[str, list[str]]]) -> list[str]:
+    """One warning per group (``name``, each run's processor) whose runs ran on more than
+    one kind of processor."""
+    out = []
+    for name, processors in groups:
+        counts = Counter(processors)
+        if len(counts) > 1:
+            shown = ", ".join(f"{label} ({n} run{'s' * (n != 1)})"
+                              for label, n in counts.most_common())
+            out.append(f"{name} ran on {len(counts)} kinds of processor: {shown}; their "
+                       "floating point differs, so a run does not repeat exactly on another")
     return out

@@ -25,7 +25,12 @@ from typing import Any
 import pandas as pd
 
 from ssl_bench.compare.arguments import MODELS
-from ssl_bench.compare.code_versions import code_version, mixed_code_warnings
+from ssl_bench.compare.code_versions import (
+    code_version,
+    mixed_code_warnings,
+    mixed_processor_warnings,
+    processor,
+)
 from ssl_bench.config.budget import method_label, peaked_late
 from ssl_bench.config.run_config import comparison_settings, parallel_settings
 from ssl_bench.core.errors import UserError
@@ -277,6 +282,7 @@ def _read_run(path: Path) -> tuple[list[dict[str, Any]], str, dict[str, Any], li
                     classes.append(name)
         rows.append(row)
     settings["_code"] = code
+    settings["_processor"] = processor(document)
     return rows, digest, settings, classes
 
 
@@ -305,6 +311,7 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     corrupt = 0
     per_run: dict[Path, dict[str, Any]] = {}
     code: dict[Path, tuple[str, bool]] = {}
+    cpus: dict[Path, str] = {}
     for path in sorted(finished):
         try:
             run_rows, digest, settings, run_classes = _read_run(path)
@@ -314,6 +321,7 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
             continue
         rows.extend(run_rows)
         code[path] = settings.pop("_code")
+        cpus[path] = settings.pop("_processor")
         per_run[path] = settings
         known = classes.setdefault(run_rows[0]["dataset"], [])
         known.extend(name for name in run_classes if name not in known)
@@ -351,9 +359,13 @@ def load_runs(folders: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
     frame.attrs["classes"] = classes
     warnings.extend(_duplicate_warnings(frame))
     runs = frame.drop_duplicates("path")
+    groups = list(runs.groupby(["dataset", "settings"], sort=True))
     warnings.extend(mixed_code_warnings(
         (f"{dataset} (settings {settings})", [code[Path(p)] for p in group["path"]])
-        for (dataset, settings), group in runs.groupby(["dataset", "settings"], sort=True)))
+        for (dataset, settings), group in groups))
+    warnings.extend(mixed_processor_warnings(
+        (f"{dataset} (settings {settings})", [cpus[Path(p)] for p in group["path"]])
+        for (dataset, settings), group in groups))
     return frame, warnings
 
 
