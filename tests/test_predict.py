@@ -14,6 +14,7 @@ from fixtures import corrupt_image, refused_in_one_line, write_csv_dataset
 
 from ssl_bench import api
 from ssl_bench.cli.main import main
+from ssl_bench.runs.predictions import read_predictions
 from ssl_bench.runs.run_dir import BEST, FAILED, METRICS
 from ssl_bench.training.metrics import compute_metrics
 
@@ -62,10 +63,8 @@ def test_predict_writes_what_the_run_evaluated(tmp_path, capsys, finished, model
     again = compute_metrics(probs, targets, "single", fixture.class_names)
     for key in ("auc", "accuracy", "balanced_accuracy"):
         assert again[key] == pytest.approx(metrics[name]["test"][key], abs=1e-6), key
-    stored = folder / "predictions.npz"  # (the test probabilities, where the run keeps them)
-    if stored.is_file():
-        with np.load(stored) as saved:
-            np.testing.assert_allclose(probs, saved[f"probs_{name}"], atol=1e-6)
+    saved = read_predictions(folder, metrics["predictions"])  # (the run's own test ones)
+    np.testing.assert_allclose(probs, saved[f"probs_{name}"], atol=1e-6)
 
 
 def test_a_folder_an_image_and_stdout(capsys, finished):

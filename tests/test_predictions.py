@@ -4,6 +4,7 @@ compute_metrics) on explicitly repeated samples, and hand-made cases."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import warnings
@@ -62,10 +63,11 @@ def test_an_altered_predictions_file_is_refused_and_left_out(sweep, tmp_path, ca
     copy = tmp_path / "runs"
     shutil.copytree(sweep, copy)
     run = sorted(p.parent for p in copy.rglob(PREDICTIONS))[0]
-    with np.load(run / PREDICTIONS) as stored:
-        arrays = {key: stored[key] for key in stored.files}
-    arrays["probs_student"] = arrays["probs_student"][::-1].copy()
-    np.savez_compressed(run / PREDICTIONS, **arrays)
+    lines = gzip.decompress((run / PREDICTIONS).read_bytes()).decode().splitlines()
+    header, one, two, *rest = lines  # two images swap their numbers, ids kept
+    lines = [header, ",".join([one.split(",")[0], *two.split(",")[1:]]),
+             ",".join([two.split(",")[0], *one.split(",")[1:]]), *rest]
+    (run / PREDICTIONS).write_bytes(gzip.compress("\n".join(lines).encode()))
     assert main(["compare", str(copy), "--format", "md", "--pairs", "none"]) == 0
     err = capsys.readouterr().err
     assert "bootstrap skips a run" in err and "does not match the digest" in err
@@ -182,3 +184,24 @@ def test_a_pair_that_repeats_the_baseline_test_is_bootstrapped_once(sweep):
     df, _ = load_runs([sweep])
     table, _ = bootstrap_table(df, "auc", pairs=[("mt", "supervised")], resamples=200)
     assert table[table["versus"] != ""]["method"].tolist() == ["mt"]
+
+
+def test_the_file_is_a_readable_csv_that_gives_back_every_float32(tmp_path):
+    from ssl_bench.runs.predictions import write_predictions
+
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=5).astype(np.float32)
+    probs[0, 0] = np.float32(1e-30)  # tiny values survive too
+    for targets in (np.array([0, 1, 2, 1, 0]), (probs > 0.3).astype(int)):
+        record = write_predictions(tmp_path, [f"img{i}" for i in range(5)], ["a", "b", "c"],
+                                   targets, {"student": probs, "teacher": probs[::-1]},
+                                   {"student": 3, "teacher": 4})
+        arrays = read_predictions(tmp_path, record)
+        assert np.array_equal(arrays["probs_student"], probs)
+        assert np.array_equal(arrays["probs_teacher"], probs[::-1])
+        assert np.array_equal(arrays["targets"], targets) and arrays["ids"][0] == "img0"
+        header = gzip.decompress((tmp_path / PREDICTIONS).read_bytes()).decode().split("\n")[0]
+        assert header.startswith("id,target") and header.endswith("teacher:c")
+        again = write_predictions(tmp_path, [f"img{i}" for i in range(5)], ["a", "b", "c"],
+                                  targets, {"student": probs, "teacher": probs[::-1]},
+                                  {"student": 3, "teacher": 4})
+        assert again == record  # the same predictions, the same file and record

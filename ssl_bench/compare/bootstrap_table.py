@@ -1,7 +1,7 @@
 """The bootstrap table of a comparison: every cell's interval over test images, and each
 method against the baseline (and each pair) by a paired bootstrap.
 
-Read from the runs' ``predictions.npz`` (:mod:`ssl_bench.runs.predictions`), each checked
+Read from the runs' ``predictions.csv.gz`` (:mod:`ssl_bench.runs.predictions`), each checked
 against its digest and, before use, against the run's recorded metric: the probabilities
 must give back the number ``metrics.json`` holds, or the run is left out with a warning.
 Runs without saved predictions (made before they were saved) and the ``last`` view

@@ -1,6 +1,6 @@
 """Confusion matrices of the test predictions, per method, seeds pooled.
 
-From each run's ``predictions.npz`` (the network the view names, at its best step):
+From each run's ``predictions.csv.gz`` (the network the view names, at its best step):
 
 * single-label: one ``K x K`` matrix per method of argmax predictions against labels,
   counts added over seeds, drawn row-normalised (each row: the share of a true class

@@ -2,7 +2,7 @@
 
 ``config.json`` (resolved configuration, versions, commit), ``split.json`` (the exact
 split), ``history.csv`` (curves), ``best.pt`` (best-validation weights), ``checkpoint.pt``
-(resume state, removed once finished), ``predictions.npz`` (test probabilities,
+(resume state, removed once finished), ``predictions.csv.gz`` (test probabilities,
 :mod:`ssl_bench.runs.predictions`) and ``metrics.json`` -- written last: a run is
 finished exactly when ``metrics.json`` exists. A run that diverged writes ``failed.json``
 (why, where, the likely cause) instead and can only be started again (``--overwrite``).

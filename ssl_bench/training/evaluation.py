@@ -60,7 +60,7 @@ class Evaluator:
         self.best_states: dict[str, dict[str, torch.Tensor]] = {}
         #: Each model's validation metric at every evaluation so far (a rule may smooth).
         self.values: dict[str, list[float | None]] = {}
-        #: Each model's test probabilities at its best step (``predictions.npz``).
+        #: Each model's test probabilities at its best step (``predictions.csv.gz``).
         self.best_test_probs: dict[str, torch.Tensor] = {}
         self._latest_test: dict[str, torch.Tensor] = {}
         self._warned: set[str] = set()

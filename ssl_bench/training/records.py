@@ -95,7 +95,7 @@ def metrics_record(prepared: PreparedRun, steps: int, seconds: float,
 
 def save_test_predictions(folder: Path, prepared: PreparedRun, probs: dict[str, Any],
                           steps: dict[str, int]) -> dict[str, Any]:
-    """Write ``predictions.npz`` (:mod:`ssl_bench.runs.predictions`): each model's test
+    """Write ``predictions.csv.gz`` (:mod:`ssl_bench.runs.predictions`): each model's test
     probabilities at its best step with the test images' ids; return its record."""
     import torch
 
