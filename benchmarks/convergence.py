@@ -58,6 +58,16 @@ def _window_mean(rows: list[dict[str, str]], low: int, high: int, key: str) -> f
     return sum(values) / len(values) if values else math.nan
 
 
+def _label(folder: Path, metrics: dict) -> str:
+    """The name compare gives the run: the two supervised baselines stay apart
+    (``supervised`` and ``supervised-labeled-batch`` converge on different budgets)."""
+    from ssl_bench.compare.runs import run_label
+
+    config = folder / "config.json"
+    document = json.loads(config.read_text(encoding="utf-8")) if config.exists() else {}
+    return run_label(document, metrics)
+
+
 def check_run(folder: Path, window: float) -> RunCheck:
     """Best-step position and how much of its fall the labeled loss has left to do."""
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
@@ -79,7 +89,7 @@ def check_run(folder: Path, window: float) -> RunCheck:
         values = [v for v in values if not math.isnan(v)]
         if values:
             curve.append((int(row["step"]), max(values)))
-    return RunCheck(str(metrics["method"]), str(metrics["labeled"]), int(metrics["seed"]),
+    return RunCheck(_label(folder, metrics), str(metrics["labeled"]), int(metrics["seed"]),
                     steps, int(reported["best_step"]), remaining, curve)
 
 
@@ -107,10 +117,12 @@ def main() -> int:
         check = check_run(folder, args.window)
         groups[(check.method, check.labeled)].append(check)
     console = Console()
+    if not console.is_terminal:  # a log or a pipe has no width to keep to: lose no cell
+        console = Console(width=120)
     table = Table(title="convergence (validation and training loss only)")
     for name in ("method", "labeled", "seeds", "best step / steps (per seed)",
-                 "labeled-loss fall left (worst)", "verdict"):
-        table.add_column(name)
+                 "loss fall left (worst)", "verdict"):
+        table.add_column(name, no_wrap=name == "method")  # a name is read whole
     failed = 0
     for (method, labeled), checks in sorted(groups.items()):
         checks.sort(key=lambda c: c.seed)

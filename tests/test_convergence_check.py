@@ -39,6 +39,19 @@ def test_a_flat_loss_and_an_early_best_step_pass(tmp_path):
     assert check.val_curve[0] == (10, 0.7)  # the better of student and teacher
 
 
+def test_the_two_supervised_baselines_are_checked_apart(tmp_path):
+    losses = [1.0, 0.5, 0.3, 0.3]
+    same = _run(tmp_path / "same", losses, [0.7] * 4, 20)
+    batch = _run(tmp_path / "batch", losses, [0.7] * 4, 20)
+    for folder, label in ((same, None), (batch, "supervised-labeled-batch")):
+        record = {**json.loads((folder / "metrics.json").read_text()), "method": "supervised"}
+        if label:
+            record["label"] = label
+        (folder / "metrics.json").write_text(json.dumps(record))
+    labels = [convergence.check_run(f, 0.2).method for f in (same, batch)]
+    assert labels == ["supervised", "supervised-labeled-batch"]
+
+
 def test_a_falling_loss_is_not_converged(tmp_path):
     losses = [1.0 - 0.09 * i for i in range(10)]
     check = convergence.check_run(_run(tmp_path / "b", losses, [0.7] * 10, 100), 0.2)
