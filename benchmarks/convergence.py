@@ -32,7 +32,7 @@ from rich.table import Table
 
 @dataclass
 class RunCheck:
-    method: str
+    label: str  # the name compare gives the run (baselines apart)
     labeled: str
     seed: int
     steps: int
@@ -62,8 +62,9 @@ def _label(folder: Path, metrics: dict) -> str:
     """The name compare gives the run: the two supervised baselines stay apart
     (``supervised`` and ``supervised-labeled-batch`` converge on different budgets)."""
     from ssl_bench.compare.runs import run_label
+    from ssl_bench.runs.run_dir import CONFIG
 
-    config = folder / "config.json"
+    config = folder / CONFIG
     document = json.loads(config.read_text(encoding="utf-8")) if config.exists() else {}
     return run_label(document, metrics)
 
@@ -115,7 +116,7 @@ def main() -> int:
     groups: dict[tuple[str, str], list[RunCheck]] = defaultdict(list)
     for folder in find_runs(args.folders):
         check = check_run(folder, args.window)
-        groups[(check.method, check.labeled)].append(check)
+        groups[(check.label, check.labeled)].append(check)
     console = Console()
     if not console.is_terminal:  # a log or a pipe has no width to keep to: lose no cell
         console = Console(width=120)

@@ -40,16 +40,19 @@ def test_a_flat_loss_and_an_early_best_step_pass(tmp_path):
 
 
 def test_the_two_supervised_baselines_are_checked_apart(tmp_path):
+    """By metrics.json's label, and for runs that predate it by config.json's batch."""
     losses = [1.0, 0.5, 0.3, 0.3]
-    same = _run(tmp_path / "same", losses, [0.7] * 4, 20)
-    batch = _run(tmp_path / "batch", losses, [0.7] * 4, 20)
-    for folder, label in ((same, None), (batch, "supervised-labeled-batch")):
+    folders = [_run(tmp_path / name, losses, [0.7] * 4, 20)
+               for name in ("same", "batch", "old-batch")]
+    for folder, label in zip(folders, (None, "supervised-labeled-batch", None), strict=True):
         record = {**json.loads((folder / "metrics.json").read_text()), "method": "supervised"}
         if label:
             record["label"] = label
         (folder / "metrics.json").write_text(json.dumps(record))
-    labels = [convergence.check_run(f, 0.2).method for f in (same, batch)]
-    assert labels == ["supervised", "supervised-labeled-batch"]
+    (folders[2] / "config.json").write_text(json.dumps({
+        "method": {"uses_unlabeled": False}, "config": {"supervised_batch": "labeled"}}))
+    labels = [convergence.check_run(f, 0.2).label for f in folders]
+    assert labels == ["supervised", "supervised-labeled-batch", "supervised-labeled-batch"]
 
 
 def test_a_falling_loss_is_not_converged(tmp_path):
