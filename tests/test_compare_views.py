@@ -157,4 +157,79 @@ def test_compare_views_prints_every_view(runs, capsys):
     out = capsys.readouterr().out
     for view in ("student", "teacher", "last"):
         assert f"view: {view}" in out
-    assert out.count("| labeled seen | converged |") == 4  # the table, then three views
+    # the table, then three views, then the levels across them
+    assert out.count("| labeled seen | converged |") == 5
+
+
+# ------------------------------------------------------------------ across the views
+
+VIEW_VALUES = {  # the values each view reads, per method (teacherless methods: student)
+    "reported": {"mt": [max(s, t) for s, t in zip(MT_S, MT_T, strict=True)],
+                 "supervised": SUP, "supervised-labeled-batch": FULL},
+    "student": {"mt": MT_S, "supervised": SUP, "supervised-labeled-batch": FULL},
+    "teacher": {"mt": MT_T, "supervised": SUP, "supervised-labeled-batch": FULL},
+    "last": LAST,
+}
+
+
+def _holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment, written out (running maximum, capped at 1)."""
+    order = sorted(p_values, key=p_values.get)
+    adjusted, running = {}, 0.0
+    for rank, name in enumerate(order):
+        running = max(running, (len(order) - rank) * p_values[name])
+        adjusted[name] = min(1.0, running)
+    return adjusted
+
+
+def test_claims_across_views_match_a_hand_computation(runs):
+    from ssl_bench.compare.claims import ALPHA, across_views, verdict
+
+    levels, claims = across_views(summarize_views(load_runs([runs])[0], "auc", None, None))
+    assert claims.attrs["views"] == ["reported", "student", "teacher", "last"]
+    expected_signs: dict[str, dict[str, str]] = {}
+    for view, values in VIEW_VALUES.items():
+        against_sup = {m: _paired(values[m], values["supervised"])
+                       for m in ("mt", "supervised-labeled-batch")}
+        holm_sup = _holm({m: r[3] for m, r in against_sup.items()})
+        pair = _paired(values["mt"], values["supervised-labeled-batch"])  # one pair: p as is
+        if np.ptp(np.subtract(values["mt"], values["supervised-labeled-batch"])) < 1e-9:
+            pair = (*pair[:3], np.nan)  # a constant difference has no t-test (last view)
+        for name, (diff, _, _, _), p_holm in (
+                ("mt vs supervised", against_sup["mt"], holm_sup["mt"]),
+                ("supervised-labeled-batch vs supervised",
+                 against_sup["supervised-labeled-batch"], holm_sup["supervised-labeled-batch"]),
+                ("mt vs supervised-labeled-batch", pair, pair[3])):
+            row = claims[claims["comparison"] == name].iloc[0]
+            assert row[f"{view}_difference"] == pytest.approx(diff), (view, name)
+            assert row[f"{view}_p_holm"] == pytest.approx(p_holm, nan_ok=True), (view, name)
+            sign = "n.s." if not p_holm < ALPHA else ("ahead" if diff > 0 else "behind")
+            expected_signs.setdefault(name, {})[view] = sign
+        mt = levels[levels["method"] == "mt"].iloc[0]
+        assert mt[f"{view}_mean"] == pytest.approx(np.mean(values["mt"]))
+        assert mt[f"{view}_std"] == pytest.approx(np.std(values["mt"], ddof=1))
+    for name, signs in expected_signs.items():
+        assert claims[claims["comparison"] == name].iloc[0]["verdict"] == verdict(signs)
+    assert len(claims) == 3
+
+
+def test_a_verdict_says_what_holds_in_every_view():
+    from ssl_bench.compare.claims import verdict
+
+    assert verdict({"reported": "ahead", "last": "ahead"}) == "ahead in every view"
+    assert verdict({"reported": "behind", "last": "behind"}) == "behind in every view"
+    assert verdict({"reported": "n.s.", "last": "n.s."}) == (
+        "no significant difference in any view")
+    assert verdict({"reported": "ahead", "student": "n.s.", "last": "ahead"}) == (
+        "depends on the view: ahead in reported, last; n.s. in student")
+
+
+def test_views_go_into_the_markdown_file_and_the_claims_beside_a_csv(runs, tmp_path):
+    assert compare_command([runs], output=tmp_path / "table.md", views=True, bootstrap=0) == 0
+    text = (tmp_path / "table.md").read_text()
+    assert "view: last" in text and "across the views" in text and "in every view" in text
+    assert compare_command([runs], output=tmp_path / "table.csv", views=True, bootstrap=0) == 0
+    claims = (tmp_path / "table-claims.csv").read_text().splitlines()
+    assert claims[0].endswith(",verdict,views") and len(claims) == 4
+    assert compare_command([runs], output=tmp_path / "plain.csv", bootstrap=0) == 0
+    assert not (tmp_path / "plain-claims.csv").exists()  # only with --views

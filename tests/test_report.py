@@ -61,7 +61,8 @@ def test_the_page_holds_tables_figures_and_provenance(report, sweep_dir):
     assert "<h3>Bootstrap over test images</h3>" in page and "95% bootstrap CI" in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing outside the file
     for text in ("<h2>Comparison</h2>", "gain vs supervised", "<h3>Pairs</h3>",
-                 "mt vs supervised", "paired t-test", "<h2>Settings and provenance</h2>"):
+                 "mt vs supervised", "paired t-test", "<h2>Settings and provenance</h2>",
+                 "<h3>Across the views</h3>", "in every view</th>"):
         assert text in page, text
     record = json.loads(next(sweep_dir.rglob("config.json")).read_text())
     commit = (record["environment"]["git"]["commit"] or "unknown")[:12]

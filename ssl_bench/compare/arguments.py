@@ -64,7 +64,8 @@ def add_comparison_flags(parser: Any) -> None:
                         "last (the reported model at the last evaluation; test_at = every)")
     parser.add_argument("--views", action="store_true",
                         help="the table in every robustness view: reported, student only, "
-                        "teacher only (the student for methods without one), last step")
+                        "teacher only (the student for methods without one), last step; then "
+                        "the means and each comparison's verdict across them")
     parser.add_argument("--error-bars", choices=("sd", "ci95"), default="sd",
                         help="error bars of the plots: sd (standard deviation over seeds; "
                         "default) or ci95 (95%% t-interval of the mean)")

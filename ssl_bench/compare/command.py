@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ssl_bench.compare.arguments import BOOTSTRAP_RESAMPLES, FORMATS, SUFFIX_FORMATS, VIEWS
 from ssl_bench.compare.bootstrap_table import bootstrap_markdown, bootstrap_table, print_bootstrap
+from ssl_bench.compare.claims import Views, across_markdown, across_views, print_across
 from ssl_bench.compare.plots import plot_learning_curves, plot_per_class
 from ssl_bench.compare.reliability import plot_reliability
 from ssl_bench.compare.runs import load_runs
 from ssl_bench.compare.summary import summarize
-from ssl_bench.compare.tables import pair_csv, print_summary, render
+from ssl_bench.compare.tables import pair_csv, plain, print_summary, render, to_safe_csv
 from ssl_bench.compare.views import summarize_views
 from ssl_bench.core.atomic import atomic_write_text
 from ssl_bench.core.errors import UserError
@@ -41,6 +43,30 @@ def load_summary(folders: Sequence[str | Path], metric: str, model: str,
         raise UserError(f"no {metric} values for the {model} model in the runs found"
                         + "".join(f"; {note}" for note in summary.attrs.get("notes", [])))
     return df, summary, warnings
+
+
+def _text(every_view: Views, intervals: Any, fmt: str, metric: str, views: bool) -> str:
+    """What ``fmt`` prints and writes: markdown and JSON hold every view and the tables
+    across them (with ``--views``); CSV and LaTeX hold the first view."""
+    summary = every_view[0][1]
+    if fmt == "json":
+        document = json.loads(render(summary, fmt))
+        if views:
+            document["views"] = {view: None if table is None else json.loads(render(table, fmt))
+                                 for view, table, _ in every_view[1:]}
+            levels, claims = across_views(every_view)
+            document["across_views"] = {"levels": levels.to_dict(orient="records"),
+                                        "claims": claims.to_dict(orient="records")}
+        return json.dumps(plain(document), indent=2, allow_nan=False) + "\n"
+    if fmt != "md":
+        return render(summary, fmt)
+    text = render(summary, fmt) + bootstrap_markdown(intervals)
+    for view, table, note in every_view[1:]:
+        title = f"view: {view}" + (f" -- {note}" if table is None else "")
+        text += f"\n{title}\n" + ("" if table is None else render(table, fmt))
+    if views:
+        text += across_markdown(*across_views(every_view), metric)
+    return text
 
 
 def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: str = "reported",
@@ -77,35 +103,35 @@ def compare_command(folders: Sequence[str | Path], metric: str = "auc", model: s
     intervals, more = bootstrap_table(df, metric, model, baseline, pairs, bootstrap)
     for warning in more:
         messages.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    every_view = [(model, summary, "")]
+    if views:
+        every_view += summarize_views(df, metric, baseline, pairs,
+                                      [view for view in VIEWS if view != model])
     if to_stdout:
-        console.out(render(summary, fmt) + (bootstrap_markdown(intervals) if fmt == "md"
-                                            else ""), highlight=False, end="")
+        console.out(_text(every_view, intervals, fmt, metric, views), highlight=False, end="")
     else:
         print_summary(summary, console)
         print_bootstrap(intervals, console)
-    if views:
-        others = [view for view in VIEWS if view != model]
-        for view, table, note in summarize_views(df, metric, baseline, pairs, others):
+        for view, table, note in every_view[1:]:
             title = f"view: {view}" + (f" -- {note}" if table is None else "")
-            if to_stdout:
-                console.out(f"\n{title}\n" + ("" if table is None else render(table, fmt)),
-                            highlight=False, end="")
-            else:
-                console.print(f"\n{title}", markup=False, highlight=False, soft_wrap=True)
-                if table is not None:
-                    print_summary(table, console)
+            console.print(f"\n{title}", markup=False, highlight=False, soft_wrap=True)
+            if table is not None:
+                print_summary(table, console)
+        if views:
+            print_across(*across_views(every_view), metric, console)
     if output is not None and fmt_out is not None:
-        atomic_write_text(output, render(summary, fmt_out))
+        atomic_write_text(output, _text(every_view, intervals, fmt_out, metric, views))
         messages.print(f"wrote {output}", markup=False, highlight=False, soft_wrap=True)
-        pairs_text = pair_csv(summary) if fmt_out == "csv" else ""
-        if pairs_text:
-            beside = output.with_name(f"{output.stem}-pairs{output.suffix}")
-            atomic_write_text(beside, pairs_text)
-            messages.print(f"wrote {beside}", markup=False, highlight=False, soft_wrap=True)
+        beside = {"pairs": pair_csv(summary) if fmt_out == "csv" else ""}
         if fmt_out == "csv" and not intervals.empty:
-            beside = output.with_name(f"{output.stem}-bootstrap{output.suffix}")
-            atomic_write_text(beside, intervals.to_csv(index=False))
-            messages.print(f"wrote {beside}", markup=False, highlight=False, soft_wrap=True)
+            beside["bootstrap"] = intervals.to_csv(index=False)
+        if fmt_out == "csv" and views:
+            beside["claims"] = to_safe_csv(across_views(every_view)[1])
+        for name, text in beside.items():
+            if text:
+                path = output.with_name(f"{output.stem}-{name}{output.suffix}")
+                atomic_write_text(path, text)
+                messages.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     if plot_dir is not None:
         baseline_name = summary.attrs["baseline"]
         paths = plot_learning_curves(df, plot_dir, metric=metric, model=model,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ssl_bench.compare.arguments import BOOTSTRAP_RESAMPLES
 from ssl_bench.compare.bootstrap_table import bootstrap_cells, bootstrap_note, bootstrap_table
+from ssl_bench.compare.claims import across_views, claims_cells, claims_note, levels_cells
 from ssl_bench.compare.command import load_summary
 from ssl_bench.compare.confusion import (
     THRESHOLD,
@@ -143,7 +144,8 @@ def _views_section(df: pd.DataFrame, metric: str, baseline: str | None,
     out = ["<h2>Robustness views</h2><p class=note>the same comparison for the reported "
            "model, the student only, the teacher only and the last step; a claim holds "
            "only where it holds in each</p>"]
-    for view, table, note in summarize_views(df, metric, baseline, pairs):
+    every_view = summarize_views(df, metric, baseline, pairs)
+    for view, table, note in every_view:
         out.append(f"<h3>{html.escape(view)}</h3>")
         if table is None:
             out.append(f"<p class=note>{html.escape(note)}</p>")
@@ -154,6 +156,13 @@ def _views_section(df: pd.DataFrame, metric: str, baseline: str | None,
             out.append(_table(header, body, numbers=True))
         if note:
             out.append(f"<p class=note>{html.escape(note)}</p>")
+    levels, claims = across_views(every_view)
+    if not levels.empty:
+        out += ["<h3>Across the views</h3>",
+                _table(*levels_cells(levels, levels.attrs["views"], metric), numbers=True)]
+    if not claims.empty:
+        out += [_table(*claims_cells(claims), numbers=True),
+                f"<p class=note>{html.escape(claims_note(claims))}</p>"]
     return out
 
 

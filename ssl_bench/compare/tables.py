@@ -189,12 +189,12 @@ def _latex_escape(text: str) -> str:
     return out.replace("±", r"$\pm$")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-safe Python value: NaN/NA become None, numpy scalars Python ones."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if value is None or value is pd.NA or value is pd.NaT:
@@ -204,7 +204,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
+def md_table(header: list[str], body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(md_cell(h) for h in header) + " |",
              "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(md_cell(c) for c in cells) + " |" for cells in body]
@@ -242,7 +242,7 @@ def render(summary: pd.DataFrame, fmt: str) -> str:
             "rows": summary.to_dict(orient="records"),
             "pairs": pair_table(summary).to_dict(orient="records"),
         }
-        return json.dumps(_plain(document), indent=2, allow_nan=False) + "\n"
+        return json.dumps(plain(document), indent=2, allow_nan=False) + "\n"
     tables = [method_cells(summary)]
     pair_header, pair_body = pair_cells(summary)
     if pair_body:
@@ -250,7 +250,7 @@ def render(summary: pd.DataFrame, fmt: str) -> str:
     if fmt == "md":
         lines: list[str] = []
         for header, body in tables:
-            lines += _md_table(header, body) + [""]
+            lines += md_table(header, body) + [""]
         lines += [f"- {md_cell(note)}" for note in notes(summary)]
         return "\n".join(lines) + "\n"
     lines = [r"% needs \usepackage{booktabs}"]
