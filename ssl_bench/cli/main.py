@@ -346,6 +346,12 @@ def command_check_method(argv: Sequence[str]) -> int:
     return check(argv)
 
 
+def command_pack(argv: Sequence[str]) -> int:
+    from ssl_bench.cli.pack import command_pack as pack
+
+    return pack(argv)
+
+
 def command_tune(argv: Sequence[str]) -> int:
     from ssl_bench.cli.tune import command_tune as tune
 
@@ -355,14 +361,14 @@ def command_tune(argv: Sequence[str]) -> int:
 COMMANDS = {"run": command_run, "list": command_list, "split": command_split,
             "sweep": command_sweep, "tune": command_tune, "compare": command_compare,
             "report": command_report, "predict": command_predict, "export": command_export,
-            "check-method": command_check_method}
+            "pack": command_pack, "check-method": command_check_method}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print("usage: ssl-bench {run,sweep,tune,compare,report,predict,export,list,split,"
-              "check-method} ...\n\n"
+              "pack,check-method} ...\n\n"
               "  run    train and evaluate one method on one data set\n"
               "  sweep  run methods x labeled fractions x seeds under identical settings\n"
               "  tune   the same tuning budget for every method of a sweep (validation only)\n"
@@ -373,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  export  a finished run's model as ONNX or TorchScript (preprocessing beside)\n"
               "  list   show methods (with options), data sets and timm backbones\n"
               "  split  write a reusable split file (train/val/test + nested labeled set)\n"
+              "  pack   one file of a data set's decoded images and splits, for --data-root\n"
               "  check-method  run the method contract checks on a plug-in file\n\n"
               "'ssl-bench COMMAND --help' shows a command's flags.")
         return 0 if argv else EXIT_USER_ERROR

@@ -59,7 +59,8 @@ class RunConfig:
     dataset_options: dict[str, Any] = setting(default_factory=dict)
     data_root: str | None = setting(
         None, group=MACHINE,
-        help="folder of the data set (or $SSL_BENCH_DATA)",
+        help="folder of the data set, or a data pack from ssl-bench pack (or "
+        "$SSL_BENCH_DATA)",
         role="machine")
     labeled: float | int = setting(
         0.2, group=DATA,

@@ -26,6 +26,7 @@ from ssl_bench.data.cache import BadImage, bad_image_error, file_content, load_i
 from ssl_bench.data.datasets._tables import skip_bad_rows
 from ssl_bench.data.datasets.base import ImageDataset
 from ssl_bench.data.images import ArrayImages, DecodingImages
+from ssl_bench.data.packs import is_pack, read_pack_cached
 from ssl_bench.data.splits import Split, check_split, load_split, make_split
 from ssl_bench.data.tasks import Task, class_weights
 from ssl_bench.method_kit.method import Method
@@ -34,6 +35,7 @@ from ssl_bench.plugins.registry import (
     create_dataset,
     create_method,
     dataset_option_specs,
+    dataset_registry,
     get_method_class,
 )
 
@@ -121,6 +123,8 @@ def load_dataset_with_bad_rows(config: RunConfig) -> tuple[ImageDataset, list[di
     config.dataset_options = coerce_options(specs, config.dataset_options,
                                             f"data set {config.dataset!r}")
     root = config.data_root or os.environ.get("SSL_BENCH_DATA")
+    if is_pack(root):
+        return packed_dataset(root, config), []
 
     def build() -> ImageDataset:
         return create_dataset(config.dataset, root=Path(root).expanduser() if root else None,
@@ -129,6 +133,25 @@ def load_dataset_with_bad_rows(config: RunConfig) -> tuple[ImageDataset, list[di
     if not config.skip_bad_rows:
         return build(), []
     return skip_bad_rows(build)
+
+
+def packed_dataset(path: str | os.PathLike, config: RunConfig) -> ImageDataset:
+    """The data set a data pack holds, if it is the one ``config`` names with the same
+    options (``--data-root`` may name a pack made by ``ssl-bench pack``)."""
+    dataset, options = read_pack_cached(path)
+    wanted = dataset_registry.resolve(config.dataset)
+    if dataset.name != wanted:
+        raise UserError(f"--data-root {path} is a pack of data set {dataset.name!r}, not "
+                        f"{wanted!r} (--dataset {config.dataset})")
+    if options != config.dataset_options:
+        raise UserError(f"--data-root {path} was packed with the data set options {options}; "
+                        f"this run asks for {config.dataset_options}: pack it again with them")
+    return dataset
+
+
+def input_channels(config: RunConfig, dataset: ImageDataset) -> int:
+    """Channels the backbone takes: 3 for pretrained weights, else the data set's own."""
+    return 3 if config.pretrained or config.weights is not None else dataset.channels
 
 
 def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) -> PreparedRun:
@@ -149,7 +172,7 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
     pretrained = config.pretrained or config.weights is not None
     if config.pretrained and config.weights is None:
         ensure_obtainable(config.backbone)  # before minutes of image decoding
-    in_chans = 3 if pretrained else dataset.channels
+    in_chans = input_channels(config, dataset)
     dataset, images, bad, cache = _load_pixels(config, dataset, in_chans, quiet)
     usable = dataset
     if bad:
@@ -235,6 +258,8 @@ def _load_pixels(config: RunConfig, dataset: ImageDataset, in_chans: int, quiet:
                          Path(config.cache_dir) if config.cache_dir else None,
                          skip_bad=config.skip_bad_images, workers=workers, quiet=quiet)
     cache: dict[str, Any] = {}
+    if "pack" in dataset.info:
+        cache = {"mode": "data pack", **dataset.info["pack"]}
     if cached.path is not None and cached.content is not None:
         dataset = with_content(dataset, cached.content)
         cache = {"mode": "decoded-image cache", "path": str(cached.path),

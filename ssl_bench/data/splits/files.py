@@ -11,6 +11,7 @@ from typing import Any
 from ssl_bench.core.atomic import atomic_write_json
 from ssl_bench.core.errors import UserError
 from ssl_bench.data.datasets.base import ImageDataset
+from ssl_bench.data.packs import is_pack, read_pack_split
 from ssl_bench.data.splits.record import (
     EVAL_ORIGINS,
     EVAL_PARTS,
@@ -140,11 +141,23 @@ def _validate_record(record: Any) -> Split:
     return Split.from_dict(record)
 
 
+def _read_text(path: Path) -> str:
+    """A split file's text; ``PACK#NAME`` is the split file ``NAME`` a data pack carries."""
+    pack, _, member = str(path).rpartition("#")
+    if pack and not path.exists() and is_pack(pack):
+        try:
+            return read_pack_split(pack, member).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"cannot read split file {path}: {exc}") from None
+    return path.read_text(encoding="utf-8")
+
+
 def load_split(path: str | os.PathLike) -> Split:
-    """Read and validate a split file written by :func:`save_split`."""
+    """Read and validate a split file written by :func:`save_split` (or one a data pack
+    carries: ``PACK#NAME``)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         raise UserError(f"split file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
