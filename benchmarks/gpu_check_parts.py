@@ -152,6 +152,8 @@ def collect(work: Path, output: Path, partial: bool = False) -> None:
         if (work / "runs").is_dir() else {},
         "numerics": json.loads((work / "numerics.json").read_text())
         if (work / "numerics.json").is_file() else {"status": "missing"},
+        "sweep_throughput": json.loads((work / "sweep_throughput.json").read_text())
+        if (work / "sweep_throughput.json").is_file() else {"status": "missing"},
     }
     eager, compiled = result["speed_eager"], result["speed_compile"]
     if eager.get("status") == "ok" and compiled.get("status") == "ok":

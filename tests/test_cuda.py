@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
@@ -92,3 +93,18 @@ def test_a_few_cuda_steps_match_the_same_steps_on_the_cpu(method):
         for name in cpu:
             assert math.isclose(cpu[name], cuda[name], rel_tol=5e-2, abs_tol=5e-3), (
                 name, cpu[name], cuda[name])
+
+
+def test_images_on_the_device_train_as_host_batches_do():
+    """--images-on-device: the pixels live on the GPU and the same steps follow."""
+    prepared = prepare(tiny_config(device="cuda", images_on_device=True), quiet=True)
+    assert prepared.images.array.is_cuda
+    assert prepared.images.take(np.array([0, 1])).is_cuda
+    losses = {}
+    for on_device in (False, True):
+        trainer = _trainer(method="mt", images_on_device=on_device, **NO_RANDOMNESS)
+        losses[on_device] = [{k: float(v) for k, v in trainer.train_step().items()}
+                             for _ in range(3)]
+    for host, device in zip(losses[False], losses[True], strict=True):
+        for name in host:
+            assert math.isclose(host[name], device[name], rel_tol=1e-3, abs_tol=1e-5), name

@@ -46,7 +46,8 @@ def test_only_runs_the_named_stages(tmp_path):
     assert named == {"environment", "numerics", "paper_run_supervised", "paper_run_mt"}
     assert {k: note for k, note in notes.items() if k not in named} == {
         "cuda_tests": "not in --only numerics,paper_runs",
-        "speed_eager": "not in --only numerics,paper_runs"}
+        "speed_eager": "not in --only numerics,paper_runs",
+        "sweep_throughput": "not in --only numerics,paper_runs"}
     assert result["stages"]["cuda_tests"] == {
         "status": "not run", "seconds": 0, "note": "not in --only numerics,paper_runs"}
 
@@ -59,7 +60,8 @@ def test_a_budget_too_small_for_any_stage_skips_them_all_and_says_incomplete(tmp
     assert {k: v["status"] for k, v in result["stages"].items()} == {
         "environment": "not run", "cuda_tests": "not run", "numerics": "not run",
         "speed_eager": "not run", "speed_compile": "skipped",  # (on the GPU only, by design)
-        "paper_run_supervised": "not run", "paper_run_mt": "not run"}
+        "paper_run_supervised": "not run", "paper_run_mt": "not run",
+        "sweep_throughput": "not run"}
     assert "--budget 1 left" in result["stages"]["cuda_tests"]["note"]
     assert "incomplete: --budget or --only" in done.stdout
 
@@ -73,12 +75,16 @@ def test_a_dry_run_runs_every_stage_on_the_cpu(tmp_path):
     assert {k: v["status"] for k, v in result["stages"].items()} == {
         "environment": "ok", "cuda_tests": "ok", "speed_eager": "ok",
         "speed_compile": "skipped", "paper_run_supervised": "ok", "paper_run_mt": "ok",
-        "numerics": "ok"}
+        "numerics": "ok", "sweep_throughput": "ok"}
     assert result["cuda_tests"]["status"] == "skipped"  # no GPU here
     assert result["speed_eager"]["methods"]["mt"]["ratio_to_supervised"] > 0
     assert all(run["loss_fell"] and run["metrics_finite"]
                for run in result["paper_runs"].values())
     assert result["numerics"]["ok"]  # the CPU against itself: identical
+    throughput = result["sweep_throughput"]["results"]
+    assert [(r["jobs"], r["status"], r["runs"]) for r in throughput] == [
+        (1, "done", 8), (2, "done", 8)]  # one seed of each of the 8 methods
+    assert all(r["steps"] == 8 * 4 and r["steps_per_s"] > 0 for r in throughput)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_check.json", "gpu_check.log"]
 
 

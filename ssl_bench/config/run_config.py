@@ -91,6 +91,12 @@ class RunConfig:
         True, group=MACHINE,
         help="decode images once into the cache (default true); false decodes them at every step",
         role="machine")
+    images_on_device: bool = setting(
+        False, group=MACHINE,
+        help="hold the decoded images in the training device's memory and take batches "
+             "there: no host-to-device copy of pixels per step (CUDA; needs the image cache); "
+             "default false",
+        role="machine", since_added=False)
     skip_bad_images: bool = setting(
         False, group=DATA,
         help="leave out missing/unreadable images (listed in skipped_images.json) instead of "
@@ -291,6 +297,12 @@ class RunConfig:
         "auto", group=MACHINE,
         help="auto, cpu, cuda or mps; default auto",
         choices=("auto", "cpu", "cuda", "mps"), role="machine")
+    memory_share: float = setting(
+        0.0, group=MACHINE,
+        help="fraction of the GPU's memory a run may allocate, in (0, 1]; 0 (default): no "
+             "limit. A sweep of --jobs N with --device cuda gives each run 1/N",
+        check=(lambda v, c: 0 <= v <= 1, "be in [0, 1] (0 = no limit)"), role="machine",
+        since_added=0.0)
     amp: bool = setting(
         True, group=MACHINE,
         help="mixed precision on CUDA (bf16 where supported); default true",

@@ -148,6 +148,21 @@ class ArrayImages:
         return torch.from_numpy(np.ascontiguousarray(self.array[rows]))
 
 
+class DeviceImages:
+    """Batches from a decoded array held in a device's memory (``--images-on-device``):
+    rows are gathered where the model runs, so no pixels cross from the host per step."""
+
+    def __init__(self, array: np.ndarray, device: torch.device) -> None:
+        self.device = device
+        self.array = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def take(self, rows: np.ndarray) -> torch.Tensor:
+        return self.array[torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)]
+
+
 class DecodingImages:
     """Batches decoded from the files at every request: the slow path the cache replaces.
 
@@ -183,3 +198,7 @@ def resize_uint8(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     elif tensor.shape[1] != channels:
         raise ValueError(f"cannot turn {tensor.shape[1]}-channel images into {channels}")
     return tensor.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+#: Where a run's batches come from (``take(rows)`` -> uint8 ``[B, H, W, C]``).
+Images = ArrayImages | DecodingImages | DeviceImages

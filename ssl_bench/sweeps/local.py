@@ -20,6 +20,7 @@ runs in progress save a checkpoint of their current step, no further run starts,
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -99,6 +100,17 @@ class SweepInterrupted(KeyboardInterrupt):
                 "(finished runs are skipped, stopped ones resume from their checkpoint)")
 
 
+def share_the_gpu(runs: list[PlannedRun], jobs: int) -> list[PlannedRun]:
+    """``runs`` with ``memory_share`` 1/``jobs`` where ``jobs`` of them share one CUDA
+    device (``--device cuda``) and the spec sets no share of its own."""
+    if jobs < 2:
+        return runs
+    return [dataclasses.replace(planned, config=dataclasses.replace(
+                planned.config, memory_share=1 / jobs))
+            if planned.config.device == "cuda" and not planned.config.memory_share
+            else planned for planned in runs]
+
+
 def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
               threads: int | None = None, quiet: bool = False,
               provenance: dict[str, Any] | None = None) -> SweepResult:
@@ -118,6 +130,7 @@ def run_sweep(spec: SweepSpec, runs: list[PlannedRun], *, jobs: int = 1,
     prepare_experiment(runs[0].config.log, runs[0].config.experiment)
     jobs = max(1, jobs)
     threads = threads or runs[0].config.threads or default_threads(jobs)
+    runs = share_the_gpu(runs, jobs)
     sweep_dir = Path(spec.results) / spec.name
     record_path = sweep_dir / "sweep.json"
     status: dict[str, dict[str, Any]] = {}

@@ -93,7 +93,7 @@ class BatchMaker:
         with timer("data"):
             rows = self.local_rows(self.sampler.next())
             images = self.images.take(rows)
-            if self.pin:
+            if self.pin and images.device.type == "cpu":  # (not with --images-on-device)
                 images = images.pin_memory()
             targets = self.labels[torch.from_numpy(rows[: self.num_labeled]).to(self.device)]
             positions = torch.from_numpy(self.pool_position[rows]).to(self.device)

@@ -25,7 +25,7 @@ from ssl_bench.core.errors import UserError
 from ssl_bench.data.cache import BadImage, bad_image_error, file_content, load_images, with_content
 from ssl_bench.data.datasets._tables import skip_bad_rows
 from ssl_bench.data.datasets.base import ImageDataset
-from ssl_bench.data.images import ArrayImages, DecodingImages
+from ssl_bench.data.images import ArrayImages, DecodingImages, DeviceImages, Images
 from ssl_bench.data.packs import is_pack, read_pack_cached
 from ssl_bench.data.splits import Split, check_split, load_split, make_split
 from ssl_bench.data.tasks import Task, class_weights
@@ -67,7 +67,7 @@ class PreparedRun:
     task: Task
     device: torch.device
     in_chans: int
-    images: ArrayImages | DecodingImages  # uint8 [N, H, W, C] batches, rows of dataset.ids
+    images: Images  # uint8 [N, H, W, C] batches, rows of dataset.ids
     labels: torch.Tensor  # [N] long or [N, K] float
     bad_images: list[BadImage]
     cache: dict[str, Any]
@@ -82,7 +82,7 @@ class PreparedRun:
     bad_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _train_stats(images: ArrayImages | DecodingImages,
+def _train_stats(images: Images,
                  train_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean/std of (evenly spaced, at most STATS_IMAGES) training images."""
     rows = np.sort(train_rows)
@@ -149,6 +149,13 @@ def packed_dataset(path: str | os.PathLike, config: RunConfig) -> ImageDataset:
     return dataset
 
 
+def apply_memory_share(config: RunConfig, device: torch.device) -> None:
+    """Limit this process to ``config.memory_share`` of the GPU's memory (several runs of
+    one sweep on one GPU); nothing off CUDA or without a share."""
+    if config.memory_share and device.type == "cuda":
+        torch.cuda.set_per_process_memory_fraction(config.memory_share, device)
+
+
 def input_channels(config: RunConfig, dataset: ImageDataset) -> int:
     """Channels the backbone takes: 3 for pretrained weights, else the data set's own."""
     return 3 if config.pretrained or config.weights is not None else dataset.channels
@@ -174,6 +181,13 @@ def prepare(config: RunConfig, split: Split | None = None, quiet: bool = False) 
         ensure_obtainable(config.backbone)  # before minutes of image decoding
     in_chans = input_channels(config, dataset)
     dataset, images, bad, cache = _load_pixels(config, dataset, in_chans, quiet)
+    apply_memory_share(config, device)
+    if config.images_on_device:
+        if not isinstance(images, ArrayImages):
+            raise UserError("--images-on-device true needs the image cache (--image-cache "
+                            "true): images decoded at every step are on the host")
+        images = DeviceImages(images.array, device)
+        cache["on_device"] = str(device)
     usable = dataset
     if bad:
         bad_ids = {b.id for b in bad}
