@@ -11,17 +11,19 @@
 #   5. a one-epoch paper-preset run of supervised, mt, srcmt and fixmatch on
 #      isic2018-mini: the supervised loss must fall and the metrics be finite
 #   6. three steps on CUDA against the same steps on the CPU, within bf16 tolerance
-#   7. sweep throughput against runs at once (benchmarks/gpu_sweep_throughput.py: one
+#   7. where compiled and eager outputs part (benchmarks/compile_repro.py: pooling ops,
+#      memory formats, dtypes, compile modes, whole backbones; GPU only)
+#   8. sweep throughput against runs at once (benchmarks/gpu_sweep_throughput.py: one
 #      seed of every method of the 20% reference spec at --jobs 1, 2, 4, 8, images on
 #      the GPU, a 1/N memory share each; with --data-root a folder or a data pack)
-# (run in the order 1, 2, 6, 3, 4, 5, 7: the cheap correctness stages first). gpu_check.json
+# (run in the order 1, 2, 6, 3, 4, 5, 7, 8: the cheap correctness stages first). gpu_check.json
 # is rewritten after every stage, so a check cut off by its lease still reports the
 # stages it finished ("complete": false).
 #
 # usage: bash benchmarks/gpu_check.sh [--out DIR] [--data-root DIR] [--pretrained]
 #                                     [--budget SECONDS] [--only STAGES] [--dry-run]
 #   --out        where gpu_check.json and gpu_check.log go (default: $OUT, else gpu_check/)
-#   --data-root  isic2018-mini, a folder or a data pack (ssl-bench pack) for stage 7
+#   --data-root  isic2018-mini, a folder or a data pack (ssl-bench pack) for stage 8
 #                (default ../shared/data/isic2018-mini); without it the
 #                speed stages use the built-in digits data and stage 5 is skipped
 #   --pretrained start the paper runs from ImageNet weights (needs them downloaded or
@@ -49,14 +51,14 @@ while [ $# -gt 0 ]; do
         --budget) budget="$2"; shift 2 ;;
         --only) only="$2"; shift 2 ;;
         --dry-run) dry_run=true; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 if ! [[ "$budget" =~ ^[0-9]+$ ]]; then
     echo "gpu_check.sh: --budget must be a whole number of seconds, not '$budget'" >&2; exit 2
 fi
-stage_names=" environment cuda_tests numerics speed_eager speed_compile paper_runs sweep_throughput "
+stage_names=" environment cuda_tests numerics speed_eager speed_compile paper_runs compile_repro sweep_throughput "
 for name in ${only//,/ }; do
     if [[ "$stage_names" != *" $name "* ]]; then
         echo "gpu_check.sh: --only: unknown stage '$name' (stages:$stage_names)" >&2; exit 2
@@ -154,6 +156,11 @@ if $dry_run || [ -d "$data_root" ]; then
     done
 else
     skip paper_runs "no isic2018-mini at $data_root (pass --data-root)"
+fi
+if $dry_run; then
+    skip compile_repro "the compile grid is for CUDA (its CPU dry run: benchmarks/compile_repro.py --dry-run)"
+else
+    stage compile_repro 240 "$python" benchmarks/compile_repro.py --out "$work"
 fi
 if $dry_run; then
     stage sweep_throughput 240 "$python" benchmarks/gpu_sweep_throughput.py --dry-run \

@@ -152,6 +152,8 @@ def collect(work: Path, output: Path, partial: bool = False) -> None:
         if (work / "runs").is_dir() else {},
         "numerics": json.loads((work / "numerics.json").read_text())
         if (work / "numerics.json").is_file() else {"status": "missing"},
+        "compile_repro": json.loads((work / "compile_repro.json").read_text())
+        if (work / "compile_repro.json").is_file() else {"status": "missing"},
         "sweep_throughput": json.loads((work / "sweep_throughput.json").read_text())
         if (work / "sweep_throughput.json").is_file() else {"status": "missing"},
     }

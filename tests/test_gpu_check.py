@@ -61,7 +61,7 @@ def test_a_budget_too_small_for_any_stage_skips_them_all_and_says_incomplete(tmp
         "environment": "not run", "cuda_tests": "not run", "numerics": "not run",
         "speed_eager": "not run", "speed_compile": "skipped",  # (on the GPU only, by design)
         "paper_run_supervised": "not run", "paper_run_mt": "not run",
-        "sweep_throughput": "not run"}
+        "compile_repro": "skipped", "sweep_throughput": "not run"}
     assert "--budget 1 left" in result["stages"]["cuda_tests"]["note"]
     assert "incomplete: --budget or --only" in done.stdout
 
@@ -75,7 +75,7 @@ def test_a_dry_run_runs_every_stage_on_the_cpu(tmp_path):
     assert {k: v["status"] for k, v in result["stages"].items()} == {
         "environment": "ok", "cuda_tests": "ok", "speed_eager": "ok",
         "speed_compile": "skipped", "paper_run_supervised": "ok", "paper_run_mt": "ok",
-        "numerics": "ok", "sweep_throughput": "ok"}
+        "numerics": "ok", "compile_repro": "skipped", "sweep_throughput": "ok"}
     assert result["cuda_tests"]["status"] == "skipped"  # no GPU here
     assert result["speed_eager"]["methods"]["mt"]["ratio_to_supervised"] > 0
     assert all(run["loss_fell"] and run["metrics_finite"]
@@ -118,3 +118,24 @@ def test_the_summary_fails_when_a_run_did_not_learn_or_a_test_was_skipped_on_a_g
                     "collect", str(work), str(out)], check=True, capture_output=True)
     assert "cannot tell whether the loss fell" in json.loads(
         out.read_text())["paper_runs"]["mt"]["note"]
+
+
+def test_the_compile_grid_reports_a_factor_between_compiled_and_eager(monkeypatch):
+    """benchmarks/compile_repro.py's comparison, with torch.compile replaced by what the
+    2026-11-27 check saw (outputs 4x) and by the identity."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location(
+        "compile_repro", REPO / "benchmarks" / "compile_repro.py")
+    repro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repro)
+    x = torch.rand(4, 8, 2, 2)
+    pool = lambda t: t.mean((2, 3))  # noqa: E731
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: lambda t: 4 * fn(t))
+    off = repro.compare(pool, x, "default")
+    assert off["ratio"] == pytest.approx(4.0) and not off["agree"]
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: fn)
+    same = repro.compare(pool, x, "default")
+    assert same["ratio"] == pytest.approx(1.0) and same["agree"] and same["max_abs_diff"] == 0
