@@ -23,6 +23,7 @@ from ssl_bench.core.errors import UserError
 from ssl_bench.plugins.registry import method_registry
 
 __all__ = ["FLAG_GROUPS", "RUN_FLAGS", "Parser", "add_dataset_options", "add_flags",
+           "dataset_and_plugins",
            "add_grouped_flags", "add_options", "add_run_arguments", "collect_options",
            "flag_groups", "parse_bool", "parse_method_options", "parse_ratios", "run_flags"]
 
@@ -136,3 +137,17 @@ def parse_method_options(items: Sequence[str]) -> dict[str, dict[str, str]]:
                             "--method-option fixmatch.threshold=0.9)")
         out.setdefault(method, {})[name.strip().replace("-", "_")] = value.strip()
     return out
+
+
+def dataset_and_plugins(prog: str, argv: Sequence[str]) -> str:
+    """Phase 1 of a command whose data set's options become flags: load the ``--plugin``
+    files and return the ``--dataset`` named (or the default)."""
+    from ssl_bench.plugins.registry import load_plugin
+
+    pre = Parser(prog=prog, add_help=False)
+    pre.add_argument("--dataset", default=RunConfig.dataset)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    for plugin in known.plugin:
+        load_plugin(plugin)
+    return known.dataset

@@ -20,6 +20,7 @@ from ssl_bench.cli.flags import (
     add_grouped_flags,
     add_run_arguments,
     collect_options,
+    dataset_and_plugins,
     parse_bool,
     parse_method_options,
 )
@@ -131,12 +132,7 @@ def command_split(argv: Sequence[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    pre = Parser(prog="ssl-bench split", add_help=False)
-    pre.add_argument("--dataset", default=RunConfig.dataset)
-    pre.add_argument("--plugin", action="append", default=[])
-    known, _ = pre.parse_known_args(argv)
-    for plugin in known.plugin:
-        load_plugin(plugin)
+    dataset = dataset_and_plugins("ssl-bench split", argv)
     parser = Parser(prog="ssl-bench split",
                      description="Make a train/val/test split with a nested labeled subset.")
     parser.add_argument("--dataset", default=RunConfig.dataset, help="data set name")
@@ -144,7 +140,7 @@ def command_split(argv: Sequence[str]) -> int:
     parser.add_argument("--output", "-o", required=True, help="split file to write (JSON)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     add_flags(parser, SPLIT_FLAGS)
-    add_dataset_options(parser, known.dataset)
+    add_dataset_options(parser, dataset)
     args = parser.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None and ":" not in k and k in {
         "dataset", "data_root", "labeled", "seed", "split_ratios", "split_mode",

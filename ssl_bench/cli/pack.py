@@ -9,11 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_bench.cli.flags import RUN_FLAGS, Parser, add_dataset_options, add_flags, collect_options
+from ssl_bench.cli.flags import (
+    RUN_FLAGS,
+    Parser,
+    add_dataset_options,
+    add_flags,
+    collect_options,
+    dataset_and_plugins,
+)
 from ssl_bench.config.resolve import resolve_config
 from ssl_bench.config.run_config import RunConfig
 from ssl_bench.core.errors import UserError
-from ssl_bench.plugins.registry import load_plugin
 
 #: Run settings that decide what a pack holds (the rest do not touch the pixels).
 PACK_SETTINGS = {"data_root", "image_size", "pretrained", "weights", "skip_bad_rows",
@@ -47,13 +53,8 @@ def command_pack(argv: Sequence[str]) -> int:
     """Load, decode (through the image cache), check the splits, write, report."""
     from rich.console import Console
 
-    pre = Parser(prog="ssl-bench pack", add_help=False)
-    pre.add_argument("--dataset", default=RunConfig.dataset)
-    pre.add_argument("--plugin", action="append", default=[])
-    known, _ = pre.parse_known_args(argv)
-    for plugin in known.plugin:
-        load_plugin(plugin)
-    args = _parser(known.dataset).parse_args(argv)
+    dataset = dataset_and_plugins("ssl-bench pack", argv)
+    args = _parser(dataset).parse_args(argv)
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise UserError(f"{output} exists; pass --overwrite to replace it")
