@@ -22,6 +22,7 @@
 #
 # usage: bash benchmarks/gpu_check.sh [--out DIR] [--data-root DIR] [--pretrained]
 #                                     [--budget SECONDS] [--only STAGES] [--dry-run]
+#                                     [--reference-steps N]
 #   --out        where gpu_check.json and gpu_check.log go (default: $OUT, else gpu_check/)
 #   --data-root  isic2018-mini, a folder or a data pack (ssl-bench pack) for stage 8
 #                (default ../shared/data/isic2018-mini); without it the
@@ -32,6 +33,8 @@
 #                is cut to what is left, and a stage with under 30 s left is skipped
 #   --only       comma-separated stages to run, e.g. cuda_tests,paper_runs to rerun those
 #                (environment always runs; the others are skipped and noted)
+#   --reference-steps  summed steps of the committed 20% reference runs, for stage 8's
+#                projection when their folders are not carried (default: read them)
 #   --dry-run    every stage on the CPU at a tiny size: checks this script, not a GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +46,7 @@ pretrained=false
 dry_run=false
 budget=0
 only=""
+reference_steps=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="$2"; shift 2 ;;
@@ -50,8 +54,9 @@ while [ $# -gt 0 ]; do
         --pretrained) pretrained=true; shift ;;
         --budget) budget="$2"; shift 2 ;;
         --only) only="$2"; shift 2 ;;
+        --reference-steps) reference_steps="$2"; shift 2 ;;
         --dry-run) dry_run=true; shift ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -167,7 +172,8 @@ if $dry_run; then
         --jobs 1,2 --out "$work"
 elif [ -e "$data_root" ]; then
     stage sweep_throughput 300 "$python" benchmarks/gpu_sweep_throughput.py \
-        --data-root "$data_root" --budget 290 --out "$work"
+        --data-root "$data_root" --budget 290 --out "$work" \
+        ${reference_steps:+--reference-steps "$reference_steps"}
 else
     skip sweep_throughput "no isic2018-mini folder or pack at $data_root (pass --data-root)"
 fi

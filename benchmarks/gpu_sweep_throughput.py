@@ -49,7 +49,8 @@ def fixed_steps_spec(spec: Path, steps: int, seed: int, dry_run: bool) -> dict:
     run = document.setdefault("run", {})
     for key in ("labeled_epochs", "epochs", "patience"):
         run.pop(key, None)
-    run.update(iterations=steps, eval_every=steps)
+    # random weights: the same arithmetic, and no weights to carry to the device
+    run.update(iterations=steps, eval_every=steps, pretrained=False)
     if dry_run:
         run.update({k: v for k, v in DRY_RUN.items() if v is not None})
         run.pop("data_root", None)
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=SPEC, help="reference sweep spec")
     parser.add_argument("--reference", type=Path, default=REFERENCE,
                         help="its committed runs (for the projected whole-sweep time)")
+    parser.add_argument("--reference-steps", type=int,
+                        help="their summed steps, when the runs are not carried along")
     parser.add_argument("--data-root", help="data folder or pack (default: the spec's)")
     parser.add_argument("--jobs", default="1,2,4,8", help="comma-separated N")
     parser.add_argument("--steps", type=int, default=200, help="training steps per run")
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"spec": str(args.spec), "steps_per_run": steps, "device": device,
-              "cpu_cores": cores, "reference_steps": reference_steps(args.reference),
+              "cpu_cores": cores,
+              "reference_steps": args.reference_steps or reference_steps(args.reference),
               "results": []}
     if not args.dry_run:
         import torch
