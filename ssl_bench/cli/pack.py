@@ -91,10 +91,17 @@ def command_pack(argv: Sequence[str]) -> int:
         console.print(f"left {len(bad)} bad image(s) out of the pack", highlight=False)
     for split in args.split:
         check_split(load_split(split), dataset.without_content())
-    path = write_pack(output, dataset, images, options=config.dataset_options,
-                      splits=args.split,
-                      made_by={"versions": package_versions(), "git": git_commit(),
-                               "code": code_digest()})
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task(f"packing {dataset.name} as PNG", total=len(dataset))
+        path = write_pack(output, dataset, images, options=config.dataset_options,
+                          splits=args.split,
+                          made_by={"versions": package_versions(), "git": git_commit(),
+                                   "code": code_digest()},
+                          advance=lambda n: progress.advance(task, n))
     size = path.stat().st_size
     if args.max_mib is not None and size > args.max_mib * MIB:
         path.unlink()

@@ -26,7 +26,7 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,9 +127,11 @@ def _manifest(dataset: ImageDataset, images: np.ndarray, options: dict[str, Any]
 def write_pack(path: str | os.PathLike, dataset: ImageDataset, images: np.ndarray, *,
                options: dict[str, Any] | None = None,
                splits: Sequence[str | os.PathLike] = (),
-               made_by: dict[str, Any] | None = None) -> Path:
+               made_by: dict[str, Any] | None = None,
+               advance: Callable[[int], None] | None = None) -> Path:
     """Write ``dataset`` (its ``content`` read) with its decoded ``images`` and the split
-    files ``splits`` as one pack at ``path``, atomically (no half-written pack)."""
+    files ``splits`` as one pack at ``path``, atomically (no half-written pack);
+    ``advance(n)`` is told of every n images written (a progress bar)."""
     if images.ndim != 4 or images.dtype != np.uint8 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be uint8 [N, size, size, C], got {images.dtype} "
                          f"{images.shape}")
@@ -147,6 +149,8 @@ def write_pack(path: str | os.PathLike, dataset: ImageDataset, images: np.ndarra
             for row in range(images.shape[0]):  # PNG is compressed already: stored
                 archive.writestr(f"images/{row:06d}.png", _png(images[row]),
                                  compress_type=zipfile.ZIP_STORED)
+                if advance is not None:
+                    advance(1)
             archive.writestr(ARRAYS, _arrays(dataset), compress_type=zipfile.ZIP_DEFLATED)
             for name, split in zip(names, split_paths, strict=True):
                 archive.writestr(f"splits/{name}", split.read_bytes(),
