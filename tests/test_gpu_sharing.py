@@ -4,7 +4,6 @@ CUDA device gives each run a 1/N memory share, and the share reaches CUDA's allo
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ssl_bench.data.images import ArrayImages, DeviceImages
 from ssl_bench.sweeps.local import share_the_gpu
 from ssl_bench.sweeps.plan import PlannedRun
 from ssl_bench.training import prepare as prepare_module
+from ssl_bench.training.contract import run_outcome
 
 
 def test_images_on_the_device_give_the_same_batches():
@@ -30,23 +30,13 @@ def test_images_on_the_device_give_the_same_batches():
     assert len(on_device) == 20 and on_device.take(rows).dtype == torch.uint8
 
 
-def _history(run: Path) -> list[dict[str, str]]:
-    with open(run / "history.csv") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"}
-                for row in csv.DictReader(handle)]
-
-
 def test_a_run_with_its_images_on_the_device_equals_one_without(tmp_path):
     runs = {}
     for flag in ("false", "true"):
         runs[flag] = tmp_path / flag
         assert main(["run", "--method", "mt", "--dataset", "digits", *TINY_FLAGS,
                      "--images-on-device", flag, "-o", str(runs[flag]), "--quiet"]) == 0
-    assert _history(runs["false"]) == _history(runs["true"])
-    metrics = [json.loads((runs[f] / "metrics.json").read_text()) for f in ("false", "true")]
-    for record in metrics:
-        record.pop("train_seconds")
-    assert metrics[0] == metrics[1]
+    assert run_outcome(runs["false"]) == run_outcome(runs["true"])  # metrics and history
     images = json.loads((runs["true"] / "config.json").read_text())["dataset"]["images"]
     assert images["on_device"] == "cpu"
 

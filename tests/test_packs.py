@@ -3,7 +3,6 @@ run reads instead of the image files, with the same split, fingerprint and resul
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import zipfile
@@ -21,6 +20,7 @@ from ssl_bench.data.packs import pack_info, read_pack
 from ssl_bench.data.splits import make_split
 from ssl_bench.plugins.options import coerce_options
 from ssl_bench.plugins.registry import create_dataset, dataset_option_specs
+from ssl_bench.training.contract import run_outcome
 
 WRITERS = {"isic": lambda root: write_isic(root, n_per_class=4, size=24),
            "chestxray14": lambda root: write_chestxray14(root, n_patients=8, size=24)}
@@ -59,12 +59,6 @@ def test_a_pack_gives_back_the_data_set_its_pixels_and_its_splits(tmp_path, name
         name, len(original), 16, ())
 
 
-def _history(run: Path) -> list[dict[str, str]]:
-    with open(run / "history.csv") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"}
-                for row in csv.DictReader(handle)]
-
-
 def test_a_run_on_the_pack_equals_a_run_on_the_files(tmp_path):
     root, pack = _pack(tmp_path, "isic")
     runs = {}
@@ -73,11 +67,7 @@ def test_a_run_on_the_pack_equals_a_run_on_the_files(tmp_path):
         assert main(["run", "--method", "mt", "--dataset", "isic", "--data-root",
                      str(data_root), *TINY_FLAGS, "--labeled", "0.3", "--cache-dir",
                      str(tmp_path / "cache"), "-o", str(runs[where]), "--quiet"]) == 0
-    assert _history(runs["files"]) == _history(runs["pack"])
-    metrics = [json.loads((runs[w] / "metrics.json").read_text()) for w in ("files", "pack")]
-    for record in metrics:
-        record.pop("train_seconds")
-    assert metrics[0] == metrics[1]
+    assert run_outcome(runs["files"]) == run_outcome(runs["pack"])  # metrics and history
     configs = [json.loads((runs[w] / "config.json").read_text()) for w in ("files", "pack")]
     assert configs[0]["dataset"]["fingerprint"] == configs[1]["dataset"]["fingerprint"]
     assert configs[1]["dataset"]["images"]["mode"] == "data pack"

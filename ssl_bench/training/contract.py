@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import json
 import signal
 import tempfile
 from collections.abc import Callable
@@ -251,9 +252,16 @@ def signal_at(step: int, signum: int = signal.SIGTERM) -> Any:
         runner.stop_requests = original
 
 
-def _history(folder: Path) -> list[dict[str, str]]:
+def run_outcome(folder: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """What a finished run ended with, wall-clock time left out: ``metrics.json`` without
+    ``train_seconds`` and ``history.csv`` without its ``seconds`` column, so that two runs
+    of the same work compare equal."""
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    metrics.pop("train_seconds", None)
     with open(folder / "history.csv") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+        history = [{k: v for k, v in row.items() if k != "seconds"}
+                   for row in csv.DictReader(handle)]
+    return metrics, history
 
 
 def check_resume(method: str, dataset: str, folder: Path | None = None) -> dict[str, Any]:
@@ -278,10 +286,11 @@ def check_resume(method: str, dataset: str, folder: Path | None = None) -> dict[
                      "no checkpoint of the step it stopped at")
         resumed = run(check_config(**settings), folder / "resumed", quiet=True, resume=True)
         _require(resumed is not None and straight is not None, "a run returned no metrics")
-        same = {k: v for k, v in resumed.items() if k != "train_seconds"} == {
-            k: v for k, v in straight.items() if k != "train_seconds"}
-        _require(same, "the resumed run's metrics differ from an uninterrupted run's")
-        _require(_history(folder / "resumed") == _history(folder / "straight"),
+        (resumed_metrics, resumed_history), (straight_metrics, straight_history) = (
+            run_outcome(folder / "resumed"), run_outcome(folder / "straight"))
+        _require(resumed_metrics == straight_metrics,
+                 "the resumed run's metrics differ from an uninterrupted run's")
+        _require(resumed_history == straight_history,
                  "the resumed run's history.csv differs from an uninterrupted run's")
     return straight
 
