@@ -79,9 +79,13 @@ def mean_sd(values: dict[int, float], seeds: list[int]) -> str:
     return f"{data.mean():.4f}{sd}"
 
 
-def _per_seed(folder: Path, labeled: float, metric: str, model: str):
-    """``{method: {seed: value}}``, ``{method: {seed: run folder}}``, and load warnings."""
-    df, warnings = load_runs([folder])
+def _per_seed(folders: list[Path], labeled: float, metric: str, model: str):
+    """``{method: {seed: value}}``, ``{method: {seed: run folder}}``, and load warnings.
+
+    Several folders make one sweep (e.g. a sweep's methods and a cell re-run with a longer
+    maximum); a method and seed found twice is an error, never a silent choice."""
+    folder = ", ".join(map(str, folders))
+    df, warnings = load_runs(list(folders))
     if df.empty:
         raise SystemExit(f"error: no finished runs below {folder}")
     df, _ = view_frame(df, model)  # the teacher view shows the student of teacherless methods
@@ -93,6 +97,10 @@ def _per_seed(folder: Path, labeled: float, metric: str, model: str):
     values: dict[str, dict[int, float]] = {}
     paths: dict[str, dict[int, Path]] = {}
     for row in rows.itertuples():
+        earlier = paths.get(row.method, {}).get(int(row.seed))
+        if earlier is not None and earlier != Path(row.path):
+            raise SystemExit(f"error: {row.method} seed {row.seed} is in two runs, {earlier} "
+                             f"and {row.path}: pass the folders of one run per method and seed")
         values.setdefault(row.method, {})[int(row.seed)] = float(getattr(row, metric))
         paths.setdefault(row.method, {})[int(row.seed)] = Path(row.path)
     return values, paths, warnings, rows
@@ -110,16 +118,21 @@ def _processors(paths: dict[str, dict[int, Path]]) -> str:
                      for name, n in counts.most_common())
 
 
-def report(old: Path, new: Path, labeled: float, metric: str, model: str) -> str:
-    """The markdown comparison (tables and provenance lines) of ``old`` and ``new``."""
+def report(old: Path | list[Path], new: Path | list[Path], labeled: float, metric: str,
+           model: str) -> str:
+    """The markdown comparison (tables and provenance lines) of ``old`` and ``new`` (a
+    folder or the folders that make one sweep)."""
+    old = [old] if isinstance(old, Path) else list(old)
+    new = [new] if isinstance(new, Path) else list(new)
     old_values, old_paths, _, old_rows = _per_seed(old, labeled, metric, model)
     new_values, new_paths, _, new_rows = _per_seed(new, labeled, metric, model)
+    old, new = (", ".join(f"`{f}`" for f in folders) for folders in (old, new))
     methods = [m for m in new_values if m in old_values]
     if not methods:
         raise SystemExit(f"error: {old} and {new} share no method at --labeled {labeled}")
     baselines = [b for b in BASELINES if b in old_values and b in new_values]
-    lines = [f"{metric} ({model} model) at {labeled:g} labeled, test split; old: `{old}`, "
-             f"new: `{new}`", "",
+    lines = [f"{metric} ({model} model) at {labeled:g} labeled, test split; old: {old}, "
+             f"new: {new}", "",
              "| method | seeds | old | new | new − old | "
              + " | ".join(f"gain vs {b}: old | gain vs {b}: new" for b in baselines) + " |",
              "|---" * (5 + 2 * len(baselines)) + "|"]
@@ -164,7 +177,8 @@ def _provenance(old_paths, new_paths, old_rows, new_rows) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old", type=Path, help="folder of the earlier sweep's runs")
-    parser.add_argument("new", type=Path, help="folder of the later sweep's runs")
+    parser.add_argument("new", type=Path, nargs="+",
+                        help="folder(s) of the later sweep's runs (one run per method and seed)")
     parser.add_argument("--labeled", type=float, required=True, help="labeled amount")
     parser.add_argument("--metric", default="auc", help="test metric (default auc)")
     parser.add_argument("--model", default="reported",
@@ -172,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                         "each run reports at its best validation step)")
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
-    for folder in (args.old, args.new):
+    for folder in (args.old, *args.new):
         if not folder.is_dir():
             parser.error(f"{folder} is not a folder")
     text = report(args.old, args.new, args.labeled, args.metric, args.model)
