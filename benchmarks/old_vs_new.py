@@ -94,13 +94,16 @@ def _per_seed(folders: list[Path], labeled: float, metric: str, model: str):
     rows = df[(df["model"] == model) & np.isclose(df["labeled"].astype(float), labeled)]
     if rows.empty:
         raise SystemExit(f"error: {folder} has no run at --labeled {labeled} (model {model})")
+    twice = rows[rows.duplicated(["method", "seed"], keep=False)]
+    if not twice.empty:
+        first = twice.iloc[0]
+        where = " and ".join(twice[(twice["method"] == first["method"])
+                                   & (twice["seed"] == first["seed"])]["path"])
+        raise SystemExit(f"error: {first['method']} seed {first['seed']} is in two runs, "
+                         f"{where}: pass the folders of one run per method and seed")
     values: dict[str, dict[int, float]] = {}
     paths: dict[str, dict[int, Path]] = {}
     for row in rows.itertuples():
-        earlier = paths.get(row.method, {}).get(int(row.seed))
-        if earlier is not None and earlier != Path(row.path):
-            raise SystemExit(f"error: {row.method} seed {row.seed} is in two runs, {earlier} "
-                             f"and {row.path}: pass the folders of one run per method and seed")
         values.setdefault(row.method, {})[int(row.seed)] = float(getattr(row, metric))
         paths.setdefault(row.method, {})[int(row.seed)] = Path(row.path)
     return values, paths, warnings, rows
@@ -126,13 +129,14 @@ def report(old: Path | list[Path], new: Path | list[Path], labeled: float, metri
     new = [new] if isinstance(new, Path) else list(new)
     old_values, old_paths, _, old_rows = _per_seed(old, labeled, metric, model)
     new_values, new_paths, _, new_rows = _per_seed(new, labeled, metric, model)
-    old, new = (", ".join(f"`{f}`" for f in folders) for folders in (old, new))
+    old_shown, new_shown = (", ".join(f"`{f}`" for f in folders) for folders in (old, new))
     methods = [m for m in new_values if m in old_values]
     if not methods:
-        raise SystemExit(f"error: {old} and {new} share no method at --labeled {labeled}")
+        raise SystemExit(f"error: {old_shown} and {new_shown} share no method at "
+                         f"--labeled {labeled}")
     baselines = [b for b in BASELINES if b in old_values and b in new_values]
-    lines = [f"{metric} ({model} model) at {labeled:g} labeled, test split; old: {old}, "
-             f"new: {new}", "",
+    lines = [f"{metric} ({model} model) at {labeled:g} labeled, test split; old: {old_shown}, "
+             f"new: {new_shown}", "",
              "| method | seeds | old | new | new − old | "
              + " | ".join(f"gain vs {b}: old | gain vs {b}: new" for b in baselines) + " |",
              "|---" * (5 + 2 * len(baselines)) + "|"]
